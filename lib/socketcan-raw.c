@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <linux/can/error.h>
+#include <linux/can/raw.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include "can-adapter.h"
+#include "frame-link-internal.h"
+#include "log.h"
+
+#define FRAMES_PER_WAKEUP 64
+
+/* CAN_RAW: nonblocking, close-on-exec, kernel-side receive filters, error frames for the
+ * controller state (the can-utils recipe). */
+typedef struct SocketCanRaw {
+        FrameLink link;
+        char ifname[IFNAMSIZ];
+        int fd;
+        sd_event_source *io;
+} SocketCanRaw;
+
+static LinkState state_from_error_frame(const struct can_frame *f, LinkState current) {
+        if (f->can_id & CAN_ERR_BUSOFF)
+                return LINK_STATE_BUS_OFF;
+        if (f->can_id & CAN_ERR_RESTARTED)
+                return LINK_STATE_UP;
+        if (f->can_id & CAN_ERR_CRTL) {
+                uint8_t c = f->data[1];
+                if (c & (CAN_ERR_CRTL_RX_PASSIVE | CAN_ERR_CRTL_TX_PASSIVE))
+                        return LINK_STATE_ERROR_PASSIVE;
+                if (c & (CAN_ERR_CRTL_RX_WARNING | CAN_ERR_CRTL_TX_WARNING))
+                        return LINK_STATE_ERROR_WARNING;
+                if (c & CAN_ERR_CRTL_ACTIVE)
+                        return LINK_STATE_UP;
+        }
+        return current;
+}
+
+static int raw_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        SocketCanRaw *c = userdata;
+        struct can_frame f;
+        ssize_t n;
+
+        for (unsigned i = 0; i < FRAMES_PER_WAKEUP; i++) {
+                n = read(c->fd, &f, sizeof(f));
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                break;
+                        if (errno == ENETDOWN) {
+                                frame_link_set_state(&c->link, LINK_STATE_DOWN);
+                                break;
+                        }
+                        log_warning_errno(errno, "%s: read failed: %m", c->link.description);
+                        break;
+                }
+                if ((size_t) n != sizeof(f) || f.len > CAN_MAX_DLEN)
+                        continue; /* CAN FD or a short read: not ours */
+                if (f.can_id & CAN_ERR_FLAG) {
+                        frame_link_set_state(&c->link, state_from_error_frame(&f, c->link.state));
+                        continue;
+                }
+                if (c->link.state == LINK_STATE_DOWN || c->link.state == LINK_STATE_UNKNOWN)
+                        frame_link_set_state(&c->link, LINK_STATE_UP);
+                frame_link_deliver(&c->link, &f);
+        }
+        return 0;
+}
+
+static int raw_apply_filter(FrameLink *l) {
+        SocketCanRaw *c = (SocketCanRaw *) l;
+        struct can_filter filters[FRAME_LINK_MAX_FILTERS];
+        size_t n = 0;
+
+        if (l->accept_all) {
+                filters[n++] = (struct can_filter) { .can_id = 0, .can_mask = 0 };
+        } else
+                for (size_t i = 0; i < l->n_filter; i++) {
+                        bool eff = l->filter[i] & CAN_EFF_FLAG;
+                        filters[n++] = (struct can_filter) {
+                                .can_id = l->filter[i],
+                                .can_mask = (eff ? CAN_EFF_MASK : CAN_SFF_MASK) | CAN_EFF_FLAG | CAN_RTR_FLAG,
+                        };
+                }
+
+        /* No filter at all means: no data frames (error frames still come). */
+        if (setsockopt(c->fd, SOL_CAN_RAW, CAN_RAW_FILTER, n ? filters : NULL, n * sizeof(filters[0])) < 0)
+                return log_error_errno(errno, "%s: cannot set the receive filter: %m", l->description);
+        return 0;
+}
+
+static int raw_send(FrameLink *l, const struct can_frame *f) {
+        SocketCanRaw *c = (SocketCanRaw *) l;
+        ssize_t n;
+
+        n = write(c->fd, f, sizeof(*f));
+        if (n < 0) {
+                if (errno == EAGAIN || errno == ENOBUFS)
+                        return -EAGAIN; /* the interface's transmit queue is full */
+                if (errno == ENETDOWN)
+                        frame_link_set_state(l, LINK_STATE_DOWN);
+                return -errno;
+        }
+        return n == sizeof(*f) ? 0 : -EIO;
+}
+
+static void raw_free(FrameLink *l) {
+        SocketCanRaw *c = (SocketCanRaw *) l;
+
+        sd_event_source_disable_unref(c->io);
+        if (c->fd >= 0)
+                close(c->fd);
+        free(c);
+}
+
+static const FrameLinkOps raw_ops = {
+        .send = raw_send,
+        .apply_filter = raw_apply_filter,
+        .free = raw_free,
+};
+
+int socketcan_raw_open(sd_event *e, const char *ifname, FrameLink **ret) {
+        struct sockaddr_can addr = { .can_family = AF_CAN };
+        can_err_mask_t err_mask = CAN_ERR_BUSOFF | CAN_ERR_CRTL | CAN_ERR_RESTARTED;
+        char desc[IFNAMSIZ + 16];
+        struct ifreq ifr = {};
+        SocketCanRaw *c;
+        LinkState state;
+        int r;
+
+        if (strlen(ifname) >= IFNAMSIZ)
+                return -EINVAL;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        snprintf(desc, sizeof(desc), "socketcan:%s", ifname);
+        frame_link_init(&c->link, &raw_ops, e, desc);
+        strcpy(c->ifname, ifname);
+
+        c->fd = socket(PF_CAN, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, CAN_RAW);
+        if (c->fd < 0) {
+                r = log_error_errno(errno, "%s: cannot open a CAN_RAW socket (is SocketCAN in this kernel?): %m",
+                                    desc);
+                goto fail;
+        }
+
+        strcpy(ifr.ifr_name, ifname);
+        if (ioctl(c->fd, SIOCGIFINDEX, &ifr) < 0) {
+                r = log_error_errno(errno, "%s: no such CAN interface: %m", desc);
+                goto fail;
+        }
+        addr.can_ifindex = ifr.ifr_ifindex;
+        if (ioctl(c->fd, SIOCGIFMTU, &ifr) < 0 || (ifr.ifr_mtu != CAN_MTU && ifr.ifr_mtu != CANFD_MTU)) {
+                r = log_error_errno(EPROTOTYPE, "%s: not a CAN interface (MTU %d)", desc, ifr.ifr_mtu);
+                goto fail;
+        }
+
+        /* Until the owner sets a filter, take no data frames; error frames always. */
+        r = raw_apply_filter(&c->link);
+        if (r < 0)
+                goto fail;
+        if (setsockopt(c->fd, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &err_mask, sizeof(err_mask)) < 0) {
+                r = log_error_errno(errno, "%s: cannot ask for error frames: %m", desc);
+                goto fail;
+        }
+        if (bind(c->fd, (struct sockaddr *) &addr, sizeof(addr)) < 0) {
+                r = log_error_errno(errno, "%s: cannot bind: %m", desc);
+                goto fail;
+        }
+
+        r = sd_event_add_io(e, &c->io, c->fd, EPOLLIN, raw_on_io, c);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_description(c->io, "socketcan-raw");
+
+        /* The controller's error state where it has one (not on vcan); else up or down. */
+        if (can_adapter_get_state(ifname, &state) >= 0)
+                frame_link_set_state(&c->link, state);
+        else {
+                bool up;
+                if (can_adapter_is_up(ifname, &up) >= 0)
+                        frame_link_set_state(&c->link, up ? LINK_STATE_UP : LINK_STATE_DOWN);
+        }
+
+        *ret = &c->link;
+        return 0;
+fail:
+        frame_link_free(&c->link);
+        return r;
+}

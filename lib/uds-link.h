@@ -1,0 +1,23 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/* The UDS client on a message transport and sd-event: what immod and the tests talk
+ * through. The link owns the transport. */
+
+#include "transport.h"
+#include "uds.h"
+
+typedef struct UdsLink UdsLink;
+
+int uds_link_new(Transport *transport, const UdsClientConfig *config, UdsLink **ret);
+UdsLink *uds_link_free(UdsLink *l);
+static inline void uds_link_freep(UdsLink **l) {
+        uds_link_free(*l);
+}
+
+int uds_link_request(UdsLink *l, const uint8_t *data, size_t size, UdsCallback cb, void *userdata);
+void uds_link_set_tester_present(UdsLink *l, usec_t interval);
+void uds_link_cancel_all(UdsLink *l, int error);
+
+UdsClient *uds_link_client(UdsLink *l);
+Transport *uds_link_transport(UdsLink *l);

@@ -1,0 +1,26 @@
+#!/bin/bash
+# Installs the Debian 12 packages immod needs to build, run and test.
+# Does nothing (and needs no network) when they are all there already.
+set -euo pipefail
+
+packages=(
+        # build
+        meson ninja-build pkg-config gcc clang
+        libsystemd-dev libsocketcan-dev libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev
+        # tests
+        libcmocka-dev dbus systemd can-utils openssl python3
+        # the VM with real SocketCAN and kernel ISO-TP
+        qemu-system-x86 busybox-static cpio kmod iproute2
+)
+
+missing=()
+for p in "${packages[@]}"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=
+[ "$(id -u)" -eq 0 ] || sudo=sudo
+$sudo apt-get update -q
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
