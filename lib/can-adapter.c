@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <libsocketcan.h>
 #include <linux/can/netlink.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -12,9 +14,28 @@ static int socketcan_error(int saved_errno) {
         return saved_errno > 0 ? -saved_errno : -EIO;
 }
 
+/* vcan and vxcan have no controller; libsocketcan would print to stderr about them. */
+static bool has_controller(const char *ifname) {
+        struct ethtool_drvinfo info = { .cmd = ETHTOOL_GDRVINFO };
+        struct ifreq ifr = { .ifr_data = (void *) &info };
+        _cleanup_close_ int fd = -1;
+
+        if (strlen(ifname) >= sizeof(ifr.ifr_name))
+                return false;
+        fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return true;
+        strcpy(ifr.ifr_name, ifname);
+        if (ioctl(fd, SIOCETHTOOL, &ifr) < 0)
+                return true; /* cannot tell: let libsocketcan try */
+        return !streq(info.driver, "vcan") && !streq(info.driver, "vxcan");
+}
+
 int can_adapter_get_state(const char *ifname, LinkState *ret) {
         int state, r;
 
+        if (!has_controller(ifname))
+                return -EOPNOTSUPP;
         errno = 0;
         r = can_get_state(ifname, &state);
         if (r < 0) {
@@ -49,6 +70,8 @@ int can_adapter_get_bitrate(const char *ifname, uint32_t *ret) {
         struct can_bittiming bt = {};
         int r;
 
+        if (!has_controller(ifname))
+                return -EOPNOTSUPP;
         errno = 0;
         r = can_get_bittiming(ifname, &bt);
         if (r < 0) {

@@ -13,6 +13,8 @@ typedef struct IsoTpTransport {
         bool owns_link;
         IsoTp *engine;
         DeadlineTimer timer;
+        TransportFrameFilter filter;
+        void *filter_userdata;
 } IsoTpTransport;
 
 static void rearm(IsoTpTransport *t) {
@@ -23,7 +25,17 @@ static void rearm(IsoTpTransport *t) {
 
 static int on_send_frame(void *userdata, const struct can_frame *f) {
         IsoTpTransport *t = userdata;
-        return frame_link_send(t->link, f);
+        struct can_frame copy;
+
+        if (!t->filter)
+                return frame_link_send(t->link, f);
+        /* Fault injection: a dropped frame looks sent to the engine, as on a real bus. */
+        copy = *f;
+        if (t->filter(t->filter_userdata, &copy) > 0)
+                return 0;
+        if (copy.len > CAN_MAX_DLEN)
+                copy.len = CAN_MAX_DLEN;
+        return frame_link_send(t->link, &copy);
 }
 
 static void on_received(void *userdata, const uint8_t *data, size_t size) {
@@ -92,6 +104,14 @@ static int isotp_transport_set_flow_control(Transport *tr, uint8_t block_size, u
         return 0;
 }
 
+static int isotp_transport_set_frame_filter(Transport *tr, TransportFrameFilter filter, void *userdata) {
+        IsoTpTransport *t = (IsoTpTransport *) tr;
+
+        t->filter = filter;
+        t->filter_userdata = filter ? userdata : NULL;
+        return 0;
+}
+
 static void isotp_transport_free(Transport *tr) {
         IsoTpTransport *t = (IsoTpTransport *) tr;
 
@@ -108,6 +128,7 @@ static void isotp_transport_free(Transport *tr) {
 static const TransportOps isotp_transport_ops = {
         .send = isotp_transport_send,
         .set_flow_control = isotp_transport_set_flow_control,
+        .set_frame_filter = isotp_transport_set_frame_filter,
         .free = isotp_transport_free,
 };
 

@@ -42,7 +42,8 @@ struct IsoTp {
                 uint8_t bs, st_min;
                 unsigned cf_in_block, waits;
                 usec_t next;          /* when to send the next frame, or when N_Bs expires */
-                usec_t blocked_since; /* first -EAGAIN of the frame now due, 0 when none */
+                bool blocked;         /* the bus refused the frame now due ... */
+                usec_t blocked_since; /* ... first at this time */
         } tx;
 
         struct {
@@ -52,6 +53,7 @@ struct IsoTp {
                 uint8_t sn;
                 unsigned cf_in_block, waits_sent;
                 usec_t next;          /* when to send the FC, or when N_Cr expires */
+                bool blocked;
                 usec_t blocked_since;
         } rx;
 };
@@ -210,9 +212,11 @@ static bool bus_busy(int r) {
 }
 
 /* Called after send_frame() answered "busy": retries shortly, until N_As/N_Ar expires. */
-static bool blocked_too_long(usec_t *blocked_since, usec_t *next, usec_t now, usec_t limit) {
-        if (*blocked_since == 0)
+static bool blocked_too_long(bool *blocked, usec_t *blocked_since, usec_t *next, usec_t now, usec_t limit) {
+        if (!*blocked) {
+                *blocked = true;
                 *blocked_since = now;
+        }
         if (now - *blocked_since >= limit)
                 return true;
         *next = now + RETRY_USEC;
@@ -275,7 +279,7 @@ static void tx_pump(IsoTp *t, usec_t now) {
         if (t->tx.stage == TX_FIRST && now >= t->tx.next) {
                 r = tx_send_first(t);
                 if (bus_busy(r)) {
-                        if (blocked_too_long(&t->tx.blocked_since, &t->tx.next, now, t->config.n_as))
+                        if (blocked_too_long(&t->tx.blocked, &t->tx.blocked_since, &t->tx.next, now, t->config.n_as))
                                 tx_finish(t, ISOTP_N_TIMEOUT_A);
                         return;
                 }
@@ -283,7 +287,7 @@ static void tx_pump(IsoTp *t, usec_t now) {
                         tx_finish(t, ISOTP_N_ERROR);
                         return;
                 }
-                t->tx.blocked_since = 0;
+                t->tx.blocked = false;
                 if (t->tx.size <= sf_capacity(t)) {
                         tx_finish(t, ISOTP_N_OK);
                         return;
@@ -297,7 +301,7 @@ static void tx_pump(IsoTp *t, usec_t now) {
         while (t->tx.stage == TX_CF && now >= t->tx.next) {
                 r = tx_send_cf(t);
                 if (bus_busy(r)) {
-                        if (blocked_too_long(&t->tx.blocked_since, &t->tx.next, now, t->config.n_as))
+                        if (blocked_too_long(&t->tx.blocked, &t->tx.blocked_since, &t->tx.next, now, t->config.n_as))
                                 tx_finish(t, ISOTP_N_TIMEOUT_A);
                         return;
                 }
@@ -305,7 +309,7 @@ static void tx_pump(IsoTp *t, usec_t now) {
                         tx_finish(t, ISOTP_N_ERROR);
                         return;
                 }
-                t->tx.blocked_since = 0;
+                t->tx.blocked = false;
 
                 if (t->tx.offset >= t->tx.size) {
                         tx_finish(t, ISOTP_N_OK);
@@ -333,7 +337,7 @@ int isotp_send(IsoTp *t, const uint8_t *data, size_t size, usec_t now) {
         t->tx.offset = 0;
         t->tx.have_fc_params = false;
         t->tx.waits = 0;
-        t->tx.blocked_since = 0;
+        t->tx.blocked = false;
         t->tx.stage = TX_FIRST;
         t->tx.next = now;
         tx_pump(t, now);
@@ -421,7 +425,7 @@ static void rx_pump(IsoTp *t, usec_t now) {
         wait = t->rx.waits_sent < t->config.wait_frames;
         r = rx_send_fc(t, wait ? FS_WAIT : FS_CTS);
         if (bus_busy(r)) {
-                if (blocked_too_long(&t->rx.blocked_since, &t->rx.next, now, t->config.n_as))
+                if (blocked_too_long(&t->rx.blocked, &t->rx.blocked_since, &t->rx.next, now, t->config.n_as))
                         rx_fail(t, ISOTP_N_TIMEOUT_A);
                 return;
         }
@@ -429,7 +433,7 @@ static void rx_pump(IsoTp *t, usec_t now) {
                 rx_fail(t, ISOTP_N_ERROR);
                 return;
         }
-        t->rx.blocked_since = 0;
+        t->rx.blocked = false;
 
         if (wait) {
                 t->rx.waits_sent++;
@@ -445,7 +449,7 @@ static void rx_pump(IsoTp *t, usec_t now) {
 static void rx_start_fc(IsoTp *t, usec_t now) {
         t->rx.stage = RX_SEND_FC;
         t->rx.waits_sent = 0;
-        t->rx.blocked_since = 0;
+        t->rx.blocked = false;
         t->rx.next = now;
         rx_pump(t, now);
 }

@@ -8,6 +8,7 @@
 typedef struct TransportOps {
         int (*send)(Transport *t, const uint8_t *data, size_t size);
         int (*set_flow_control)(Transport *t, uint8_t block_size, uint8_t st_min, uint8_t wait_frames);
+        int (*set_frame_filter)(Transport *t, TransportFrameFilter filter, void *userdata);
         void (*free)(Transport *t);
 } TransportOps;
 

@@ -58,6 +58,12 @@ int transport_set_flow_control(Transport *t, uint8_t block_size, uint8_t st_min,
         return t->ops->set_flow_control(t, block_size, st_min, wait_frames);
 }
 
+int transport_set_frame_filter(Transport *t, TransportFrameFilter filter, void *userdata) {
+        if (!t->ops->set_frame_filter)
+                return -EOPNOTSUPP;
+        return t->ops->set_frame_filter(t, filter, userdata);
+}
+
 LinkState transport_get_link_state(Transport *t) {
         return t->state;
 }

@@ -42,3 +42,8 @@ const char *transport_describe(Transport *t);
 sd_event *transport_get_event(Transport *t);
 /* Fault injection of the receiver's flow control (our ISO-TP only; -EOPNOTSUPP otherwise). */
 int transport_set_flow_control(Transport *t, uint8_t block_size, uint8_t st_min, uint8_t wait_frames);
+/* Fault injection on the frames we send (our ISO-TP only; -EOPNOTSUPP otherwise): the filter
+ * sees each outgoing frame before it goes on the bus and may change it, or return 1 to drop
+ * it (the engine then believes it was sent). NULL removes the filter. */
+typedef int (*TransportFrameFilter)(void *userdata, struct can_frame *frame);
+int transport_set_frame_filter(Transport *t, TransportFrameFilter filter, void *userdata);

@@ -152,6 +152,9 @@ static void dispatch(UdsClient *c, usec_t now) {
         static const uint8_t tester_present[] = { UDS_TESTER_PRESENT, UDS_SPRMIB };
         int r;
 
+        /* Whatever waited for a retry is offered again below, or is gone (cancelled,
+         * tester present stopped): either way the old retry time no longer holds. */
+        c->retry_at = 0;
         if (c->in_transport != IN_TRANSPORT_NONE)
                 return;
 
@@ -237,8 +240,7 @@ void uds_client_cancel_all(UdsClient *c, int error, usec_t now) {
 void uds_client_set_tester_present(UdsClient *c, usec_t interval, usec_t now) {
         c->tp_interval = interval;
         c->tp_next = now;
-        if (interval > 0)
-                dispatch(c, now);
+        dispatch(c, now);
 }
 
 void uds_client_sent(UdsClient *c, int error, usec_t now) {
@@ -337,6 +339,6 @@ usec_t uds_client_next_deadline(UdsClient *c) {
         if (c->retry_at > 0)
                 d = MIN(d, c->retry_at);
         if (c->tp_interval > 0 && c->in_transport == IN_TRANSPORT_NONE)
-                d = MIN(d, c->tp_next);
+                d = MIN(d, MAX(c->tp_next, c->retry_at)); /* a busy transport delays it */
         return d;
 }

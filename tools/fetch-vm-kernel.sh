@@ -94,9 +94,10 @@ chmod 755 "$tmp"
 say "downloading $pkg"
 # Download as root without apt's _apt sandbox user (it may not be able to
 # write into the scratch folder; apt would only warn about it).
-(cd "$tmp" && apt-get download -q -o APT::Sandbox::User=root "$pkg" >&2) ||
+aq=-q; [ "$quiet" = 1 ] && aq=-qq
+(cd "$tmp" && apt-get download "$aq" -o APT::Sandbox::User=root "$pkg" >&2) ||
         die "apt-get download $pkg failed"
-deb=$(ls "$tmp"/*.deb 2>/dev/null | head -n1)
+deb=$(find "$tmp" -maxdepth 1 -name '*.deb' | head -n1)
 [ -n "$deb" ] || die "apt-get download $pkg produced no .deb"
 
 say "unpacking $(basename "$deb")"

@@ -27,6 +27,8 @@
 # by kernel version, this script, busybox and the module list) and
 # kernel/<version>/boot/vmlinux-<version>.pvh.  Per-run files live in a
 # temporary folder under $TMPDIR (or the cache) and are removed at exit.
+
+# shellcheck disable=SC2317,SC2016,SC2054
 set -uo pipefail
 
 prog=run-vm

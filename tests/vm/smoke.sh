@@ -58,7 +58,7 @@ rrc=$?
 recv_pid=
 [ "$rrc" = 0 ] || fail "isotprecv exited with $rrc: $(cat "$dir/rx.err")"
 got=$(tr 'a-f' 'A-F' < "$dir/rx.txt" | tr -s ' \n' ' ' | sed 's/^ //; s/ $//')
-want=$(echo "$payload" | sed 's/ $//')
+want=${payload% }
 [ "$got" = "$want" ] || fail "ISO-TP payload differs: sent [$want] got [$got]"
 say "ISO-TP 100 bytes, extended addressing 0x57: OK"
 
