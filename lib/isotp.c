@@ -28,6 +28,12 @@ typedef enum RxStage {
         RX_WAIT_CF, /* waiting for the next consecutive frame (N_Cr) */
 } RxStage;
 
+/* Since when the bus refuses the frame now due (send_frame() answered -EAGAIN). */
+typedef struct Blocked {
+        bool on;
+        usec_t since;
+} Blocked;
+
 struct IsoTp {
         IsoTpConfig config;
         IsoTpCallbacks cb;
@@ -42,8 +48,7 @@ struct IsoTp {
                 uint8_t bs, st_min;
                 unsigned cf_in_block, waits;
                 usec_t next;          /* when to send the next frame, or when N_Bs expires */
-                bool blocked;         /* the bus refused the frame now due ... */
-                usec_t blocked_since; /* ... first at this time */
+                Blocked blocked;
         } tx;
 
         struct {
@@ -53,8 +58,7 @@ struct IsoTp {
                 uint8_t sn;
                 unsigned cf_in_block, waits_sent;
                 usec_t next;          /* when to send the FC, or when N_Cr expires */
-                bool blocked;
-                usec_t blocked_since;
+                Blocked blocked;
         } rx;
 };
 
@@ -212,12 +216,12 @@ static bool bus_busy(int r) {
 }
 
 /* Called after send_frame() answered "busy": retries shortly, until N_As/N_Ar expires. */
-static bool blocked_too_long(bool *blocked, usec_t *blocked_since, usec_t *next, usec_t now, usec_t limit) {
-        if (!*blocked) {
-                *blocked = true;
-                *blocked_since = now;
+static bool blocked_too_long(Blocked *b, usec_t *next, usec_t now, usec_t limit) {
+        if (!b->on) {
+                b->on = true;
+                b->since = now;
         }
-        if (now - *blocked_since >= limit)
+        if (now - b->since >= limit)
                 return true;
         *next = now + RETRY_USEC;
         return false;
@@ -272,22 +276,27 @@ static int tx_send_cf(IsoTp *t) {
         return r;
 }
 
+/* Takes send_frame()'s answer for the frame now due: true when it went out; otherwise a
+ * retry is scheduled, or the message failed. */
+static bool tx_frame_went_out(IsoTp *t, int r, usec_t now) {
+        if (bus_busy(r)) {
+                if (blocked_too_long(&t->tx.blocked, &t->tx.next, now, t->config.n_as))
+                        tx_finish(t, ISOTP_N_TIMEOUT_A);
+                return false;
+        }
+        if (r < 0) {
+                tx_finish(t, ISOTP_N_ERROR);
+                return false;
+        }
+        t->tx.blocked.on = false;
+        return true;
+}
+
 /* Sends what is due now. Bounded: a message has at most 586 consecutive frames. */
 static void tx_pump(IsoTp *t, usec_t now) {
-        int r;
-
         if (t->tx.stage == TX_FIRST && now >= t->tx.next) {
-                r = tx_send_first(t);
-                if (bus_busy(r)) {
-                        if (blocked_too_long(&t->tx.blocked, &t->tx.blocked_since, &t->tx.next, now, t->config.n_as))
-                                tx_finish(t, ISOTP_N_TIMEOUT_A);
+                if (!tx_frame_went_out(t, tx_send_first(t), now))
                         return;
-                }
-                if (r < 0) {
-                        tx_finish(t, ISOTP_N_ERROR);
-                        return;
-                }
-                t->tx.blocked = false;
                 if (t->tx.size <= sf_capacity(t)) {
                         tx_finish(t, ISOTP_N_OK);
                         return;
@@ -299,18 +308,8 @@ static void tx_pump(IsoTp *t, usec_t now) {
         }
 
         while (t->tx.stage == TX_CF && now >= t->tx.next) {
-                r = tx_send_cf(t);
-                if (bus_busy(r)) {
-                        if (blocked_too_long(&t->tx.blocked, &t->tx.blocked_since, &t->tx.next, now, t->config.n_as))
-                                tx_finish(t, ISOTP_N_TIMEOUT_A);
+                if (!tx_frame_went_out(t, tx_send_cf(t), now))
                         return;
-                }
-                if (r < 0) {
-                        tx_finish(t, ISOTP_N_ERROR);
-                        return;
-                }
-                t->tx.blocked = false;
-
                 if (t->tx.offset >= t->tx.size) {
                         tx_finish(t, ISOTP_N_OK);
                         return;
@@ -337,7 +336,7 @@ int isotp_send(IsoTp *t, const uint8_t *data, size_t size, usec_t now) {
         t->tx.offset = 0;
         t->tx.have_fc_params = false;
         t->tx.waits = 0;
-        t->tx.blocked = false;
+        t->tx.blocked.on = false;
         t->tx.stage = TX_FIRST;
         t->tx.next = now;
         tx_pump(t, now);
@@ -425,7 +424,7 @@ static void rx_pump(IsoTp *t, usec_t now) {
         wait = t->rx.waits_sent < t->config.wait_frames;
         r = rx_send_fc(t, wait ? FS_WAIT : FS_CTS);
         if (bus_busy(r)) {
-                if (blocked_too_long(&t->rx.blocked, &t->rx.blocked_since, &t->rx.next, now, t->config.n_as))
+                if (blocked_too_long(&t->rx.blocked, &t->rx.next, now, t->config.n_as))
                         rx_fail(t, ISOTP_N_TIMEOUT_A);
                 return;
         }
@@ -433,7 +432,7 @@ static void rx_pump(IsoTp *t, usec_t now) {
                 rx_fail(t, ISOTP_N_ERROR);
                 return;
         }
-        t->rx.blocked = false;
+        t->rx.blocked.on = false;
 
         if (wait) {
                 t->rx.waits_sent++;
@@ -449,7 +448,7 @@ static void rx_pump(IsoTp *t, usec_t now) {
 static void rx_start_fc(IsoTp *t, usec_t now) {
         t->rx.stage = RX_SEND_FC;
         t->rx.waits_sent = 0;
-        t->rx.blocked = false;
+        t->rx.blocked.on = false;
         t->rx.next = now;
         rx_pump(t, now);
 }
