@@ -320,3 +320,11 @@ finish:
         explicit_bzero(key, sizeof(key));
         return r;
 }
+
+int sha256(const void *data, size_t size, uint8_t ret[32]) {
+        unsigned len = 0;
+
+        if (EVP_Digest(data, size, ret, &len, EVP_sha256(), NULL) != 1 || len != 32)
+                return -EIO;
+        return 0;
+}

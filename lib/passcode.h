@@ -53,3 +53,7 @@ int passcode_normalize(PasscodeKind kind, const char *input, char *ret, size_t n
 
 /* The master key from a file of 64 hex digits (white space ignored); logs what is wrong. */
 int passcode_read_master_key(const char *path, uint8_t ret[32]);
+
+/* SHA-256, for the simulator's ECU identity and key-set state and the server's seed
+ * digests: libcrypto is met only in this file. -EIO if OpenSSL fails. */
+int sha256(const void *data, size_t size, uint8_t ret[32]);
