@@ -19,6 +19,22 @@
 #define UDS_NRC_RESPONSE_PENDING 0x78
 #define UDS_SPRMIB 0x80 /* suppressPosRspMsgIndicationBit in the sub-function byte */
 
+/* The negative response codes the reference protocol uses (ISO 14229-1 table A.1). */
+typedef enum UdsNrc {
+        UDS_NRC_SERVICE_NOT_SUPPORTED = 0x11,
+        UDS_NRC_SUBFUNCTION_NOT_SUPPORTED = 0x12,
+        UDS_NRC_INCORRECT_LENGTH = 0x13,
+        UDS_NRC_BUSY_REPEAT_REQUEST = 0x21,
+        UDS_NRC_CONDITIONS_NOT_CORRECT = 0x22,
+        UDS_NRC_REQUEST_SEQUENCE_ERROR = 0x24,
+        UDS_NRC_REQUEST_OUT_OF_RANGE = 0x31,
+        UDS_NRC_SECURITY_ACCESS_DENIED = 0x33,
+        UDS_NRC_INVALID_KEY = 0x35,
+        UDS_NRC_EXCEEDED_ATTEMPTS = 0x36,
+        UDS_NRC_TIME_DELAY_NOT_EXPIRED = 0x37,
+        UDS_NRC_SERVICE_NOT_IN_SESSION = 0x7f,
+} UdsNrc;
+
 typedef enum UdsService {
         UDS_SESSION_CONTROL = 0x10,
         UDS_ECU_RESET = 0x11,

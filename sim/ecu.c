@@ -321,7 +321,7 @@ static void on_received(Transport *t, const uint8_t *data, size_t size, void *us
          * anything else is told the ECU is busy, as ISO 14229-1 says. */
         if (busy && !(size == 2 && data[0] == UDS_TESTER_PRESENT && data[1] == UDS_SPRMIB)) {
                 activity(ecu);
-                enqueue(ecu, (const uint8_t[]) { UDS_NEGATIVE_RESPONSE, data[0], 0x21 }, 3);
+                enqueue(ecu, (const uint8_t[]) { UDS_NEGATIVE_RESPONSE, data[0], UDS_NRC_BUSY_REPEAT_REQUEST }, 3);
                 return;
         }
         ecu_handle_request(ecu, data, size);

@@ -21,12 +21,6 @@
 #define RID_REGISTRATION 0xA102
 #define RID_ERASURE 0xA103
 
-#define NRC_SUBFUNCTION_NOT_SUPPORTED 0x12
-#define NRC_INCORRECT_LENGTH 0x13
-#define NRC_CONDITIONS_NOT_CORRECT 0x22
-#define NRC_REQUEST_SEQUENCE_ERROR 0x24
-#define NRC_REQUEST_OUT_OF_RANGE 0x31
-#define NRC_SECURITY_ACCESS_DENIED 0x33
 
 static int arm(Ecu *ecu, sd_event_source **s, usec_t when, sd_event_time_handler_t h, const char *desc) {
         int r;
@@ -135,25 +129,25 @@ static void reset_routine(Ecu *ecu, uint8_t sub, const uint8_t *opt, size_t n, b
         int r;
 
         if (n != 0)
-                return ecu_answer_nrc(ecu, 0x31, NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, 0x31, UDS_NRC_INCORRECT_LENGTH);
         if (!ecu->extended)
-                return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
 
         switch (sub) {
         case 0x01:
                 if (!ecu->unlocked[LEVEL_IMMOBILIZER] || !ecu->unlocked[LEVEL_SMART_CODE])
-                        return ecu_answer_nrc(ecu, 0x31, NRC_SECURITY_ACCESS_DENIED);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_SECURITY_ACCESS_DENIED);
                 if (!ecu->smart_after_immobilizer || ecu->reset.status == RESET_RUNNING ||
                     registration_active(ecu) || ecu->erase.status == ERASE_OPEN || !ecu->door_open ||
                     ecu->battery_mv < ECU_MIN_RESET_MV)
-                        return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
                 ecu->reset.final_progress = 0;
                 r = ecu_reset_resume(ecu, ecu_scaled(ecu, ECU_RESET_SEC));
                 if (r < 0) {
                         log_error_errno(r, "Cannot arm the reset timer: %m");
                         ecu->reset.status = RESET_FAILED;
                         ecu->reset.fail_reason = 2;
-                        return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
                 }
                 log_info("Smart code reset started (%llu ms)",
                          (unsigned long long) (ecu_scaled(ecu, ECU_RESET_SEC) / USEC_PER_MSEC));
@@ -163,14 +157,14 @@ static void reset_routine(Ecu *ecu, uint8_t sub, const uint8_t *opt, size_t n, b
                 return;
         case 0x02:
                 if (!ecu->unlocked[LEVEL_IMMOBILIZER] || !ecu->unlocked[LEVEL_SMART_CODE])
-                        return ecu_answer_nrc(ecu, 0x31, NRC_SECURITY_ACCESS_DENIED);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_SECURITY_ACCESS_DENIED);
                 if (ecu->reset.status != RESET_RUNNING)
-                        return ecu_answer_nrc(ecu, 0x31, NRC_REQUEST_SEQUENCE_ERROR);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_REQUEST_SEQUENCE_ERROR);
                 /* §4: a running reset cannot be stopped. */
-                return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
         default:
                 if (!ecu->reset.started)
-                        return ecu_answer_nrc(ecu, 0x31, NRC_REQUEST_SEQUENCE_ERROR);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_REQUEST_SEQUENCE_ERROR);
                 left = ecu_reset_remaining(ecu);
                 a[4] = ecu->reset.status;
                 a[5] = ecu_reset_progress(ecu);
@@ -267,24 +261,24 @@ static void registration_routine(Ecu *ecu, uint8_t sub, const uint8_t *opt, size
         size_t len = 4;
 
         if (n != (sub == 0x01 ? 1u : 0u))
-                return ecu_answer_nrc(ecu, 0x31, NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, 0x31, UDS_NRC_INCORRECT_LENGTH);
         if (sub == 0x01 && opt[0] != 1 && opt[0] != 2)
-                return ecu_answer_nrc(ecu, 0x31, NRC_REQUEST_OUT_OF_RANGE);
+                return ecu_answer_nrc(ecu, 0x31, UDS_NRC_REQUEST_OUT_OF_RANGE);
         if (!ecu->extended)
-                return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
 
         switch (sub) {
         case 0x01:
                 if (!ecu->unlocked[LEVEL_SMART_CODE])
-                        return ecu_answer_nrc(ecu, 0x31, NRC_SECURITY_ACCESS_DENIED);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_SECURITY_ACCESS_DENIED);
                 if (ecu->speed_kmh > 0) {
                         ecu->last_result = RESULT_MOVING;
-                        return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
                 }
                 if (ecu->reset.status == RESET_RUNNING || registration_active(ecu) ||
                     ecu->erase.status == ERASE_OPEN || (opt[0] == 1 && ecu_n_registered(ecu) == 0) ||
                     (opt[0] == 2 && ecu_n_registered(ecu) > 0))
-                        return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
                 ecu->reg.started = true;
                 ecu->reg.mode = opt[0];
                 ecu->reg.status = opt[0] == 1 ? REG_WAIT_REGISTERED : REG_WAIT_NEW;
@@ -297,9 +291,9 @@ static void registration_routine(Ecu *ecu, uint8_t sub, const uint8_t *opt, size
                 return;
         case 0x02:
                 if (!ecu->unlocked[LEVEL_SMART_CODE])
-                        return ecu_answer_nrc(ecu, 0x31, NRC_SECURITY_ACCESS_DENIED);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_SECURITY_ACCESS_DENIED);
                 if (!registration_active(ecu))
-                        return ecu_answer_nrc(ecu, 0x31, NRC_REQUEST_SEQUENCE_ERROR);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_REQUEST_SEQUENCE_ERROR);
                 registration_end(ecu);
                 log_info("Key registration stopped");
                 if (!suppress)
@@ -307,7 +301,7 @@ static void registration_routine(Ecu *ecu, uint8_t sub, const uint8_t *opt, size
                 return;
         default:
                 if (!ecu->reg.started)
-                        return ecu_answer_nrc(ecu, 0x31, NRC_REQUEST_SEQUENCE_ERROR);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_REQUEST_SEQUENCE_ERROR);
                 a[len++] = (uint8_t) ecu->reg.status;
                 a[len++] = (uint8_t) ecu_n_registered(ecu);
                 a[len++] = (uint8_t) (ecu->opt.max_slots - ecu_n_registered(ecu));
@@ -351,20 +345,20 @@ static void erasure_routine(Ecu *ecu, uint8_t sub, const uint8_t *opt, size_t n,
         int r;
 
         if (n != (sub == 0x03 ? 0u : 1u))
-                return ecu_answer_nrc(ecu, 0x31, NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, 0x31, UDS_NRC_INCORRECT_LENGTH);
         if (sub == 0x01 && (opt[0] < 1 || opt[0] > registered))
-                return ecu_answer_nrc(ecu, 0x31, NRC_REQUEST_OUT_OF_RANGE);
+                return ecu_answer_nrc(ecu, 0x31, UDS_NRC_REQUEST_OUT_OF_RANGE);
         if (!ecu->extended)
-                return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
         if (sub != 0x03 && !ecu->unlocked[LEVEL_SMART_CODE])
-                return ecu_answer_nrc(ecu, 0x31, NRC_SECURITY_ACCESS_DENIED);
+                return ecu_answer_nrc(ecu, 0x31, UDS_NRC_SECURITY_ACCESS_DENIED);
         to_delete = registered - MIN(ecu->erase.n_touched, registered);
 
         switch (sub) {
         case 0x01:
                 if (ecu->speed_kmh > 0 || ecu->reset.status == RESET_RUNNING || registration_active(ecu) ||
                     ecu->erase.status == ERASE_OPEN)
-                        return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
                 ecu->erase.started = true;
                 ecu->erase.status = ERASE_OPEN;
                 ecu->erase.keep = opt[0];
@@ -376,7 +370,7 @@ static void erasure_routine(Ecu *ecu, uint8_t sub, const uint8_t *opt, size_t n,
                 if (r < 0) {
                         log_error_errno(r, "Cannot arm the erasure window: %m");
                         ecu->erase.status = ERASE_FAILED;
-                        return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
                 }
                 log_info("Erasure window open, keeping at least %u keys", ecu->erase.keep);
                 if (!suppress)
@@ -384,10 +378,10 @@ static void erasure_routine(Ecu *ecu, uint8_t sub, const uint8_t *opt, size_t n,
                 return;
         case 0x02:
                 if (!ecu->erase.started)
-                        return ecu_answer_nrc(ecu, 0x31, NRC_REQUEST_SEQUENCE_ERROR);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_REQUEST_SEQUENCE_ERROR);
                 if (ecu->speed_kmh > 0 || ecu->erase.status != ERASE_OPEN || opt[0] != to_delete ||
                     ecu->erase.n_touched < ecu->erase.keep)
-                        return ecu_answer_nrc(ecu, 0x31, NRC_CONDITIONS_NOT_CORRECT);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_CONDITIONS_NOT_CORRECT);
                 for (unsigned s = 1; s <= ecu->opt.max_slots; s++)
                         if (ecu->slot_used[s] && !ecu->erase.touched[s])
                                 (void) ecu_erase_slot(ecu, s);
@@ -400,7 +394,7 @@ static void erasure_routine(Ecu *ecu, uint8_t sub, const uint8_t *opt, size_t n,
                 return;
         default:
                 if (!ecu->erase.started)
-                        return ecu_answer_nrc(ecu, 0x31, NRC_REQUEST_SEQUENCE_ERROR);
+                        return ecu_answer_nrc(ecu, 0x31, UDS_NRC_REQUEST_SEQUENCE_ERROR);
                 a[len++] = (uint8_t) ecu->erase.status;
                 a[len++] = (uint8_t) ecu->erase.n_touched;
                 a[len++] = (uint8_t) (ecu->erase.status == ERASE_OPEN ? to_delete : 0);
@@ -420,13 +414,13 @@ void ecu_routine_control(Ecu *ecu, const uint8_t *req, size_t n) {
         bool suppress;
 
         if (n < 2)
-                return ecu_answer_nrc(ecu, req[0], NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
         sub = req[1] & 0x7f;
         suppress = req[1] & UDS_SPRMIB;
         if (sub < 0x01 || sub > 0x03)
-                return ecu_answer_nrc(ecu, req[0], NRC_SUBFUNCTION_NOT_SUPPORTED);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_SUBFUNCTION_NOT_SUPPORTED);
         if (n < 4)
-                return ecu_answer_nrc(ecu, req[0], NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
         rid = be16(req + 2);
         switch (rid) {
         case RID_RESET:
@@ -436,7 +430,7 @@ void ecu_routine_control(Ecu *ecu, const uint8_t *req, size_t n) {
         case RID_ERASURE:
                 return erasure_routine(ecu, sub, req + 4, n - 4, suppress);
         default:
-                return ecu_answer_nrc(ecu, req[0], NRC_REQUEST_OUT_OF_RANGE);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_REQUEST_OUT_OF_RANGE);
         }
 }
 

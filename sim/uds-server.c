@@ -13,16 +13,6 @@
 #include "log.h"
 #include "uds.h"
 
-#define NRC_SERVICE_NOT_SUPPORTED 0x11
-#define NRC_SUBFUNCTION_NOT_SUPPORTED 0x12
-#define NRC_INCORRECT_LENGTH 0x13
-#define NRC_CONDITIONS_NOT_CORRECT 0x22
-#define NRC_REQUEST_SEQUENCE_ERROR 0x24
-#define NRC_REQUEST_OUT_OF_RANGE 0x31
-#define NRC_INVALID_KEY 0x35
-#define NRC_EXCEEDED_ATTEMPTS 0x36
-#define NRC_TIME_DELAY_NOT_EXPIRED 0x37
-#define NRC_SERVICE_NOT_IN_SESSION 0x7f
 
 /* A lockout ends by itself: the counter starts again at ECU_MAX_ATTEMPTS. */
 bool ecu_level_locked_out(Ecu *ecu, Level l, usec_t *ret_remaining) {
@@ -62,12 +52,12 @@ static void session_control(Ecu *ecu, const uint8_t *req, size_t n) {
         uint8_t sub;
 
         if (n < 2)
-                return ecu_answer_nrc(ecu, req[0], NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
         sub = req[1] & 0x7f;
         if (sub != 0x01 && sub != 0x03)
-                return ecu_answer_nrc(ecu, req[0], NRC_SUBFUNCTION_NOT_SUPPORTED);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_SUBFUNCTION_NOT_SUPPORTED);
         if (n != 2)
-                return ecu_answer_nrc(ecu, req[0], NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
 
         /* Every 10 xx is a session change, also to the same session (ISO 14229-1). */
         log_info("Session change to %s", sub == 0x03 ? "extended" : "default");
@@ -78,11 +68,11 @@ static void session_control(Ecu *ecu, const uint8_t *req, size_t n) {
 
 static void tester_present(Ecu *ecu, const uint8_t *req, size_t n) {
         if (n < 2)
-                return ecu_answer_nrc(ecu, req[0], NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
         if ((req[1] & 0x7f) != 0x00)
-                return ecu_answer_nrc(ecu, req[0], NRC_SUBFUNCTION_NOT_SUPPORTED);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_SUBFUNCTION_NOT_SUPPORTED);
         if (n != 2)
-                return ecu_answer_nrc(ecu, req[0], NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
         answer_positive(ecu, req[1] & UDS_SPRMIB, (const uint8_t[]) { 0x7E, 0x00 }, 2);
 }
 
@@ -94,7 +84,7 @@ static void read_did(Ecu *ecu, const uint8_t *req, size_t n) {
 
         /* One DID per request (§4): two or more are a wrong length here. */
         if (n != 3)
-                return ecu_answer_nrc(ecu, req[0], NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
         did = be16(req + 1);
         put_be16(a + 1, did);
 
@@ -147,7 +137,7 @@ static void read_did(Ecu *ecu, const uint8_t *req, size_t n) {
                 len += 1;
                 break;
         default:
-                return ecu_answer_nrc(ecu, req[0], NRC_REQUEST_OUT_OF_RANGE);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_REQUEST_OUT_OF_RANGE);
         }
         ecu_answer(ecu, a, len);
 }
@@ -160,18 +150,18 @@ static void request_seed(Ecu *ecu, Level l, uint8_t sub, bool suppress) {
         size_t len;
 
         if (ecu_level_locked_out(ecu, l, NULL))
-                return ecu_answer_nrc(ecu, 0x27, NRC_TIME_DELAY_NOT_EXPIRED);
+                return ecu_answer_nrc(ecu, 0x27, UDS_NRC_TIME_DELAY_NOT_EXPIRED);
 
         len = 2 + (l == LEVEL_IMMOBILIZER ? PASSCODE_SEED_SIZE : VIN_LEN + 6 + 6 + 4);
         /* A fresh seed every time, also for a level already unlocked: vehicle-protocol.md §4
          * says so, rather than ISO 14229-1's seed of zeros. It replaces the previous one. */
         if (l == LEVEL_IMMOBILIZER) {
                 if (getrandom(ecu->seed, sizeof(ecu->seed), 0) != (ssize_t) sizeof(ecu->seed))
-                        return ecu_answer_nrc(ecu, 0x27, NRC_CONDITIONS_NOT_CORRECT);
+                        return ecu_answer_nrc(ecu, 0x27, UDS_NRC_CONDITIONS_NOT_CORRECT);
                 memcpy(a + 2, ecu->seed, sizeof(ecu->seed));
         } else {
                 if (getrandom(d2, sizeof(d2), 0) != (ssize_t) sizeof(d2))
-                        return ecu_answer_nrc(ecu, 0x27, NRC_CONDITIONS_NOT_CORRECT);
+                        return ecu_answer_nrc(ecu, 0x27, UDS_NRC_CONDITIONS_NOT_CORRECT);
                 d3 = ecu_data3(ecu);
                 ecu_data1_hex(ecu, data1);
                 snprintf(ecu->seed_data2, sizeof(ecu->seed_data2), "%02X%02X%02X%02X%02X%02X", d2[0], d2[1], d2[2],
@@ -209,7 +199,7 @@ static bool key_matches(Ecu *ecu, Level l, const uint8_t *key) {
 static void send_key(Ecu *ecu, Level l, uint8_t sub, bool suppress, const uint8_t *key) {
         /* A seed accepts one attempt; a lockout took the seed away too. */
         if (!ecu->seed_pending[l])
-                return ecu_answer_nrc(ecu, 0x27, NRC_REQUEST_SEQUENCE_ERROR);
+                return ecu_answer_nrc(ecu, 0x27, UDS_NRC_REQUEST_SEQUENCE_ERROR);
         ecu->seed_pending[l] = false;
 
         if (!key_matches(ecu, l, key)) {
@@ -218,10 +208,10 @@ static void send_key(Ecu *ecu, Level l, uint8_t sub, bool suppress, const uint8_
                 if (ecu->failed[l] >= ECU_MAX_ATTEMPTS) {
                         ecu->lockout_until[l] = ecu_now(ecu) + ecu_scaled(ecu, ECU_LOCKOUT_SEC);
                         ecu_save(ecu);
-                        return ecu_answer_nrc(ecu, 0x27, NRC_EXCEEDED_ATTEMPTS);
+                        return ecu_answer_nrc(ecu, 0x27, UDS_NRC_EXCEEDED_ATTEMPTS);
                 }
                 ecu_save(ecu);
-                return ecu_answer_nrc(ecu, 0x27, NRC_INVALID_KEY);
+                return ecu_answer_nrc(ecu, 0x27, UDS_NRC_INVALID_KEY);
         }
 
         if (l == LEVEL_SMART_CODE)
@@ -242,21 +232,21 @@ static void security_access(Ecu *ecu, const uint8_t *req, size_t n) {
         /* Not in the default session: the whole service is unsupported there (ISO 14229-1
          * table 22 lets 27 run in non-default sessions only). */
         if (!ecu->extended)
-                return ecu_answer_nrc(ecu, req[0], NRC_SERVICE_NOT_IN_SESSION);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_SERVICE_NOT_IN_SESSION);
         if (n < 2)
-                return ecu_answer_nrc(ecu, req[0], NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
         sub = req[1] & 0x7f;
         if (sub < 0x01 || sub > 0x04)
-                return ecu_answer_nrc(ecu, req[0], NRC_SUBFUNCTION_NOT_SUPPORTED);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_SUBFUNCTION_NOT_SUPPORTED);
         l = sub <= 0x02 ? LEVEL_IMMOBILIZER : LEVEL_SMART_CODE;
 
         if (sub & 1) {
                 if (n != 2)
-                        return ecu_answer_nrc(ecu, req[0], NRC_INCORRECT_LENGTH);
+                        return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
                 return request_seed(ecu, l, sub, req[1] & UDS_SPRMIB);
         }
         if (n != 2 + (l == LEVEL_IMMOBILIZER ? PASSCODE_IMMOBILIZER_LEN : PASSCODE_SMART_CODE_LEN / 2))
-                return ecu_answer_nrc(ecu, req[0], NRC_INCORRECT_LENGTH);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
         send_key(ecu, l, sub, req[1] & UDS_SPRMIB, req + 2);
 }
 
@@ -285,6 +275,6 @@ void ecu_handle_request(Ecu *ecu, const uint8_t *req, size_t n) {
                 /* ISO 14229-1: a negative response never answers a negative response. */
                 if (req[0] == UDS_NEGATIVE_RESPONSE)
                         return;
-                return ecu_answer_nrc(ecu, req[0], NRC_SERVICE_NOT_SUPPORTED);
+                return ecu_answer_nrc(ecu, req[0], UDS_NRC_SERVICE_NOT_SUPPORTED);
         }
 }
