@@ -31,6 +31,7 @@ struct UdsClient {
 
         Request *queue;
         size_t n_queue;
+        Request *cancelling; /* room for the queue while uds_client_cancel_all() runs */
 
         Request active;
         ActiveStage stage;
@@ -64,7 +65,10 @@ int uds_client_new(const UdsClientConfig *config, const UdsClientIo *io, void *u
         if (!c)
                 return -ENOMEM;
         c->queue = calloc(config->max_queue, sizeof(Request));
-        if (!c->queue) {
+        c->cancelling = calloc(config->max_queue, sizeof(Request));
+        if (!c->queue || !c->cancelling) {
+                free(c->queue);
+                free(c->cancelling);
                 free(c);
                 return -ENOMEM;
         }
@@ -82,6 +86,7 @@ UdsClient *uds_client_free(UdsClient *c) {
         for (size_t i = 0; i < c->n_queue; i++)
                 free(c->queue[i].data);
         free(c->queue);
+        free(c->cancelling);
         free(c->active.data);
         free(c);
         return NULL;
@@ -198,7 +203,7 @@ int uds_client_request(UdsClient *c, const uint8_t *data, size_t size, UdsCallba
                        usec_t now) {
         uint8_t *copy;
 
-        if (size == 0 || size > UDS_MAX_MESSAGE)
+        if (size == 0 || size > UDS_MAX_MESSAGE || !uds_is_request_sid(data[0]))
                 return -EINVAL;
         if (c->n_queue >= c->config.max_queue)
                 return -ENOBUFS;
@@ -214,12 +219,11 @@ int uds_client_request(UdsClient *c, const uint8_t *data, size_t size, UdsCallba
 }
 
 void uds_client_cancel_all(UdsClient *c, int error, usec_t now) {
-        /* Take the queue out first: callbacks may queue new requests, which stay queued. */
+        /* Take the queue out first, into room allocated with the client (nothing to fail
+         * here): callbacks may queue new requests, which must not be mixed up with these. */
         size_t n = c->n_queue;
-        Request *q = malloc(n * sizeof(Request) + 1);
 
-        if (q)
-                memcpy(q, c->queue, n * sizeof(Request));
+        memcpy(c->cancelling, c->queue, n * sizeof(Request));
         c->n_queue = 0;
 
         if (c->stage != ACTIVE_NONE) {
@@ -228,13 +232,14 @@ void uds_client_cancel_all(UdsClient *c, int error, usec_t now) {
                 complete(c, error, NULL, 0, false, now);
         }
 
-        for (size_t i = 0; q && i < n; i++) {
-                UdsResponse resp = { .error = error, .sid = q[i].data[0] };
-                if (q[i].cb)
-                        q[i].cb(c, &resp, q[i].userdata);
-                free(q[i].data);
+        for (size_t i = 0; i < n; i++) {
+                Request r = c->cancelling[i];
+                UdsResponse resp = { .error = error, .sid = r.data[0] };
+
+                if (r.cb)
+                        r.cb(c, &resp, r.userdata);
+                free(r.data);
         }
-        free(q);
 }
 
 void uds_client_set_tester_present(UdsClient *c, usec_t interval, usec_t now) {

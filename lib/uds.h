@@ -50,6 +50,11 @@ const char *uds_nrc_to_string(uint8_t nrc);
 /* A sentence for people, e.g. "the ECU refused: conditionsNotCorrect (NRC 0x22)". */
 void uds_nrc_describe(uint8_t sid, uint8_t nrc, char *buf, size_t n);
 const char *uds_service_to_string(uint8_t sid);
+/* Whether a byte can start a request: not a positive answer's id (0x40-0x7F, 0xC0-0xFF),
+ * whose answer id would otherwise be confused with 0x7F, the negative answer. */
+static inline bool uds_is_request_sid(uint8_t sid) {
+        return sid < 0x3f || (sid >= 0x80 && sid < 0xc0);
+}
 /* Whether the service has a sub-function byte whose bit 7 suppresses the positive answer. */
 bool uds_service_has_subfunction(uint8_t sid);
 
@@ -93,7 +98,8 @@ static inline void uds_client_freep(UdsClient **c) {
 }
 
 /* Queues a request; the callback runs exactly once, unless the client is freed first.
- * -EINVAL for an empty or oversized request, -ENOBUFS when the queue is full. */
+ * -EINVAL for an empty or oversized request or one that starts with an answer's id,
+ * -ENOBUFS when the queue is full. */
 int uds_client_request(UdsClient *c, const uint8_t *data, size_t size, UdsCallback cb, void *userdata,
                        usec_t now);
 /* Ends every queued and active request with the given error (e.g. -ECANCELED). */

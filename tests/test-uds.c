@@ -1033,6 +1033,16 @@ static void test_queue_limits(void **state) {
         memset(big, 0x22, sizeof(big));
         assert_int_equal(uds_client_request(E.c, big, 0, on_response, NULL, E.now), -EINVAL);
         assert_int_equal(uds_client_request(E.c, big, UDS_MAX_MESSAGE + 1, on_response, NULL, E.now), -EINVAL);
+
+        /* an answer's id is no request: 0x3F would expect 0x7F, the negative answer */
+        for (unsigned sid = 0; sid < 256; sid++) {
+                uint8_t req[2] = { (uint8_t) sid, 0x01 };
+                bool answer_id = (sid >= 0x3f && sid < 0x80) || sid >= 0xc0;
+                int r = uds_client_request(E.c, req, sizeof(req), NULL, NULL, E.now);
+                assert_int_equal(r == -EINVAL, answer_id);
+                if (r == 0)
+                        uds_client_cancel_all(E.c, -ECANCELED, E.now);
+        }
         assert_int_equal(E.n_resp, 4);
         E.in_flight = false;
         E.n_tx = 0;
