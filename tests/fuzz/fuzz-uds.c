@@ -212,7 +212,7 @@ static int new_request(uint8_t kind, uint8_t arg, uint8_t then) {
         /* the callback may run inside uds_client_request() already */
         r->accepted = true;
         ret = uds_client_request(S.c, r->data, r->size, on_response, r, S.now);
-        if (r->size == 0)
+        if (r->size == 0 || !uds_is_request_sid(r->data[0]))
                 FUZZ_CHECK(ret == -EINVAL);
         else
                 FUZZ_CHECK(ret == 0 || ret == -ENOBUFS);
