@@ -1,8 +1,9 @@
 #!/bin/bash
 # Runs inside the VM (tests/vm/run-vm.sh) on a real vcan0: immo-ecusim on our ISO-TP over
 # CAN_RAW, a tester on the KERNEL's ISO-TP socket (python3, extended address 0x57, padding
-# 0x55) following only vehicle-protocol.md: session, VIN, the immobilizer seed and its
-# passcode (HMAC computed here from the spec), a routine. Proves the wire format is standard.
+# 0x55) following only vehicle-protocol.md: session, VIN, both security levels with their
+# passcodes (HMAC computed here from the spec), registration with touches, erasure, the
+# whole reset, a lockout. Proves the wire format and the protocol are standard.
 # Usage: sim-isotp.sh PATH/TO/immo-ecusim PATH/TO/test-vectors.json [socketcan|socketcan-isotp]
 set -euo pipefail
 
@@ -97,6 +98,42 @@ uds([0x31, 0x01, 0xA1, 0x09], expect_nrc=0x31)
 uds([0x3E, 0x00])
 # a long request through the kernel's sender (first frame + consecutive frames)
 uds([0x22, 0xF1, 0x90] + [0] * 30, expect_nrc=0x13)
+
+import time
+def key_status():
+    a = uds([0x22, 0xA0, 0x01]); return a[3], a[4], a[5]
+assert key_status() == (2, 5, 7), key_status()
+
+# undesignated key erasure: keep 1 of 2, touch it, delete the other
+uds([0x31, 0x01, 0xA1, 0x03, 0x01])
+ctl("touch 11111111")
+uds([0x31, 0x02, 0xA1, 0x03, 0x02], expect_nrc=0x22)   # delete count must be registered - touched
+uds([0x31, 0x02, 0xA1, 0x03, 0x01])
+assert key_status() == (1, 6, 7), key_status()
+
+# the smart code reset (960 s / 100): door open, both levels unlocked in this session
+uds([0x31, 0x01, 0xA1, 0x01], expect_nrc=0x22)         # driver's door closed
+ctl("door open")
+uds([0x31, 0x01, 0xA1, 0x01])
+uds([0x31, 0x02, 0xA1, 0x01], expect_nrc=0x22)         # not while running
+deadline = time.time() + 60
+while True:
+    a = uds([0x31, 0x03, 0xA1, 0x01])
+    if a[4] != 1:
+        break
+    assert time.time() < deadline, "reset did not end"
+    time.sleep(0.5)                                     # each poll also keeps the session
+assert a[4] == 2 and a[5] == 100 and a[8] == 0, a.hex()
+assert key_status() == (0, 7, 7), key_status()
+a = uds([0x22, 0xA0, 0x02]); assert a[3] == 2, a.hex()  # reset done: no keys
+uds([0x27, 0x04] + [0] * 6, expect_nrc=0x24)            # unlocks ended with the reset
+
+# lockout: three wrong immobilizer passcodes
+for expected in (0x35, 0x35, 0x36):
+    uds([0x27, 0x01])
+    uds([0x27, 0x02] + list(b"000000"), expect_nrc=expected)
+uds([0x27, 0x01], expect_nrc=0x37)
+a = uds([0x22, 0xA0, 0x04]); assert a[3] == 0 and struct.unpack(">H", a[5:7])[0] > 0, a.hex()
 print("kernel ISO-TP tester: all exchanges conform")
 PY
 
