@@ -49,11 +49,13 @@ static int kernel_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
         for (unsigned i = 0; i < 16; i++) {
                 n = recv(k->fd, buf, sizeof(buf), MSG_DONTWAIT);
                 if (n < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
+                        int error = errno; /* the handlers below may change errno */
+
+                        if (error == EAGAIN || error == EINTR)
                                 break;
-                        if (errno == ENETDOWN)
+                        if (error == ENETDOWN)
                                 transport_report_link_state(&k->transport, LINK_STATE_DOWN);
-                        transport_report_receive_failed(&k->transport, -errno, kernel_isotp_cause(errno));
+                        transport_report_receive_failed(&k->transport, -error, kernel_isotp_cause(error));
                         continue; /* the error is consumed by reading it */
                 }
                 if (n == 0 || (size_t) n > ISOTP_MAX_MESSAGE)
