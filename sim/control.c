@@ -7,6 +7,7 @@
 #include "control.h"
 #include "hex.h"
 #include "log.h"
+#include "parse-util.h"
 
 typedef struct Client {
         Control *control;
@@ -101,21 +102,6 @@ static int reply_ok(Client *c) {
         return client_reply(c, json_pack("{s:b}", "ok", 1));
 }
 
-/* A whole number in [min, max], nothing else on it. */
-static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *ret) {
-        unsigned long v;
-        char *end;
-
-        if (!s || !*s || *s == '-' || *s == '+' || strlen(s) > 12)
-                return -EINVAL;
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (errno != 0 || *end || v < min || v > max)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
-
 /* A byte in hex, "22" or "0x22". */
 static int parse_byte(const char *s, uint8_t *ret) {
         const char *p = startswith(s, "0x") ?: startswith(s, "0X") ?: s;
@@ -123,21 +109,6 @@ static int parse_byte(const char *s, uint8_t *ret) {
         if (strlen(p) != 2)
                 return -EINVAL;
         return hex_decode(p, ret, 1);
-}
-
-/* Volts with up to 3 decimals, 0..30. */
-static int parse_volts(const char *s, unsigned *ret_mv) {
-        double v;
-        char *end;
-
-        if (!s || !*s || strlen(s) > 10 || !strchr("0123456789", s[0]))
-                return -EINVAL;
-        errno = 0;
-        v = strtod(s, &end);
-        if (errno != 0 || *end || !(v >= 0.0 && v <= 30.0))
-                return -EINVAL;
-        *ret_mv = (unsigned) (v * 1000.0 + 0.5);
-        return 0;
 }
 
 static int handle_fault(Client *c, char **arg, unsigned n) {
@@ -150,11 +121,11 @@ static int handle_fault(Client *c, char **arg, unsigned n) {
                 return reply_error(c, "expected: fault pending N | fault delay MS | fault nrc SID NRC | "
                                       "fault drop N | fault fc BS STMIN WAITS | fault truncate [frame|answer]");
         if (streq(arg[1], "pending")) {
-                if (n != 3 || parse_uint(arg[2], 1, 1000, &a) < 0)
+                if (n != 3 || parse_uint_range(arg[2], 1, 1000, &a) < 0)
                         return reply_error(c, "expected: fault pending N, N a whole number 1..1000");
                 ecu->fault.pending = (unsigned) a;
         } else if (streq(arg[1], "delay")) {
-                if (n != 3 || parse_uint(arg[2], 1, 60000, &a) < 0)
+                if (n != 3 || parse_uint_range(arg[2], 1, 60000, &a) < 0)
                         return reply_error(c, "expected: fault delay MS, MS a whole number 1..60000");
                 ecu->fault.delay_ms = (unsigned) a;
         } else if (streq(arg[1], "nrc")) {
@@ -165,7 +136,7 @@ static int handle_fault(Client *c, char **arg, unsigned n) {
                 ecu->fault.nrc_sid = sid;
                 ecu->fault.nrc = nrc;
         } else if (streq(arg[1], "drop")) {
-                if (n != 3 || parse_uint(arg[2], 1, 1000, &a) < 0)
+                if (n != 3 || parse_uint_range(arg[2], 1, 1000, &a) < 0)
                         return reply_error(c, "expected: fault drop N, N a whole number 1..1000");
                 if (!ecu->transport)
                         return reply_error(c, "the ECU is asleep: its link is closed");
@@ -174,8 +145,8 @@ static int handle_fault(Client *c, char **arg, unsigned n) {
                                               "kernel's");
                 ecu->fault.drop = (unsigned) a;
         } else if (streq(arg[1], "fc")) {
-                if (n != 5 || parse_uint(arg[2], 0, 255, &a) < 0 || parse_uint(arg[3], 0, 255, &b) < 0 ||
-                    parse_uint(arg[4], 0, 10, &w) < 0)
+                if (n != 5 || parse_uint_range(arg[2], 0, 255, &a) < 0 || parse_uint_range(arg[3], 0, 255, &b) < 0 ||
+                    parse_uint_range(arg[4], 0, 10, &w) < 0)
                         return reply_error(c, "expected: fault fc BS STMIN WAITS, BS 0..255, STMIN 0..127 or "
                                               "241..249 (ISO 15765-2 encoding), WAITS 0..10");
                 if (!ecu->transport)
@@ -246,13 +217,13 @@ static int handle_line(Client *c, char *line) {
                 return reply_ok(c);
         }
         if (streq(arg[0], "speed")) {
-                if (n != 2 || parse_uint(arg[1], 0, 400, &v) < 0)
+                if (n != 2 || parse_uint_range(arg[1], 0, 400, &v) < 0)
                         return reply_error(c, "expected: speed KMH, a whole number 0..400");
                 ecu_set_speed(ecu, (unsigned) v);
                 return reply_ok(c);
         }
         if (streq(arg[0], "battery")) {
-                if (n != 2 || parse_volts(arg[1], &mv) < 0)
+                if (n != 2 || parse_volts_mv(arg[1], 30.0, &mv) < 0)
                         return reply_error(c, "expected: battery VOLTS, a number 0..30 such as 12.6");
                 ecu_set_battery(ecu, mv);
                 return reply_ok(c);

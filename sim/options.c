@@ -5,6 +5,7 @@
 #include "hex.h"
 #include "link.h"
 #include "log.h"
+#include "parse-util.h"
 #include "options.h"
 
 static void help(void) {
@@ -61,20 +62,6 @@ static void help(void) {
                "\n"
                "Exit status: 0 after SIGTERM/SIGINT, 1 on failure, 2 on a usage error.\n",
                ECU_MODEL_MAX);
-}
-
-static int parse_unsigned(const char *s, unsigned min, unsigned max, unsigned *ret) {
-        unsigned long v;
-        char *end;
-
-        if (!s || !*s || !strchr("0123456789", *s) || strlen(s) > 10)
-                return -EINVAL;
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (errno || *end || v < min || v > max)
-                return -EINVAL;
-        *ret = (unsigned) v;
-        return 0;
 }
 
 static int parse_keys(const char *s, EcuOptions *o) {
@@ -175,32 +162,26 @@ int parse_argv(int argc, char *argv[], EcuOptions *o, bool *ret_verbose) {
                                                    "by commas, e.g. 1A2B3C4D,0000BEEF");
                         break;
                 case ARG_MAX_SLOTS:
-                        if (parse_unsigned(optarg, 1, ECU_MAX_SLOTS, &o->max_slots) < 0)
+                        if (parse_unsigned_range(optarg, 1, ECU_MAX_SLOTS, &o->max_slots) < 0)
                                 return usage_error("--max-slots expects a whole number 1..7");
                         break;
                 case ARG_TIME_SCALE:
-                        if (parse_unsigned(optarg, 1, 1000000, &o->time_scale) < 0)
+                        if (parse_unsigned_range(optarg, 1, 1000000, &o->time_scale) < 0)
                                 return usage_error("--time-scale expects a whole number 1..1000000");
                         break;
                 case ARG_WINDOW_SCALE:
-                        if (parse_unsigned(optarg, 1, 1000000, &o->window_scale) < 0)
+                        if (parse_unsigned_range(optarg, 1, 1000000, &o->window_scale) < 0)
                                 return usage_error("--window-scale expects a whole number 1..1000000");
                         window_set = true;
                         break;
                 case ARG_SLEEP_AFTER:
-                        if (parse_unsigned(optarg, 1, 86400, &o->sleep_after_sec) < 0)
+                        if (parse_unsigned_range(optarg, 1, 86400, &o->sleep_after_sec) < 0)
                                 return usage_error("--sleep-after expects whole seconds 1..86400");
                         break;
-                case ARG_BATTERY: {
-                        char *end;
-                        double v;
-                        errno = 0;
-                        v = strtod(optarg, &end);
-                        if (!*optarg || !strchr("0123456789", *optarg) || errno || *end || !(v >= 0 && v <= 30))
+                case ARG_BATTERY:
+                        if (parse_volts_mv(optarg, 30.0, &o->battery_mv) < 0)
                                 return usage_error("--battery expects volts 0..30, e.g. 12.6");
-                        o->battery_mv = (unsigned) (v * 1000 + 0.5);
                         break;
-                }
                 case ARG_REVOCATION:
                         if (!*optarg)
                                 return usage_error("--revocation-file expects a file name");

@@ -12,6 +12,7 @@
 
 #include "frame-link.h"
 #include "log.h"
+#include "parse-util.h"
 #include "transport.h"
 #include "uds-link.h"
 #include "vbus.h"
@@ -383,9 +384,8 @@ static int parse_sizes(const char *s) {
 
         arg_n_sizes = 0;
         for (tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                char *end;
-                unsigned long v = strtoul(tok, &end, 10);
-                if (*end || v == 0 || v > ISOTP_MAX_MESSAGE || arg_n_sizes >= ELEMENTSOF(arg_sizes))
+                unsigned long v;
+                if (parse_uint_range(tok, 1, ISOTP_MAX_MESSAGE, &v) < 0 || arg_n_sizes >= ELEMENTSOF(arg_sizes))
                         return log_error_errno(EINVAL, "--sizes takes up to 16 sizes of 1..4095 bytes, e.g. 1,8,4095");
                 arg_sizes[arg_n_sizes++] = v;
         }
@@ -439,14 +439,10 @@ static int parse_argv(int argc, char *argv[]) {
                         if (parse_sizes(optarg) < 0)
                                 return -EINVAL;
                         break;
-                case ARG_PENDING: {
-                        char *end;
-                        unsigned long v = strtoul(optarg, &end, 10);
-                        if (*end || v > 1000)
+                case ARG_PENDING:
+                        if (parse_unsigned_range(optarg, 0, 1000, &arg_pending) < 0)
                                 return log_error_errno(EINVAL, "--pending takes 0..1000, got '%s'", optarg);
-                        arg_pending = v;
                         break;
-                }
                 case 'v':
                         log_set_max_level(LOG_DEBUG);
                         break;
