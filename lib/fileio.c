@@ -68,16 +68,31 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
 int append_line_synced(const char *path, const char *line, mode_t mode) {
         _cleanup_close_ int fd = -1;
         size_t n = strlen(line);
+        struct stat st;
         int r;
 
         if (n == 0 || n > LINE_MAX_SIZE)
                 return -EINVAL;
-        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode);
+        fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, mode);
         if (fd < 0)
                 return -errno;
         /* other writers (a second simulator, a restarted daemon) append whole lines too */
         if (flock(fd, LOCK_EX) < 0)
                 return -errno;
+
+        /* a crash may have left half a line: never glue this one onto it */
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (st.st_size > 0) {
+                char last;
+                if (pread(fd, &last, 1, st.st_size - 1) != 1)
+                        return errno > 0 ? -errno : -EIO;
+                if (last != '\n') {
+                        r = write_all(fd, "\n", 1);
+                        if (r < 0)
+                                return r;
+                }
+        }
 
         r = write_all(fd, line, n);
         if (r >= 0 && line[n - 1] != '\n')
@@ -85,6 +100,13 @@ int append_line_synced(const char *path, const char *line, mode_t mode) {
         if (r < 0)
                 return r;
         return fsync(fd) < 0 ? -errno : 0;
+}
+
+int unlink_synced(const char *path) {
+        if (unlink(path) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        /* a removal that is not on disk would bring the file back after a power loss */
+        return fsync_parent(path);
 }
 
 int read_file_bounded(const char *path, size_t max, char **ret, size_t *ret_size) {

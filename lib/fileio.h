@@ -16,8 +16,13 @@
 int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
 
 /* Appends one line (a '\n' is added when missing) under an exclusive flock, then fsyncs.
- * The file is created with `mode` when missing. Lines are at most 64 KiB. */
+ * The file is created with `mode` when missing. Lines are at most 64 KiB. When a crash cut
+ * the last line short, the new line starts on a line of its own. */
 int append_line_synced(const char *path, const char *line, mode_t mode);
+
+/* Removes a file and fsyncs its folder, so the removal survives a power loss.
+ * 0 when the file was already gone. */
+int unlink_synced(const char *path);
 
 /* Reads a whole regular file of at most `max` bytes, NUL-terminated.
  * -EFBIG when larger, -EBADF when not a regular file. */

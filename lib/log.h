@@ -31,3 +31,4 @@ int log_internal(int level, int error, const char *file, int line, const char *f
 #define log_info_errno(error, ...) log_full_errno(LOG_INFO, error, __VA_ARGS__)
 #define log_warning_errno(error, ...) log_full_errno(LOG_WARNING, error, __VA_ARGS__)
 #define log_error_errno(error, ...) log_full_errno(LOG_ERR, error, __VA_ARGS__)
+#define log_oom() log_error_errno(ENOMEM, "Out of memory.")

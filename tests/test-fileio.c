@@ -75,6 +75,18 @@ static void test_append_lines(void **state) {
         assert_int_equal(read_file_bounded(path, 100, &text, NULL), 0);
         assert_string_equal(text, "{\"a\":1}\n{\"b\":2}\n");
 
+        /* a crash cut the last line short: the next record starts on a line of its own */
+        {
+                FILE *f = fopen(path, "a");
+                assert_non_null(f);
+                fputs("{\"c\":", f);
+                fclose(f);
+        }
+        assert_int_equal(append_line_synced(path, "{\"d\":4}", 0600), 0);
+        free(TAKE_PTR(text));
+        assert_int_equal(read_file_bounded(path, 100, &text, NULL), 0);
+        assert_string_equal(text, "{\"a\":1}\n{\"b\":2}\n{\"c\":\n{\"d\":4}\n");
+
         assert_int_equal(append_line_synced(path, "", 0600), -EINVAL);
         memset(big, 'x', sizeof(big));
         big[sizeof(big) - 1] = 0;
@@ -100,12 +112,21 @@ static void test_read_bounds(void **state) {
         assert_string_equal(text, "");
 }
 
+static void test_unlink_synced(void **state) {
+        assert_int_equal(write_file_atomic(path, "x", 1, 0600), 0);
+        assert_int_equal(unlink_synced(path), 0);
+        assert_int_equal(access(path, F_OK), -1);
+        assert_int_equal(unlink_synced(path), 0); /* already gone */
+        assert_int_equal(unlink_synced(dir), -EISDIR);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_atomic_replace),
                 cmocka_unit_test(test_atomic_failure_leaves_nothing),
                 cmocka_unit_test(test_append_lines),
                 cmocka_unit_test(test_read_bounds),
+                cmocka_unit_test(test_unlink_synced),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

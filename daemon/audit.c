@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "audit.h"
+#include "fileio.h"
+#include "log.h"
+#include "vin.h"
+
+
+/* Every record starts with this: it finds the next record after a line a crash cut short
+ * (JSON escapes the quotes, so no string value can contain it). */
+#define AUDIT_RECORD_START "{\"version\":"
+
+static const char *const audit_result_table[_AUDIT_RESULT_MAX] = {
+        [AUDIT_SUCCEEDED] = "succeeded",
+        [AUDIT_FAILED] = "failed",
+        [AUDIT_CANCELLED] = "cancelled",
+};
+
+const char *audit_result_to_string(AuditResult r) {
+        if ((unsigned) r >= _AUDIT_RESULT_MAX)
+                return NULL;
+        return audit_result_table[r];
+}
+
+int audit_result_from_string(const char *s, AuditResult *ret) {
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < _AUDIT_RESULT_MAX; i++)
+                if (streq(s, audit_result_table[i])) {
+                        *ret = (AuditResult) i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static bool error_name_valid(const char *s) {
+        size_t len = strlen(s);
+
+        if (len == 0 || len > AUDIT_ERROR_MAX || s[0] == '.')
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                char c = s[i];
+
+                if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+                      c == '.'))
+                        return false;
+        }
+        return true;
+}
+
+static int format_iso8601(usec_t t, char *buf, size_t size) {
+        time_t sec = (time_t) (t / USEC_PER_SEC);
+        struct tm tm;
+
+        if (!gmtime_r(&sec, &tm) || strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+                return -EINVAL;
+        return 0;
+}
+
+static int record_check(const AuditRecord *r, char *reason, size_t reason_size) {
+        const char *vin_reason = NULL;
+
+#define INVALID(...)                                          \
+        do {                                                  \
+                snprintf(reason, reason_size, __VA_ARGS__);   \
+                return -EINVAL;                               \
+        } while (0)
+
+        if (r->id == 0 || r->id > INT64_MAX)
+                INVALID("id %" PRIu64 " out of range 1..%" PRId64, r->id, INT64_MAX);
+        if (r->uid == UINT32_MAX)
+                INVALID("uid %" PRIu32 " is not a valid uid", r->uid);
+        if (!journal_text_valid(r->technician, JOURNAL_TEXT_MAX))
+                INVALID("technician must be at most %u bytes of text without control characters",
+                        JOURNAL_TEXT_MAX);
+        if (r->time == 0 || r->time > INT64_MAX || r->created == 0 || r->created > INT64_MAX)
+                INVALID("time or created out of range");
+        if (!procedure_kind_to_string(r->kind))
+                INVALID("unknown kind %d", (int) r->kind);
+        if (!r->vin)
+                INVALID("vin missing");
+        if (vin_check_syntax(r->vin, &vin_reason) < 0)
+                INVALID("invalid vin: %s", vin_reason ?: "bad syntax");
+        if (!r->profile || !journal_text_valid(r->profile, JOURNAL_PROFILE_MAX))
+                INVALID("profile must be at most %u bytes of text without control characters",
+                        JOURNAL_PROFILE_MAX);
+        if (!journal_text_valid(r->repair_order, JOURNAL_TEXT_MAX))
+                INVALID("repair_order must be at most %u bytes of text without control characters",
+                        JOURNAL_TEXT_MAX);
+        if (!audit_result_to_string(r->result))
+                INVALID("unknown result %d", (int) r->result);
+        if (r->error && !error_name_valid(r->error))
+                INVALID("error \"%.64s\" is not a D-Bus error name", r->error);
+        if (r->result == AUDIT_SUCCEEDED && r->error)
+                INVALID("a procedure that succeeded has no error");
+        if (r->result == AUDIT_FAILED && !r->error)
+                INVALID("a procedure that failed needs its error");
+        if (r->keys_before < -1 || r->keys_before > 255 || r->keys_after < -1 || r->keys_after > 255)
+                INVALID("keys_before or keys_after out of range");
+        if (!isnan(r->battery_min) && !(r->battery_min >= 0.0 && r->battery_min <= JOURNAL_BATTERY_MAX))
+                INVALID("battery_min %g out of range 0..%g V", r->battery_min, JOURNAL_BATTERY_MAX);
+        if (r->passcode_attempts > JOURNAL_ATTEMPTS_MAX)
+                INVALID("passcode_attempts %u out of range", r->passcode_attempts);
+#undef INVALID
+        return 0;
+}
+
+static char *audit_path(const char *state_dir) {
+        char *p;
+
+        if (asprintf(&p, "%s/" AUDIT_FILE_NAME, state_dir) < 0)
+                return NULL;
+        return p;
+}
+
+int audit_append(const char *state_dir, const AuditRecord *r) {
+        _cleanup_free_ char *path = NULL, *text = NULL, *line = NULL;
+        char reason[256], when[64];
+        json_error_t err;
+        json_t *root;
+        int k;
+
+        k = record_check(r, reason, sizeof(reason));
+        if (k >= 0 && format_iso8601(r->time, when, sizeof(when)) < 0) {
+                snprintf(reason, sizeof(reason), "time %" PRIu64 " cannot be written as a date", r->time);
+                k = -EINVAL;
+        }
+        if (k < 0)
+                return log_error_errno(k, "Refusing to audit procedure %" PRIu64 ": %s", r->id, reason);
+
+        /* "version" first: AUDIT_RECORD_START depends on it */
+        root = json_pack_ex(
+                &err, 0,
+                "{s:i, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:o?, s:o?, s:o?, s:I}",
+                "version", AUDIT_VERSION,
+                "id", (json_int_t) r->id,
+                "time", when,
+                "usec", (json_int_t) r->time,
+                "created", (json_int_t) r->created,
+                "uid", (json_int_t) r->uid,
+                "technician", r->technician,
+                "vin", r->vin,
+                "profile", r->profile,
+                "repair_order", r->repair_order,
+                "kind", procedure_kind_to_string(r->kind),
+                "result", audit_result_to_string(r->result),
+                "error", r->error,
+                "keys_before", r->keys_before < 0 ? NULL : json_integer(r->keys_before),
+                "keys_after", r->keys_after < 0 ? NULL : json_integer(r->keys_after),
+                "battery_min", isnan(r->battery_min) ? NULL : json_real(r->battery_min),
+                "passcode_attempts", (json_int_t) r->passcode_attempts);
+        if (!root)
+                return log_error_errno(EINVAL, "Failed to build audit record %" PRIu64 ": %s", r->id, err.text);
+        text = json_dumps(root, JSON_PRESERVE_ORDER | JSON_COMPACT);
+        json_decref(root);
+        if (!text)
+                return log_oom();
+        /* one write of the whole line, newline included */
+        if (asprintf(&line, "%s\n", text) < 0)
+                return log_oom();
+
+        path = audit_path(state_dir);
+        if (!path)
+                return log_oom();
+        k = append_line_synced(path, line, 0600);
+        if (k < 0)
+                return log_error_errno(k, "Failed to append to audit log %s: %m", path);
+        return 0;
+}
+
+static int optional_count(json_t *v, int *ret) {
+        if (json_is_null(v)) {
+                *ret = -1;
+                return 0;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 255)
+                return -EINVAL;
+        *ret = (int) json_integer_value(v);
+        return 0;
+}
+
+static int record_from_json(json_t *root, AuditRecord *ret, char *reason, size_t reason_size) {
+        const char *when, *technician, *vin, *profile, *repair_order, *kind, *result, *error = NULL;
+        json_int_t version, id, usec, created, uid, attempts;
+        json_t *error_json, *keys_before, *keys_after, *battery_min;
+        AuditRecord r = {};
+        json_error_t err;
+        char want[64];
+        int k;
+
+        if (json_unpack_ex(root, &err, 0, "{s:I}", "version", &version) < 0) {
+                snprintf(reason, reason_size, "%s", err.text);
+                return -EINVAL;
+        }
+        if (version != AUDIT_VERSION) {
+                snprintf(reason, reason_size, "unsupported version %" JSON_INTEGER_FORMAT, version);
+                return -EINVAL;
+        }
+        if (json_unpack_ex(root, &err, JSON_STRICT,
+                           "{s:I, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I}",
+                           "version", &version, "id", &id, "time", &when, "usec", &usec, "created", &created,
+                           "uid", &uid, "technician", &technician, "vin", &vin, "profile", &profile,
+                           "repair_order", &repair_order, "kind", &kind, "result", &result, "error", &error_json,
+                           "keys_before", &keys_before, "keys_after", &keys_after, "battery_min",
+                           &battery_min, "passcode_attempts", &attempts) < 0) {
+                snprintf(reason, reason_size, "%s", err.text);
+                return -EINVAL;
+        }
+        if (json_is_string(error_json))
+                error = json_string_value(error_json);
+        else if (!json_is_null(error_json)) {
+                snprintf(reason, reason_size, "error must be null or a string");
+                return -EINVAL;
+        }
+        if (id <= 0 || usec <= 0 || created <= 0 || uid < 0 || uid > UINT32_MAX || attempts < 0 ||
+            attempts > JOURNAL_ATTEMPTS_MAX) {
+                snprintf(reason, reason_size, "id, usec, created, uid or passcode_attempts out of range");
+                return -EINVAL;
+        }
+        if (format_iso8601((usec_t) usec, want, sizeof(want)) < 0 || !streq(want, when)) {
+                snprintf(reason, reason_size, "time \"%.64s\" does not match usec", when);
+                return -EINVAL;
+        }
+        if (procedure_kind_from_string(kind, &r.kind) < 0) {
+                snprintf(reason, reason_size, "unknown kind \"%.64s\"", kind);
+                return -EINVAL;
+        }
+        if (audit_result_from_string(result, &r.result) < 0) {
+                snprintf(reason, reason_size, "unknown result \"%.64s\"", result);
+                return -EINVAL;
+        }
+        if (optional_count(keys_before, &r.keys_before) < 0 || optional_count(keys_after, &r.keys_after) < 0) {
+                snprintf(reason, reason_size, "keys_before and keys_after must be null or 0..255");
+                return -EINVAL;
+        }
+        if (!json_is_null(battery_min) && !json_is_number(battery_min)) {
+                snprintf(reason, reason_size, "battery_min must be null or a number");
+                return -EINVAL;
+        }
+
+        r.id = (uint64_t) id;
+        r.uid = (uint32_t) uid;
+        r.technician = (char *) technician;
+        r.time = (usec_t) usec;
+        r.created = (usec_t) created;
+        r.vin = (char *) vin;
+        r.profile = (char *) profile;
+        r.repair_order = (char *) repair_order;
+        r.error = (char *) error;
+        r.battery_min = json_is_null(battery_min) ? NAN : json_number_value(battery_min);
+        r.passcode_attempts = (unsigned) attempts;
+        k = record_check(&r, reason, reason_size);
+        if (k < 0)
+                return k;
+
+        r.technician = strdup(technician);
+        r.vin = strdup(vin);
+        r.profile = strdup(profile);
+        r.repair_order = strdup(repair_order);
+        r.error = error ? strdup(error) : NULL;
+        if (!r.technician || !r.vin || !r.profile || !r.repair_order || (error && !r.error)) {
+                audit_record_done(&r);
+                return -ENOMEM;
+        }
+        *ret = r;
+        return 0;
+}
+
+typedef struct RecordList {
+        AuditRecord *records;
+        size_t n, allocated;
+} RecordList;
+
+static int record_list_push(RecordList *l, const AuditRecord *r) {
+        if (l->n == l->allocated) {
+                size_t a = MAX(l->allocated * 2, (size_t) 16);
+                AuditRecord *p = reallocarray(l->records, a, sizeof(AuditRecord));
+
+                if (!p)
+                        return -ENOMEM;
+                l->records = p;
+                l->allocated = a;
+        }
+        l->records[l->n++] = *r;
+        return 0;
+}
+
+/* The records of one line, in the order written. Normally one; after a crash cut a line
+ * short, the next append continues that line, so what follows a broken part is searched
+ * for the start of a record. */
+static int parse_line(const char *path, size_t lineno, const char *line, size_t len, RecordList *out) {
+        size_t pos = 0;
+
+        while (pos < len) {
+                AuditRecord r;
+                json_error_t err;
+                char reason[256];
+                json_t *root;
+                const char *next;
+                int k;
+
+                if (line[pos] == ' ' || line[pos] == '\t' || line[pos] == '\r') {
+                        pos++;
+                        continue;
+                }
+                root = json_loadb(line + pos, len - pos, JSON_DISABLE_EOF_CHECK | JSON_REJECT_DUPLICATES, &err);
+                if (root) {
+                        k = record_from_json(root, &r, reason, sizeof(reason));
+                        json_decref(root);
+                        if (k == -ENOMEM)
+                                return k;
+                        if (k < 0)
+                                log_warning("%s:%zu: skipping an invalid audit record: %s", path, lineno, reason);
+                        else if (record_list_push(out, &r) < 0) {
+                                audit_record_done(&r);
+                                return -ENOMEM;
+                        }
+                        pos += (size_t) err.position;
+                        continue;
+                }
+
+                log_warning("%s:%zu: skipping an unreadable audit record (cut short by a crash?): column %d: %s",
+                            path, lineno, err.column, err.text);
+                next = memmem(line + pos + 1, len - pos - 1, AUDIT_RECORD_START, strlen(AUDIT_RECORD_START));
+                if (!next)
+                        break;
+                pos = (size_t) (next - line);
+        }
+        return 0;
+}
+
+int audit_read(const char *state_dir, unsigned limit, AuditRecord **ret, size_t *ret_n) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        RecordList all = {}, line_records = {};
+        size_t size, lineno = 1, end;
+        int k;
+
+        path = audit_path(state_dir);
+        if (!path)
+                return log_oom();
+        k = read_file_bounded(path, AUDIT_FILE_MAX, &text, &size);
+        if (k == -ENOENT) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        if (k == -EFBIG)
+                return log_error_errno(k, "Audit log %s is larger than %u bytes", path, AUDIT_FILE_MAX);
+        if (k < 0)
+                return log_error_errno(k, "Failed to read audit log %s: %m", path);
+
+        for (size_t i = 0; i < size; i++)
+                if (text[i] == '\n')
+                        lineno++;
+        /* lineno is now the number of the last line: the one after the last newline, usually
+         * empty */
+
+        /* newest first: walk the lines from the end, and stop once `limit` are found */
+        end = size;
+        for (;;) {
+                const char *nl = end > 0 ? memrchr(text, '\n', end) : NULL;
+                size_t start = nl ? (size_t) (nl - text) + 1 : 0;
+
+                if (end > start) {
+                        line_records.n = 0;
+                        k = parse_line(path, lineno, text + start, end - start, &line_records);
+                        if (k < 0)
+                                goto fail;
+                        while (line_records.n > 0) {
+                                AuditRecord *r = &line_records.records[--line_records.n];
+
+                                if (limit > 0 && all.n >= limit) {
+                                        audit_record_done(r);
+                                        continue;
+                                }
+                                k = record_list_push(&all, r);
+                                if (k < 0) {
+                                        audit_record_done(r);
+                                        goto fail;
+                                }
+                        }
+                }
+                if (!nl || (limit > 0 && all.n >= limit))
+                        break;
+                end = start - 1;
+                lineno--;
+        }
+
+        free(line_records.records);
+        if (all.n == 0) {
+                free(all.records);
+                all.records = NULL;
+        }
+        *ret = all.records;
+        *ret_n = all.n;
+        return 0;
+
+fail:
+        audit_records_free(line_records.records, line_records.n);
+        audit_records_free(all.records, all.n);
+        return log_oom();
+}
+
+void audit_record_done(AuditRecord *r) {
+        if (!r)
+                return;
+        free(r->technician);
+        free(r->vin);
+        free(r->profile);
+        free(r->repair_order);
+        free(r->error);
+        r->technician = r->vin = r->profile = r->repair_order = r->error = NULL;
+}
+
+void audit_records_free(AuditRecord *r, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                audit_record_done(&r[i]);
+        free(r);
+}
