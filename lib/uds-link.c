@@ -8,6 +8,8 @@ struct UdsLink {
         sd_event *event;
         UdsClient *client;
         DeadlineTimer timer;
+        UdsLinkStateHandler link_state_handler;
+        void *link_state_userdata;
 };
 
 static void rearm(UdsLink *l) {
@@ -49,6 +51,13 @@ static void on_receive_failed(Transport *t, int error, const char *cause, void *
         rearm(l);
 }
 
+static void on_link_state(Transport *t, LinkState state, void *userdata) {
+        UdsLink *l = userdata;
+
+        if (l->link_state_handler)
+                l->link_state_handler(l, state, l->link_state_userdata);
+}
+
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         UdsLink *l = userdata;
 
@@ -79,6 +88,7 @@ int uds_link_new(Transport *transport, const UdsClientConfig *config, UdsLink **
                                        .received = on_received,
                                        .sent = on_sent,
                                        .receive_failed = on_receive_failed,
+                                       .link_state = on_link_state,
                                },
                                l);
         if (config->tester_present > 0)
@@ -117,6 +127,11 @@ void uds_link_set_tester_present(UdsLink *l, usec_t interval) {
 void uds_link_cancel_all(UdsLink *l, int error) {
         uds_client_cancel_all(l->client, error, event_now(l->event));
         rearm(l);
+}
+
+void uds_link_set_link_state_handler(UdsLink *l, UdsLinkStateHandler handler, void *userdata) {
+        l->link_state_handler = handler;
+        l->link_state_userdata = userdata;
 }
 
 UdsClient *uds_link_client(UdsLink *l) {

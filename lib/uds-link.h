@@ -19,5 +19,9 @@ int uds_link_request(UdsLink *l, const uint8_t *data, size_t size, UdsCallback c
 void uds_link_set_tester_present(UdsLink *l, usec_t interval);
 void uds_link_cancel_all(UdsLink *l, int error);
 
+/* Told when the link goes up or down or the CAN controller changes its error state. */
+typedef void (*UdsLinkStateHandler)(UdsLink *l, LinkState state, void *userdata);
+void uds_link_set_link_state_handler(UdsLink *l, UdsLinkStateHandler handler, void *userdata);
+
 UdsClient *uds_link_client(UdsLink *l);
 Transport *uds_link_transport(UdsLink *l);

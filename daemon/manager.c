@@ -1,0 +1,832 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <grp.h>
+#include <math.h>
+#include <pwd.h>
+#include <stdio.h>
+
+#include "bus-error.h"
+#include "log.h"
+#include "manager.h"
+#include "vin.h"
+
+/* How often the link state is looked at: the UdsLink keeps the transport's link state
+ * handler for itself, so the Manager reads the state rather than being told. */
+/* Bound on strings from callers (VIN, option values), before any closer check. */
+#define STRING_ARG_MAX 64U
+
+typedef enum Problem {
+        PROBLEM_LINK_DOWN = 1U << 0,
+        PROBLEM_ECU_ASLEEP = 1U << 1,
+        PROBLEM_ECU_UNREACHABLE = 1U << 2,
+        PROBLEM_NO_VEHICLE = 1U << 3,
+        PROBLEM_UNSUPPORTED_VEHICLE = 1U << 4,
+} Problem;
+
+static const char *const problem_names[] = {
+        "link-down", "ecu-asleep", "ecu-unreachable", "no-vehicle", "unsupported-vehicle",
+};
+
+typedef struct Vehicle {
+        bool known;
+        char vin[VIN_LEN + 1];
+        bool vin_check_ok;
+        const char *make; /* vin_make()'s static string; NULL when the WMI is unknown */
+        char model[PROFILE_MODEL_NAME_MAX + 1];
+        unsigned year;    /* 0 when unknown */
+        const VehicleProfile *profile; /* NULL: no profile covers it */
+        const char *source; /* "ecu" or "manual" */
+} Vehicle;
+
+struct Manager {
+        Daemon *daemon;
+        sd_bus_slot *slot;
+        const VehicleProfile *reference; /* addressing and DIDs before a vehicle is known */
+
+        LinkState link_state;
+        EcuState ecu_state;
+        Vehicle vehicle;
+        unsigned problems;
+};
+
+/* One method call waiting for the ECU; answered from the UDS callback. */
+typedef struct EcuCall {
+        Manager *manager;
+        sd_bus_message *message;
+        uint16_t did;
+        char vin[VIN_LEN + 1];
+} EcuCall;
+
+static const char *const ecu_state_table[_ECU_STATE_MAX] = {
+        [ECU_STATE_UNKNOWN] = "unknown",
+        [ECU_STATE_AWAKE] = "awake",
+        [ECU_STATE_ASLEEP] = "asleep",
+        [ECU_STATE_UNREACHABLE] = "unreachable",
+};
+
+const char *ecu_state_to_string(EcuState s) {
+        return s < _ECU_STATE_MAX ? ecu_state_table[s] : NULL;
+}
+
+/* Printable ASCII of at most max characters: safe to quote in an error message. */
+static bool string_is_plain(const char *s, size_t max) {
+        size_t n = 0;
+        for (; *s; s++, n++)
+                if (n >= max || *s < 0x20 || *s > 0x7e)
+                        return false;
+        return true;
+}
+
+static bool link_is_down(LinkState s) {
+        return s == LINK_STATE_DOWN || s == LINK_STATE_BUS_OFF;
+}
+
+static unsigned manager_compute_problems(const Manager *m) {
+        unsigned p = 0;
+
+        if (link_is_down(m->link_state))
+                p |= PROBLEM_LINK_DOWN;
+        if (m->ecu_state == ECU_STATE_ASLEEP)
+                p |= PROBLEM_ECU_ASLEEP;
+        if (m->ecu_state == ECU_STATE_UNREACHABLE)
+                p |= PROBLEM_ECU_UNREACHABLE;
+        if (!m->vehicle.known)
+                p |= PROBLEM_NO_VEHICLE;
+        else if (!m->vehicle.profile)
+                p |= PROBLEM_UNSUPPORTED_VEHICLE;
+        return p;
+}
+
+/* Announces the named properties (NULL-terminated, at most 4) and Problems if it changed. */
+static void manager_emit(Manager *m, const char *a, const char *b) {
+        const char *names[4] = {};
+        size_t n = 0;
+        unsigned problems = manager_compute_problems(m);
+        int r;
+
+        if (a)
+                names[n++] = a;
+        if (b)
+                names[n++] = b;
+        if (problems != m->problems) {
+                m->problems = problems;
+                names[n++] = "Problems";
+        }
+        if (n == 0)
+                return;
+
+        r = sd_bus_emit_properties_changed_strv(m->daemon->bus, MANAGER_PATH, MANAGER_INTERFACE, (char **) names);
+        if (r < 0)
+                log_warning_errno(r, "Failed to announce changed properties: %m");
+}
+
+static void manager_set_ecu_state(Manager *m, EcuState s) {
+        if (m->ecu_state == s)
+                return;
+        log_info("ECU: %s -> %s.", ecu_state_to_string(m->ecu_state), ecu_state_to_string(s));
+        m->ecu_state = s;
+        manager_emit(m, "EcuState", NULL);
+}
+
+static bool vehicle_equal(const Vehicle *a, const Vehicle *b) {
+        if (a->known != b->known)
+                return false;
+        if (!a->known)
+                return true;
+        return streq(a->vin, b->vin) && a->vin_check_ok == b->vin_check_ok && a->make == b->make &&
+               streq(a->model, b->model) && a->year == b->year && a->profile == b->profile &&
+               streq(a->source, b->source);
+}
+
+static void manager_set_vehicle(Manager *m, const Vehicle *v) {
+        if (vehicle_equal(&m->vehicle, v))
+                return;
+        m->vehicle = *v;
+        log_info("Vehicle: VIN %s, %s %s %u, profile %s (%s).", v->vin, v->make ?: "unknown make", v->model,
+                 v->year, v->profile ? v->profile->name : "none", v->source);
+        manager_emit(m, "Vehicle", NULL);
+}
+
+/* Takes the transport's link state; announces only real changes. */
+static void manager_update_link_state(Manager *m) {
+        LinkState s = transport_get_link_state(uds_link_transport(m->daemon->link));
+        char status[256];
+
+        if (s == m->link_state)
+                return;
+        log_info("Link %s: %s -> %s.", m->daemon->link_uri, link_state_to_string(m->link_state),
+                 link_state_to_string(s));
+        bool was_down = link_is_down(m->link_state);
+        m->link_state = s;
+
+        /* Without a link nobody can reach the ECU; once it is back, what the ECU does is
+         * unknown until it answers. */
+        EcuState e = m->ecu_state;
+        if (link_is_down(s))
+                e = ECU_STATE_UNREACHABLE;
+        else if (was_down && e == ECU_STATE_UNREACHABLE)
+                e = ECU_STATE_UNKNOWN;
+        if (e != m->ecu_state) {
+                m->ecu_state = e;
+                manager_emit(m, "LinkState", "EcuState");
+        } else
+                manager_emit(m, "LinkState", NULL);
+
+        snprintf(status, sizeof(status), "Link %s is %s.", m->daemon->link_uri, link_state_to_string(s));
+        daemon_notify_status(m->daemon, status);
+}
+
+static void on_link_state(UdsLink *l, LinkState state, void *userdata) {
+        manager_update_link_state(userdata);
+}
+
+/* 1 when uid is root or in the group (primary or supplementary, from the user database),
+ * 0 when not, negative errno when the database could not be read. */
+static int uid_in_group(uid_t uid, const char *group) {
+        _cleanup_free_ char *buf = NULL;
+        _cleanup_free_ gid_t *groups = NULL;
+        struct group grbuf, *gr = NULL;
+        struct passwd pwbuf, *pw = NULL;
+        size_t size = 4096;
+        int r, n;
+
+        if (uid == 0)
+                return 1;
+
+        for (;;) {
+                free(buf);
+                buf = malloc(size);
+                if (!buf)
+                        return -ENOMEM;
+                r = getgrnam_r(group, &grbuf, buf, size, &gr);
+                if (r != ERANGE)
+                        break;
+                if (size >= 1024 * 1024)
+                        return -ERANGE;
+                size *= 2;
+        }
+        if (r != 0)
+                return -r;
+        if (!gr)
+                return 0; /* no such group: only root */
+        gid_t gid = gr->gr_gid;
+
+        for (;;) {
+                free(buf);
+                buf = malloc(size);
+                if (!buf)
+                        return -ENOMEM;
+                r = getpwuid_r(uid, &pwbuf, buf, size, &pw);
+                if (r != ERANGE)
+                        break;
+                if (size >= 1024 * 1024)
+                        return -ERANGE;
+                size *= 2;
+        }
+        if (r != 0)
+                return -r;
+        if (!pw)
+                return 0;
+        if (pw->pw_gid == gid)
+                return 1;
+
+        n = 64;
+        for (;;) {
+                int want = n;
+                free(groups);
+                groups = calloc((size_t) want, sizeof(gid_t));
+                if (!groups)
+                        return -ENOMEM;
+                if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) >= 0)
+                        break;
+                if (n <= want) {
+                        if (want >= 65536)
+                                return -E2BIG;
+                        n = want * 2;
+                }
+        }
+        for (int i = 0; i < n; i++)
+                if (groups[i] == gid)
+                        return 1;
+        return 0;
+}
+
+/* Methods are for root and the configured group, judged on the sender's credentials as
+ * the bus recorded them, never augmented from /proc (which a caller could race). */
+static int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *group = m->daemon->config.group ?: CONFIG_DEFAULT_GROUP;
+        const char *method = sd_bus_message_get_member(msg);
+        uid_t uid;
+        int r;
+
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
+        if (r >= 0)
+                r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0) {
+                log_warning_errno(r, "Refused %s() from %s: cannot read the caller's credentials: %m", method,
+                                  sd_bus_message_get_sender(msg) ?: "?");
+                return sd_bus_error_setf(error, IMMOD_ERROR_NOT_AUTHORIZED,
+                                         "The caller's credentials cannot be read.");
+        }
+
+        r = uid_in_group(uid, group);
+        if (r > 0)
+                return 0;
+        if (r < 0)
+                log_warning_errno(r, "Refused %s() from uid %u: cannot read the user database: %m", method,
+                                  (unsigned) uid);
+        else
+                log_notice("Refused %s() from uid %u: neither root nor in group %s.", method, (unsigned) uid, group);
+        return sd_bus_error_setf(error, IMMOD_ERROR_NOT_AUTHORIZED,
+                                 "%s() needs root or membership of the group \"%s\".", method, group);
+}
+
+static EcuCall *ecu_call_free(EcuCall *c) {
+        if (!c)
+                return NULL;
+        sd_bus_message_unref(c->message);
+        free(c);
+        return NULL;
+}
+
+static void ecu_call_freep(EcuCall **c) {
+        ecu_call_free(*c);
+}
+
+static void ecu_call_reply_error(EcuCall *c, const char *name, const char *format, ...) _printf_(3, 4);
+static void ecu_call_reply_error(EcuCall *c, const char *name, const char *format, ...) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        (void) sd_bus_error_setfv(&e, name, format, ap);
+        va_end(ap);
+        r = sd_bus_reply_method_error(c->message, &e);
+        if (r < 0)
+                log_debug_errno(r, "Failed to send the error %s: %m", name);
+}
+
+static int ecu_read_did(Manager *m, EcuCall *c, uint16_t did, UdsCallback cb) {
+        uint8_t req[3] = { UDS_READ_DID };
+
+        put_be16(req + 1, did);
+        c->did = did;
+        return uds_link_request(m->daemon->link, req, sizeof(req), cb, c);
+}
+
+/* Checks the answer to a DID read. 0 with the data after 62 DID; otherwise the call has
+ * been answered with the mapped error and a negative errno is returned. EcuState follows
+ * what the answer says about the ECU. */
+static int ecu_call_check(EcuCall *c, const UdsResponse *resp, const uint8_t **ret_data, size_t *ret_size) {
+        Manager *m = c->manager;
+        char text[160];
+
+        if (resp->error == -ECANCELED) {
+                ecu_call_reply_error(c, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
+                return resp->error;
+        }
+        if (resp->error == -ETIMEDOUT) {
+                manager_update_link_state(m);
+                if (link_is_down(m->link_state)) {
+                        manager_set_ecu_state(m, ECU_STATE_UNREACHABLE);
+                        ecu_call_reply_error(c, IMMOD_ERROR_LINK_DOWN, "The CAN link %s is %s.",
+                                             m->daemon->link_uri, link_state_to_string(m->link_state));
+                } else {
+                        manager_set_ecu_state(m, ECU_STATE_ASLEEP);
+                        ecu_call_reply_error(c, IMMOD_ERROR_ECU_ASLEEP,
+                                             "The ECU does not answer (reading DID %04X); press the door courtesy "
+                                             "switch to wake it and try again.",
+                                             c->did);
+                }
+                return resp->error;
+        }
+        if (resp->error < 0) {
+                log_info_errno(resp->error, "Reading DID %04X failed: %m", c->did);
+                manager_set_ecu_state(m, ECU_STATE_UNREACHABLE);
+                ecu_call_reply_error(c, IMMOD_ERROR_ECU_UNREACHABLE, "The link to the ECU failed: %s.",
+                                     strerror(-resp->error));
+                return resp->error;
+        }
+
+        /* Any answer, even a refusal, means the ECU is awake. */
+        manager_set_ecu_state(m, ECU_STATE_AWAKE);
+
+        if (resp->nrc != 0) {
+                uds_nrc_describe(resp->sid, resp->nrc, text, sizeof(text));
+                log_info("Reading DID %04X: %s", c->did, text);
+                ecu_call_reply_error(c, IMMOD_ERROR_ECU_REFUSED, "Reading DID %04X: %s.", c->did, text);
+                return -EREMOTEIO;
+        }
+        if (!resp->data || resp->size < 3 || be16(resp->data + 1) != c->did) {
+                log_info("Reading DID %04X: malformed answer of %zu bytes.", c->did, resp->size);
+                ecu_call_reply_error(c, SD_BUS_ERROR_IO_ERROR, "The ECU's answer to reading DID %04X is malformed.",
+                                     c->did);
+                return -EBADMSG;
+        }
+
+        *ret_data = resp->data + 3;
+        *ret_size = resp->size - 3;
+        return 0;
+}
+
+static int append_vehicle(sd_bus_message *reply, const Vehicle *v) {
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        if (v->known) {
+                r = sd_bus_message_append(reply, "{sv}{sv}", "vin", "s", v->vin, "vin_check_ok", "b",
+                                          (int) v->vin_check_ok);
+                if (r >= 0 && v->make)
+                        r = sd_bus_message_append(reply, "{sv}", "make", "s", v->make);
+                if (r >= 0 && v->model[0])
+                        r = sd_bus_message_append(reply, "{sv}", "model", "s", v->model);
+                if (r >= 0 && v->year > 0)
+                        r = sd_bus_message_append(reply, "{sv}", "year", "u", (uint32_t) v->year);
+                if (r >= 0 && v->profile)
+                        r = sd_bus_message_append(reply, "{sv}", "profile", "s", v->profile->name);
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "{sv}", "source", "s", v->source);
+                if (r < 0)
+                        return r;
+        }
+        return sd_bus_message_close_container(reply);
+}
+
+static void identify_on_model(UdsClient *client, const UdsResponse *resp, void *userdata) {
+        _cleanup_(ecu_call_freep) EcuCall *c = userdata;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = c->manager;
+        const uint8_t *data;
+        size_t size;
+        Vehicle v = {
+                .known = true,
+                .source = "ecu",
+        };
+        int r;
+
+        if (ecu_call_check(c, resp, &data, &size) < 0)
+                return;
+
+        /* ASCII, possibly padded with NULs or spaces. */
+        while (size > 0 && (data[size - 1] == 0 || data[size - 1] == ' '))
+                size--;
+        bool ok = size > 0 && size <= PROFILE_MODEL_NAME_MAX;
+        for (size_t i = 0; ok && i < size; i++)
+                ok = data[i] >= 0x20 && data[i] <= 0x7e;
+        if (!ok) {
+                log_info("The ECU reported a malformed model name (%zu bytes).", size);
+                ecu_call_reply_error(c, SD_BUS_ERROR_IO_ERROR, "The ECU reported a malformed model name.");
+                return;
+        }
+
+        memcpy(v.vin, c->vin, sizeof(v.vin));
+        memcpy(v.model, data, size);
+        v.model[size] = 0;
+        v.vin_check_ok = vin_check_digit_ok(v.vin);
+        v.make = vin_make(v.vin);
+        if (vin_model_year(v.vin, &v.year) < 0)
+                v.year = 0;
+        if (v.make && v.year > 0)
+                v.profile = profile_match(m->daemon->profiles, v.make, v.model, v.year);
+        manager_set_vehicle(m, &v);
+
+        if (!v.profile) {
+                char year[16] = "unknown year";
+                if (v.year > 0)
+                        snprintf(year, sizeof(year), "%u", v.year);
+                ecu_call_reply_error(c, IMMOD_ERROR_UNSUPPORTED_VEHICLE,
+                                            "No vehicle profile covers %s %s, %s (VIN %s); SetVehicle sets the "
+                                            "vehicle by hand.",
+                                            v.make ?: "this make", v.model, year, v.vin);
+                return;
+        }
+
+        r = sd_bus_message_new_method_return(c->message, &reply);
+        if (r >= 0)
+                r = append_vehicle(reply, &m->vehicle);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        if (r < 0)
+                log_warning_errno(r, "Failed to send the reply to Identify(): %m");
+}
+
+static void identify_on_vin(UdsClient *client, const UdsResponse *resp, void *userdata) {
+        _cleanup_(ecu_call_freep) EcuCall *c = userdata;
+        Manager *m = c->manager;
+        const char *reason;
+        const uint8_t *data;
+        size_t size;
+        int r;
+
+        if (ecu_call_check(c, resp, &data, &size) < 0)
+                return;
+
+        if (size != VIN_LEN || memchr(data, 0, size)) {
+                log_info("The ECU reported a VIN of %zu bytes.", size);
+                ecu_call_reply_error(c, IMMOD_ERROR_INVALID_VIN,
+                                            "The ECU reported a malformed VIN (%zu bytes, %d expected).", size,
+                                            VIN_LEN);
+                return;
+        }
+        memcpy(c->vin, data, VIN_LEN);
+        c->vin[VIN_LEN] = 0;
+        if (vin_check_syntax(c->vin, &reason) < 0) {
+                log_info("The ECU reported a malformed VIN: %s", reason);
+                ecu_call_reply_error(c, IMMOD_ERROR_INVALID_VIN, "The ECU reported a malformed VIN: %s.",
+                                            reason);
+                return;
+        }
+
+        const VehicleProfile *p = m->vehicle.profile ?: m->reference;
+        r = ecu_read_did(m, c, p->dids.model, identify_on_model);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to queue the model read: %m");
+                ecu_call_reply_error(c, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.",
+                                            strerror(-r));
+                return;
+        }
+        TAKE_PTR(c); /* identify_on_model() has it now */
+}
+
+/* Starts reading a DID for a method call; the callback answers it. */
+static int manager_start_ecu_call(Manager *m, sd_bus_message *msg, uint16_t did, UdsCallback cb,
+                                  sd_bus_error *error) {
+        _cleanup_(ecu_call_freep) EcuCall *c = NULL;
+        int r;
+
+        manager_update_link_state(m);
+        if (link_is_down(m->link_state))
+                return sd_bus_error_setf(error, IMMOD_ERROR_LINK_DOWN, "The CAN link %s is %s.", m->daemon->link_uri,
+                                         link_state_to_string(m->link_state));
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->manager = m;
+        c->message = sd_bus_message_ref(msg);
+
+        r = ecu_read_did(m, c, did, cb);
+        if (r == -ENOBUFS)
+                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "Too many requests to the ECU are waiting.");
+        if (r < 0) {
+                log_warning_errno(r, "Failed to queue a read of DID %04X: %m", did);
+                return sd_bus_error_setf(error, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.",
+                                         strerror(-r));
+        }
+        TAKE_PTR(c);
+        return 1; /* the reply comes later */
+}
+
+static const VehicleProfile *manager_profile(Manager *m) {
+        return m->vehicle.profile ?: m->reference;
+}
+
+static int method_identify(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = manager_authorize(m, msg, error);
+        if (r < 0)
+                return r;
+
+        return manager_start_ecu_call(m, msg, manager_profile(m)->dids.vin, identify_on_vin, error);
+}
+
+static void key_status_on_answer(UdsClient *client, const UdsResponse *resp, void *userdata) {
+        _cleanup_(ecu_call_freep) EcuCall *c = userdata;
+        const uint8_t *data;
+        size_t size;
+        int r;
+
+        if (ecu_call_check(c, resp, &data, &size) < 0)
+                return;
+        if (size < 3) {
+                log_info("The ECU's key status is %zu bytes long, 3 expected.", size);
+                ecu_call_reply_error(c, SD_BUS_ERROR_IO_ERROR, "The ECU's key status is malformed.");
+                return;
+        }
+
+        r = sd_bus_reply_method_return(c->message, "a{sv}", 3, "registered", "u", (uint32_t) data[0], "available",
+                                       "u", (uint32_t) data[1], "max", "u", (uint32_t) data[2]);
+        if (r < 0)
+                log_warning_errno(r, "Failed to send the reply to ReadKeyStatus(): %m");
+}
+
+static int method_read_key_status(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        int r;
+
+        r = manager_authorize(m, msg, error);
+        if (r < 0)
+                return r;
+
+        return manager_start_ecu_call(m, msg, manager_profile(m)->dids.key_status, key_status_on_answer, error);
+}
+
+/* Reads one option's variant, which must hold `type`. */
+static int read_option(sd_bus_message *msg, const char *key, const char *type, void *ret, sd_bus_error *error) {
+        const char *contents;
+        int r;
+
+        r = sd_bus_message_peek_type(msg, NULL, &contents);
+        if (r < 0)
+                return r;
+        if (!streq(contents, type))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"%s\" must be of type %s.", key,
+                                         type);
+        return sd_bus_message_read(msg, "v", type, ret);
+}
+
+static int method_set_vehicle(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *vin, *model = NULL, *reason;
+        uint32_t year = 0;
+        int force = false;
+        bool have_year = false, have_force = false;
+        int r;
+
+        /* Read. */
+        r = sd_bus_message_read(msg, "s", &vin);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "model")) {
+                        if (model)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"model\" given twice.");
+                        r = read_option(msg, key, "s", &model, error);
+                } else if (streq(key, "year")) {
+                        if (have_year)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"year\" given twice.");
+                        r = read_option(msg, key, "u", &year, error);
+                        have_year = true;
+                } else if (streq(key, "force")) {
+                        if (have_force)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"force\" given twice.");
+                        r = read_option(msg, key, "b", &force, error);
+                        have_force = true;
+                } else if (string_is_plain(key, STRING_ARG_MAX))
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown option \"%s\"; SetVehicle() takes model s, year u and force b.",
+                                                 key);
+                else
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown option; SetVehicle() takes model s, year u and force b.");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+
+        /* Validate. */
+        if (strnlen(vin, STRING_ARG_MAX + 1) > STRING_ARG_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The VIN is too long (%d characters expected).",
+                                         VIN_LEN);
+        if (!model)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"model\" (s) is required.");
+        if (!have_year)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"year\" (u) is required.");
+        if (!model[0] || !string_is_plain(model, PROFILE_MODEL_NAME_MAX))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Option \"model\" must be 1 to %u printable ASCII characters.",
+                                         PROFILE_MODEL_NAME_MAX);
+        if (year < PROFILE_YEAR_MIN || year > PROFILE_YEAR_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"year\" must be %u to %u.",
+                                         PROFILE_YEAR_MIN, PROFILE_YEAR_MAX);
+        if (vin_check_syntax(vin, &reason) < 0)
+                return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_VIN, "Invalid VIN: %s.", reason);
+
+        /* Authorize. */
+        r = manager_authorize(m, msg, error);
+        if (r < 0)
+                return r;
+
+        /* Act. */
+        bool check_ok = vin_check_digit_ok(vin);
+        if (!check_ok && !force)
+                return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_VIN,
+                                         "The VIN's check digit (9th character) is %c but %c was expected; set "
+                                         "\"force\" to true if the VIN is right as written.",
+                                         vin[8], vin_compute_check_digit(vin));
+
+        const char *make = vin_make(vin);
+        if (!make)
+                return sd_bus_error_setf(error, IMMOD_ERROR_UNSUPPORTED_VEHICLE,
+                                         "No vehicle profile covers the manufacturer code %.3s of this VIN.", vin);
+        const VehicleProfile *p = profile_match(m->daemon->profiles, make, model, year);
+        if (!p)
+                return sd_bus_error_setf(error, IMMOD_ERROR_UNSUPPORTED_VEHICLE, "No vehicle profile covers %s %s, %u.",
+                                         make, model, (unsigned) year);
+
+        Vehicle v = {
+                .known = true,
+                .vin_check_ok = check_ok,
+                .make = make,
+                .year = year,
+                .profile = p,
+                .source = "manual",
+        };
+        memcpy(v.vin, vin, VIN_LEN + 1);
+        strncpy(v.model, model, sizeof(v.model) - 1);
+        if (!check_ok)
+                log_notice("SetVehicle(): VIN %s accepted with a wrong check digit (force).", vin);
+
+        /* Emit, reply. */
+        manager_set_vehicle(m, &v);
+        return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int property_get_version(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", IMMOD_VERSION);
+}
+
+static int property_get_link(sd_bus *bus, const char *path, const char *interface, const char *property,
+                             sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "s", m->daemon->link_uri);
+}
+
+static int property_get_link_state(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "s", link_state_to_string(m->link_state));
+}
+
+static int property_get_ecu_state(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "s", ecu_state_to_string(m->ecu_state));
+}
+
+static int property_get_battery_voltage(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                        sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "d", (double) NAN);
+}
+
+static int property_get_battery_state(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                      sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "s", "unknown");
+}
+
+static int property_get_vehicle(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        return append_vehicle(reply, &m->vehicle);
+}
+
+static int property_get_problems(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                 sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        unsigned p = manager_compute_problems(m);
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "s");
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(problem_names); i++)
+                if (p & (1U << i)) {
+                        r = sd_bus_message_append(reply, "s", problem_names[i]);
+                        if (r < 0)
+                                return r;
+                }
+        return sd_bus_message_close_container(reply);
+}
+
+static int property_get_active_procedure(sd_bus *bus, const char *path, const char *interface, const char *property,
+                                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        return sd_bus_message_append(reply, "o", "/");
+}
+
+static int property_get_server(sd_bus *bus, const char *path, const char *interface, const char *property,
+                               sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        /* Nothing asks the service yet, so a configured one is "unknown". */
+        return sd_bus_message_append(reply, "s", m->daemon->config.server.url ? "unknown" : "unconfigured");
+}
+
+static const sd_bus_vtable manager_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+
+        SD_BUS_PROPERTY("Version", "s", property_get_version, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Link", "s", property_get_link, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LinkState", "s", property_get_link_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("EcuState", "s", property_get_ecu_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("BatteryVoltage", "d", property_get_battery_voltage, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("BatteryState", "s", property_get_battery_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Vehicle", "a{sv}", property_get_vehicle, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Problems", "as", property_get_problems, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ActiveProcedure", "o", property_get_active_procedure, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Server", "s", property_get_server, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+
+        SD_BUS_METHOD_WITH_ARGS("Identify",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a{sv}", vehicle),
+                                method_identify,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SetVehicle",
+                                SD_BUS_ARGS("s", vin, "a{sv}", options),
+                                SD_BUS_NO_RESULT,
+                                method_set_vehicle,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ReadKeyStatus",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a{sv}", status),
+                                method_read_key_status,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+
+        SD_BUS_VTABLE_END,
+};
+
+int manager_new(Daemon *d, Manager **ret) {
+        Manager *m;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m)
+                return log_error_errno(-ENOMEM, "Out of memory.");
+        m->daemon = d;
+        m->reference = profile_set_get(d->profiles, 0);
+        m->link_state = transport_get_link_state(uds_link_transport(d->link));
+        m->problems = manager_compute_problems(m);
+
+        /* the transport tells when the link changes: nothing to poll */
+        uds_link_set_link_state_handler(d->link, on_link_state, m);
+
+        r = sd_bus_add_object_vtable(d->bus, &m->slot, MANAGER_PATH, MANAGER_INTERFACE, manager_vtable, m);
+        if (r < 0) {
+                log_error_errno(r, "Failed to add the Manager object: %m");
+                goto fail;
+        }
+
+        *ret = m;
+        return 0;
+fail:
+        manager_free(m);
+        return r;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+        uds_link_set_link_state_handler(m->daemon->link, NULL, NULL);
+        sd_bus_slot_unref(m->slot);
+        free(m);
+        return NULL;
+}

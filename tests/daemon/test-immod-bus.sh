@@ -1,0 +1,237 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# immod on a private bus against immo-ecusim on a private vbus, driven with busctl
+# (and gdbus where the error name matters: busctl prints only the message).
+#
+# usage: test-immod-bus.sh IMMOD IMMO_ECUSIM SOURCE_ROOT
+
+set -u -o pipefail
+
+immod=$1
+ecusim=$2
+src=$3
+
+VIN=58ADZ1B19LU012345
+DEST=org.immod.Immod1
+OBJ=/org/immod/Immod1
+IFACE=org.immod.Immod1.Manager
+
+tmp=$(mktemp -d /tmp/test-immod-bus.XXXXXX)
+chmod 0755 "$tmp" # a caller of another uid must reach the bus socket
+bus_pid= sim_pid= immod_pid=
+failures=0
+
+cleanup() {
+        for p in $immod_pid $sim_pid $bus_pid; do
+                kill "$p" 2>/dev/null
+        done
+        wait 2>/dev/null
+        if [ "$failures" -ne 0 ] || [ -n "${KEEP_TMP:-}" ]; then
+                echo "--- immod log"; cat "$tmp/immod.log" 2>/dev/null
+                echo "--- ecusim log"; tail -n 50 "$tmp/ecusim.log" 2>/dev/null
+        fi
+        rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+        echo "FAIL: $*"
+        failures=$((failures + 1))
+}
+pass() {
+        echo "ok: $*"
+}
+
+# expect_match DESCRIPTION PATTERN TEXT
+expect_match() {
+        if grep -Eq -- "$2" <<<"$3"; then pass "$1"; else fail "$1: wanted /$2/, got: $3"; fi
+}
+
+wait_for() { # wait_for SECONDS COMMAND...
+        local deadline=$((SECONDS + $1))
+        shift
+        until "$@" >/dev/null 2>&1; do
+                [ $SECONDS -ge $deadline ] && return 1
+                sleep 0.1
+        done
+}
+
+# --- the private bus: any uid may connect and call; immod does its own checks.
+cat >"$tmp/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=$tmp/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+CONF
+out=$(dbus-daemon --config-file="$tmp/bus.conf" --fork --print-address=1 --print-pid=1) || { echo "dbus-daemon failed"; exit 1; }
+addr=$(sed -n 1p <<<"$out")
+bus_pid=$(sed -n 2p <<<"$out")
+chmod 0777 "$tmp/bus.sock" 2>/dev/null
+
+bctl() { busctl --address="$addr" "$@"; }
+call() { bctl call "$DEST" "$OBJ" "$IFACE" "$@" 2>&1; }
+prop() { bctl get-property "$DEST" "$OBJ" "$IFACE" "$1" 2>&1; }
+# The error name of a failing call, or "OK"; arguments in GVariant text.
+call_error() {
+        local method=$1
+        shift
+        local out
+        if out=$(gdbus call --address="$addr" --dest="$DEST" --object-path="$OBJ" --method="$IFACE.$method" "$@" 2>&1); then
+                echo OK
+        else
+                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\):.*/\1/p' <<<"$out" | head -n 1
+        fi
+}
+
+ctl() { # one control socket command; prints the answer line
+        python3 - "$tmp/ctl.sock" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall((sys.argv[2] + "\n").encode())
+buf = b""
+while not buf.endswith(b"\n"):
+    d = s.recv(4096)
+    if not d:
+        break
+    buf += d
+print(buf.decode().strip())
+PY
+}
+
+# --- the simulated ECU
+sed -n 's/.*"master_key_hex": *"\([0-9a-fA-F]*\)".*/\1/p' "$src/tests/test-vectors.json" >"$tmp/master.key"
+"$ecusim" --link "vbus:$tmp/vbus.sock" --vin "$VIN" --model "ES 350" --master-key-file "$tmp/master.key" \
+        --keys 11111111 --control "$tmp/ctl.sock" >"$tmp/ecusim.log" 2>&1 &
+sim_pid=$!
+wait_for 10 test -S "$tmp/ctl.sock" || { fail "immo-ecusim did not start"; exit 1; }
+
+# --- immod
+mkdir "$tmp/state"
+cat >"$tmp/immod.conf" <<CONF
+link: vbus:$tmp/vbus.sock
+profiles: $src/conf/profiles
+state_dir: $tmp/state
+group: $(id -gn)
+tester_present_ms: 2000
+battery:
+  source: none
+CONF
+"$immod" --config "$tmp/immod.conf" --bus "$addr" -v >"$tmp/immod.log" 2>&1 &
+immod_pid=$!
+wait_for 10 bctl status "$DEST" || { fail "immod did not take its bus name"; exit 1; }
+
+# --- usage errors
+"$immod" --bus "nonsense" >/dev/null 2>&1
+expect_match "usage error exits 2" '^2$' "$?"
+
+# --- introspection and properties
+expect_match "introspection shows the Manager" "$IFACE" "$(bctl introspect "$DEST" "$OBJ" 2>&1)"
+expect_match "Version" '^s "[0-9]+\.[0-9]+\.[0-9]+"$' "$(prop Version)"
+expect_match "Link" "^s \"vbus:$tmp/vbus.sock\"$" "$(prop Link)"
+wait_for 5 bash -c "busctl --address='$addr' get-property $DEST $OBJ $IFACE LinkState | grep -q '\"up\"'"
+expect_match "LinkState up" '^s "up"$' "$(prop LinkState)"
+expect_match "EcuState unknown at start" '^s "unknown"$' "$(prop EcuState)"
+expect_match "Problems: no-vehicle" '"no-vehicle"' "$(prop Problems)"
+expect_match "Vehicle empty" '^a\{sv\} 0$' "$(prop Vehicle)"
+expect_match "BatteryVoltage NaN" '^d nan$' "$(prop BatteryVoltage)"
+expect_match "ActiveProcedure /" '^o "/"$' "$(prop ActiveProcedure)"
+expect_match "Server unconfigured" '^s "unconfigured"$' "$(prop Server)"
+
+# --- Identify and ReadKeyStatus
+out=$(call Identify)
+expect_match "Identify: VIN" "\"vin\" s \"$VIN\"" "$out"
+expect_match "Identify: make" '"make" s "Lexus"' "$out"
+expect_match "Identify: model" '"model" s "ES 350"' "$out"
+expect_match "Identify: year" '"year" u 2020' "$out"
+expect_match "Identify: profile" '"profile" s "lexus-es-ux-ls-2018-2021"' "$out"
+expect_match "Identify: source" '"source" s "ecu"' "$out"
+expect_match "Identify: check digit" '"vin_check_ok" b true' "$out"
+vehicle=$(prop Vehicle)
+expect_match "Vehicle equals Identify's answer" "^${out//[\{\}]/.}$" "$vehicle"
+expect_match "EcuState awake" '^s "awake"$' "$(prop EcuState)"
+expect_match "Problems empty" '^as 0$' "$(prop Problems)"
+
+out=$(call ReadKeyStatus)
+expect_match "ReadKeyStatus" '"registered" u 1 "available" u 6 "max" u 7' "$out"
+
+# --- SetVehicle
+expect_match "SetVehicle bad VIN" 'Error\.InvalidVin$' \
+        "$(call_error SetVehicle 58ADZ1B19LU01234I "{'model': <'ES 350'>, 'year': <uint32 2020>}")"
+bad_check=58ADZ1B18LU012345
+expect_match "SetVehicle wrong check digit refused" 'Error\.InvalidVin$' \
+        "$(call_error SetVehicle $bad_check "{'model': <'ES 350'>, 'year': <uint32 2020>}")"
+out=$(bctl call $DEST $OBJ $IFACE SetVehicle 'sa{sv}' $bad_check 3 model s 'ES 350' year u 2020 force b true 2>&1)
+expect_match "SetVehicle with force accepted" '^$' "$out"
+vehicle=$(prop Vehicle)
+expect_match "Vehicle manual" "\"vin\" s \"$bad_check\" \"vin_check_ok\" b false .*\"source\" s \"manual\"" "$vehicle"
+out=$(bctl call $DEST $OBJ $IFACE SetVehicle 'sa{sv}' $bad_check 3 model s 'ES 350' year u 2020 colour s red 2>&1)
+expect_match "SetVehicle unknown option refused" 'Unknown option' "$out"
+expect_match "unknown option is InvalidArgs" 'org.freedesktop.DBus.Error.InvalidArgs$' \
+        "$(call_error SetVehicle $VIN "{'model': <'ES 350'>, 'year': <uint32 2020>, 'colour': <'red'>}")"
+expect_match "wrong option type is InvalidArgs" 'org.freedesktop.DBus.Error.InvalidArgs$' \
+        "$(call_error SetVehicle $VIN "{'model': <'ES 350'>, 'year': <'2020'>}")"
+long=$(printf 'A%.0s' $(seq 1 5000))
+expect_match "overlong VIN refused" 'InvalidArgs$' \
+        "$(call_error SetVehicle "$long" "{'model': <'ES 350'>, 'year': <uint32 2020>}")"
+out=$(bctl call $DEST $OBJ $IFACE SetVehicle 'sa{sv}' $VIN 2 model s "$long" year u 2020 2>&1)
+expect_match "overlong model refused" 'model' "$out"
+expect_match "missing year refused" 'InvalidArgs$' \
+        "$(call_error SetVehicle $VIN "{'model': <'ES 350'>}")"
+expect_match "wrong argument signature refused" 'InvalidArgs$' \
+        "$(call_error SetVehicle $VIN)"
+expect_match "unknown model is UnsupportedVehicle" 'Error\.UnsupportedVehicle$' \
+        "$(call_error SetVehicle $VIN "{'model': <'Corolla'>, 'year': <uint32 2020>}")"
+out=$(bctl call $DEST $OBJ $IFACE SetVehicle 'sa{sv}' $VIN 2 model s 'ES 350' year u 2020 2>&1)
+expect_match "SetVehicle right VIN accepted" '^$' "$out"
+
+# --- a caller outside the group
+as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
+as_nobody_error() {
+        local out
+        if out=$(as_nobody gdbus call --address="$addr" --dest="$DEST" --object-path="$OBJ" --method="$IFACE.$1" 2>&1); then
+                echo OK
+        else
+                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\):.*/\1/p' <<<"$out" | head -n 1
+        fi
+}
+expect_match "nobody: Identify NotAuthorized" 'Error\.NotAuthorized$' "$(as_nobody_error Identify)"
+expect_match "nobody: ReadKeyStatus NotAuthorized" 'Error\.NotAuthorized$' "$(as_nobody_error ReadKeyStatus)"
+out=$(as_nobody busctl --address="$addr" call $DEST $OBJ $IFACE SetVehicle 'sa{sv}' $VIN 2 model s 'ES 350' year u 2020 2>&1)
+expect_match "nobody: SetVehicle refused" 'needs root' "$out"
+out=$(as_nobody busctl --address="$addr" get-property $DEST $OBJ $IFACE Version 2>&1)
+expect_match "nobody may read properties" '^s "' "$out"
+expect_match "refusals are logged" 'Refused Identify\(\) from uid 65534' "$(cat "$tmp/immod.log")"
+
+# --- the ECU falls asleep, and wakes up
+expect_match "ecusim sleep" '"ok": *true' "$(ctl sleep)"
+out=$(call_error Identify)
+expect_match "Identify on a sleeping ECU" 'Error\.(EcuAsleep|EcuUnreachable)$' "$out"
+expect_match "EcuState asleep" '^s "(asleep|unreachable)"$' "$(prop EcuState)"
+expect_match "Problems: ecu-asleep" '"ecu-(asleep|unreachable)"' "$(prop Problems)"
+expect_match "ecusim courtesy" '"ok": *true' "$(ctl courtesy)"
+out=$(call Identify)
+expect_match "Identify after courtesy" "\"vin\" s \"$VIN\"" "$out"
+expect_match "EcuState awake again" '^s "awake"$' "$(prop EcuState)"
+
+# --- still alive, and stops cleanly
+if kill -0 "$immod_pid" 2>/dev/null; then pass "immod alive"; else fail "immod died"; fi
+kill -TERM "$immod_pid"
+wait "$immod_pid"
+rc=$?
+immod_pid=
+expect_match "immod exits 0 on SIGTERM" '^0$' "$rc"
+
+echo "$failures failure(s)"
+[ "$failures" -eq 0 ]
