@@ -7,6 +7,7 @@ packages=(
         # build
         meson ninja-build pkg-config gcc clang
         libsystemd-dev libsocketcan-dev libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev
+        libsqlite3-dev libmicrohttpd-dev
         # tests
         libcmocka-dev dbus systemd can-utils openssl python3 libxml2-utils libglib2.0-bin util-linux
         # the VM with real SocketCAN and kernel ISO-TP
