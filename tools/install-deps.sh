@@ -9,7 +9,7 @@ packages=(
         libsystemd-dev libsocketcan-dev libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev
         libsqlite3-dev libmicrohttpd-dev
         # tests
-        libcmocka-dev dbus systemd can-utils openssl python3 libxml2-utils libglib2.0-bin util-linux
+        libcmocka-dev dbus systemd can-utils openssl curl python3 libxml2-utils libglib2.0-bin util-linux
         # the VM with real SocketCAN and kernel ISO-TP
         qemu-system-x86 busybox-static cpio kmod iproute2
 )

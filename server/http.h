@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * HTTPS with JSON bodies, on libmicrohttpd (the one place that meets it). Requests are
+ * handled one at a time on libmicrohttpd's polling thread. Bodies above HTTP_BODY_MAX,
+ * bodies that are not `application/json`, and JSON that is not an object are answered
+ * here with 413, 415 and 400; everything else goes to the handler.
+ */
+
+#include <jansson.h>
+
+#include "util.h"
+
+#define HTTP_BODY_MAX (16U * 1024U)
+#define HTTP_BEARER_MAX 256
+
+typedef struct HttpRequest {
+        const char *method;
+        const char *path;
+        const char *bearer; /* the token of "Authorization: Bearer", or NULL */
+        bool wants_csv;     /* Accept names text/csv */
+        json_t *body;       /* a JSON object, or NULL when the request had no body */
+        void *connection;
+} HttpRequest;
+
+/* A query parameter, or NULL. */
+const char *http_request_query(const HttpRequest *r, const char *key);
+
+typedef struct HttpReply {
+        unsigned status;
+        json_t *json;            /* owned; sent when text is NULL */
+        char *text;              /* owned */
+        const char *content_type; /* of text */
+} HttpReply;
+
+typedef void (*HttpHandler)(void *userdata, const HttpRequest *req, HttpReply *reply);
+
+typedef struct HttpServer HttpServer;
+
+int http_server_start(const char *address, unsigned port, const char *cert_pem, const char *key_pem,
+                      HttpHandler handler, void *userdata, HttpServer **ret);
+HttpServer *http_server_stop(HttpServer *s);
+
+/* A JSON error body {error, message}, as every error is answered. */
+void http_reply_error(HttpReply *reply, unsigned status, const char *id, const char *format, ...) _printf_(4, 5);
