@@ -157,6 +157,11 @@ int daemon_new(const char *config_path, const char *bus, Daemon **ret) {
         if (r < 0)
                 return r;
 
+        /* Before the name is taken: a client never sees a journalled procedure missing. */
+        r = manager_resume(d->manager);
+        if (r < 0)
+                return r;
+
         r = sd_bus_request_name(d->bus, IMMOD_BUS_NAME, 0);
         if (r < 0)
                 return log_error_errno(r, "Failed to acquire the bus name %s: %m", IMMOD_BUS_NAME);

@@ -6,7 +6,10 @@
 
 #include "bus-error.h"
 #include "log.h"
+#include "audit.h"
+#include "journal.h"
 #include "manager.h"
+#include "procedure.h"
 #include "vin.h"
 
 /* How often the link state is looked at: the UdsLink keeps the transport's link state
@@ -20,10 +23,11 @@ typedef enum Problem {
         PROBLEM_ECU_UNREACHABLE = 1U << 2,
         PROBLEM_NO_VEHICLE = 1U << 3,
         PROBLEM_UNSUPPORTED_VEHICLE = 1U << 4,
+        PROBLEM_PROCEDURE_RUNNING = 1U << 5,
 } Problem;
 
 static const char *const problem_names[] = {
-        "link-down", "ecu-asleep", "ecu-unreachable", "no-vehicle", "unsupported-vehicle",
+        "link-down", "ecu-asleep", "ecu-unreachable", "no-vehicle", "unsupported-vehicle", "procedure-running",
 };
 
 typedef struct Vehicle {
@@ -46,6 +50,12 @@ struct Manager {
         EcuState ecu_state;
         Vehicle vehicle;
         unsigned problems;
+
+        Procedure **procedures; /* oldest first */
+        size_t n_procedures;
+        Procedure *active;
+        uint64_t next_id;
+        sd_bus_slot *procedure_slot, *enumerator_slot;
 };
 
 /* One method call waiting for the ECU; answered from the UDS callback. */
@@ -93,6 +103,8 @@ static unsigned manager_compute_problems(const Manager *m) {
                 p |= PROBLEM_NO_VEHICLE;
         else if (!m->vehicle.profile)
                 p |= PROBLEM_UNSUPPORTED_VEHICLE;
+        if (m->active)
+                p |= PROBLEM_PROCEDURE_RUNNING;
         return p;
 }
 
@@ -119,7 +131,7 @@ static void manager_emit(Manager *m, const char *a, const char *b) {
                 log_warning_errno(r, "Failed to announce changed properties: %m");
 }
 
-static void manager_set_ecu_state(Manager *m, EcuState s) {
+void manager_set_ecu_state(Manager *m, EcuState s) {
         if (m->ecu_state == s)
                 return;
         log_info("ECU: %s -> %s.", ecu_state_to_string(m->ecu_state), ecu_state_to_string(s));
@@ -252,7 +264,7 @@ static int uid_in_group(uid_t uid, const char *group) {
 
 /* Methods are for root and the configured group, judged on the sender's credentials as
  * the bus recorded them, never augmented from /proc (which a caller could race). */
-static int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         const char *group = m->daemon->config.group ?: CONFIG_DEFAULT_GROUP;
         const char *method = sd_bus_message_get_member(msg);
@@ -751,7 +763,285 @@ static int property_get_problems(sd_bus *bus, const char *path, const char *inte
 
 static int property_get_active_procedure(sd_bus *bus, const char *path, const char *interface, const char *property,
                                          sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "o", "/");
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "o", m->active ? m->active->path : "/");
+}
+
+/* Procedures */
+
+Daemon *manager_daemon(Manager *m) {
+        return m->daemon;
+}
+
+Procedure *manager_find_procedure(Manager *m, uint64_t id) {
+        for (size_t i = 0; i < m->n_procedures; i++)
+                if (m->procedures[i]->id == id)
+                        return m->procedures[i];
+        return NULL;
+}
+
+size_t manager_n_procedures(Manager *m) {
+        return m->n_procedures;
+}
+
+Procedure *manager_get_procedure(Manager *m, size_t i) {
+        return i < m->n_procedures ? m->procedures[i] : NULL;
+}
+
+static int manager_add_procedure(Manager *m, Procedure *p) {
+        Procedure **l = reallocarray(m->procedures, m->n_procedures + 1, sizeof(Procedure *));
+        if (!l)
+                return -ENOMEM;
+        m->procedures = l;
+        m->procedures[m->n_procedures++] = p;
+        return 0;
+}
+
+void manager_procedure_ended(Manager *m, Procedure *p) {
+        if (m->active != p)
+                return;
+        m->active = NULL;
+        manager_emit(m, "ActiveProcedure", NULL);
+}
+
+/* Reads one string option. */
+static int read_string_option(sd_bus_message *msg, const char *key, const char **ret, sd_bus_error *error) {
+        int r;
+
+        if (*ret)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"%s\" given twice.", key);
+        r = read_option(msg, key, "s", ret, error);
+        if (r < 0)
+                return r;
+        if (!journal_text_valid(*ret, JOURNAL_TEXT_MAX))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Option \"%s\" must be at most %u bytes of text without control characters.",
+                                         key, JOURNAL_TEXT_MAX);
+        return 0;
+}
+
+static int method_start_procedure(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        Manager *m = userdata;
+        const char *kind_name, *repair_order = NULL, *customer = NULL, *technician = NULL;
+        ProcedureKind kind;
+        Procedure *p;
+        uid_t uid = 0;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &kind_name);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "repair_order"))
+                        r = read_string_option(msg, key, &repair_order, error);
+                else if (streq(key, "customer_last_name"))
+                        r = read_string_option(msg, key, &customer, error);
+                else if (streq(key, "technician"))
+                        r = read_string_option(msg, key, &technician, error);
+                else
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown option; StartProcedure() takes repair_order, "
+                                                 "customer_last_name and technician (all s).");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+
+        if (procedure_kind_from_string(kind_name, &kind) < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Unknown procedure kind; immobilizer-reset, key-registration or key-erasure "
+                                         "expected.");
+
+        r = manager_authorize(m, msg, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
+        if (r >= 0)
+                r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+
+        if (m->active)
+                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "Procedure %s is running; finish or cancel it first.",
+                                         m->active->path);
+        if (!m->vehicle.known)
+                return sd_bus_error_setf(error, IMMOD_ERROR_NO_VEHICLE,
+                                         "No vehicle is identified; call Identify or SetVehicle first.");
+        if (!m->vehicle.profile)
+                return sd_bus_error_setf(error, IMMOD_ERROR_UNSUPPORTED_VEHICLE,
+                                         "No vehicle profile covers this vehicle.");
+        manager_update_link_state(m);
+        if (link_is_down(m->link_state))
+                return sd_bus_error_setf(error, IMMOD_ERROR_LINK_DOWN, "The CAN link %s is %s.", m->daemon->link_uri,
+                                         link_state_to_string(m->link_state));
+
+        r = procedure_start(m, m->next_id, kind, m->vehicle.vin, m->vehicle.profile, (uint32_t) uid, technician,
+                            repair_order, msg, &p);
+        if (r < 0)
+                return sd_bus_error_setf(error, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot start the procedure: %s.",
+                                         strerror(-r));
+        r = manager_add_procedure(m, p);
+        if (r < 0) {
+                procedure_free(p);
+                return r;
+        }
+        m->next_id++;
+        log_info("Procedure %" PRIu64 " (%s) started by uid %u.", p->id, kind_name, (unsigned) uid);
+        if (procedure_is_active(p)) {
+                m->active = p;
+                manager_emit(m, "ActiveProcedure", NULL);
+        }
+        return 1; /* answered when the ECU has */
+}
+
+static int method_list_procedures(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        int r;
+
+        r = manager_authorize(m, msg, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_open_container(reply, 'a', "o");
+        if (r < 0)
+                return r;
+        for (size_t i = m->n_procedures; i > 0; i--) {
+                r = sd_bus_message_append(reply, "o", m->procedures[i - 1]->path);
+                if (r < 0)
+                        return r;
+        }
+        r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+static int append_audit_record(sd_bus_message *reply, const AuditRecord *a) {
+        int r;
+
+        r = sd_bus_message_append(reply, "a{sv}", 15,
+                                  "id", "t", a->id,
+                                  "uid", "u", a->uid,
+                                  "technician", "s", a->technician ?: "",
+                                  "time", "t", (uint64_t) a->time,
+                                  "created", "t", (uint64_t) a->created,
+                                  "kind", "s", procedure_kind_to_string(a->kind),
+                                  "vin", "s", a->vin ?: "",
+                                  "profile", "s", a->profile ?: "",
+                                  "repair_order", "s", a->repair_order ?: "",
+                                  "result", "s", audit_result_to_string(a->result),
+                                  "error", "s", a->error ?: "",
+                                  "keys_before", "i", (int32_t) a->keys_before,
+                                  "keys_after", "i", (int32_t) a->keys_after,
+                                  "battery_min", "d", a->battery_min,
+                                  "passcode_attempts", "u", (uint32_t) a->passcode_attempts);
+        if (r < 0)
+                return r;
+        return 0;
+}
+
+static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        Manager *m = userdata;
+        AuditRecord *records = NULL;
+        size_t n = 0;
+        uint32_t limit;
+        int r;
+
+        r = sd_bus_message_read(msg, "u", &limit);
+        if (r < 0)
+                return r;
+        r = manager_authorize(m, msg, error);
+        if (r < 0)
+                return r;
+        r = audit_read(m->daemon->config.state_dir, limit, &records, &n);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_IO_ERROR, "Cannot read the audit log: %s.", strerror(-r));
+
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "a{sv}");
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = append_audit_record(reply, &records[i]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        audit_records_free(records, n);
+        if (r < 0)
+                return r;
+        return sd_bus_send(NULL, reply, NULL);
+}
+
+int manager_resume(Manager *m) {
+        const char *dir = m->daemon->config.state_dir;
+        JournalRecord *records = NULL;
+        AuditRecord *audit = NULL;
+        size_t n = 0, n_audit = 0;
+        uint64_t max_id = 0;
+        int r;
+
+        r = audit_read(dir, 0, &audit, &n_audit);
+        if (r < 0)
+                log_warning_errno(r, "Failed to read the audit log: %m");
+        for (size_t i = 0; i < n_audit; i++)
+                max_id = MAX(max_id, audit[i].id);
+
+        r = journal_load_all(dir, &records, &n);
+        if (r < 0) {
+                audit_records_free(audit, n_audit);
+                return log_error_errno(r, "Failed to load the journal from %s: %m", dir);
+        }
+        for (size_t i = 0; i < n; i++) {
+                JournalRecord *j = &records[i];
+                bool audited = false;
+                Procedure *p;
+
+                max_id = MAX(max_id, j->id);
+                for (size_t k = 0; k < n_audit; k++)
+                        if (audit[k].id == j->id)
+                                audited = true;
+                if (audited || (j->state != JOURNAL_STATE_RUNNING && j->state != JOURNAL_STATE_WAITING)) {
+                        log_info("Journal of procedure %" PRIu64 " is already audited; removing it.", j->id);
+                        (void) journal_remove(dir, j->id);
+                        continue;
+                }
+                const VehicleProfile *profile = profile_set_find(m->daemon->profiles, j->profile);
+                if (!profile) {
+                        log_error("Journal of procedure %" PRIu64 " names the unknown profile %s; left in place.", j->id,
+                                  j->profile);
+                        continue;
+                }
+                if (procedure_resume(m, j, profile, &p) < 0 || manager_add_procedure(m, p) < 0) {
+                        log_error("Failed to resume procedure %" PRIu64 ".", j->id);
+                        continue;
+                }
+                if (procedure_is_active(p) && !m->active) {
+                        m->active = p;
+                        manager_emit(m, "ActiveProcedure", NULL);
+                }
+        }
+        m->next_id = max_id + 1;
+        journal_records_free(records, n);
+        audit_records_free(audit, n_audit);
+        return 0;
 }
 
 static int property_get_server(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -790,6 +1080,21 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("a{sv}", status),
                                 method_read_key_status,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("StartProcedure",
+                                SD_BUS_ARGS("s", kind, "a{sv}", options),
+                                SD_BUS_RESULT("o", procedure),
+                                method_start_procedure,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListProcedures",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("ao", procedures),
+                                method_list_procedures,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("GetHistory",
+                                SD_BUS_ARGS("u", limit),
+                                SD_BUS_RESULT("aa{sv}", records),
+                                method_get_history,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
 
         SD_BUS_VTABLE_END,
 };
@@ -814,6 +1119,10 @@ int manager_new(Daemon *d, Manager **ret) {
                 log_error_errno(r, "Failed to add the Manager object: %m");
                 goto fail;
         }
+        r = procedure_bus_register(m, d->bus, &m->procedure_slot, &m->enumerator_slot);
+        if (r < 0)
+                goto fail;
+        m->next_id = 1;
 
         *ret = m;
         return 0;
@@ -827,6 +1136,11 @@ Manager *manager_free(Manager *m) {
                 return NULL;
         uds_link_set_link_state_handler(m->daemon->link, NULL, NULL);
         sd_bus_slot_unref(m->slot);
+        sd_bus_slot_unref(m->procedure_slot);
+        sd_bus_slot_unref(m->enumerator_slot);
+        for (size_t i = 0; i < m->n_procedures; i++)
+                procedure_free(m->procedures[i]);
+        free(m->procedures);
         free(m);
         return NULL;
 }

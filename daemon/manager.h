@@ -22,6 +22,23 @@ typedef enum EcuState {
 
 const char *ecu_state_to_string(EcuState s);
 
+typedef struct Procedure Procedure;
+
 /* Puts the object on d->bus; logs what failed. */
 int manager_new(Daemon *d, Manager **ret);
 Manager *manager_free(Manager *m);
+
+/* Finds journals of procedures that were running when immod stopped and resumes them
+ * (procedure_resume()); also picks the next procedure id. */
+int manager_resume(Manager *m);
+
+/* For the procedures. */
+Daemon *manager_daemon(Manager *m);
+void manager_set_ecu_state(Manager *m, EcuState s);
+/* Root or the configured group, on the sender's real credentials; sets NotAuthorized. */
+int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error);
+Procedure *manager_find_procedure(Manager *m, uint64_t id);
+size_t manager_n_procedures(Manager *m);
+Procedure *manager_get_procedure(Manager *m, size_t i);
+/* A procedure ended: ActiveProcedure and Problems follow. */
+void manager_procedure_ended(Manager *m, Procedure *p);

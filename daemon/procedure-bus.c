@@ -1,0 +1,373 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <math.h>
+#include <stdio.h>
+
+#include "bus-error.h"
+#include "checkchar.h"
+#include "hex.h"
+#include "log.h"
+#include "manager.h"
+#include "procedure.h"
+
+#define PASSCODE_ARG_MAX 256U
+
+static Procedure *procedure_from_path(Manager *m, const char *path) {
+        _cleanup_free_ char *name = NULL;
+        uint64_t id = 0;
+
+        if (sd_bus_path_decode(path, PROCEDURE_PATH_PREFIX, &name) <= 0 || !name || !name[0])
+                return NULL;
+        for (const char *c = name; *c; c++) {
+                if (*c < '0' || *c > '9' || id > UINT64_MAX / 10 - 10)
+                        return NULL;
+                id = id * 10 + (uint64_t) (*c - '0');
+        }
+        return manager_find_procedure(m, id);
+}
+
+static int procedure_find(sd_bus *bus, const char *path, const char *interface, void *userdata, void **found,
+                          sd_bus_error *error) {
+        Procedure *p = procedure_from_path(userdata, path);
+        if (!p)
+                return 0;
+        *found = p;
+        return 1;
+}
+
+static int procedure_enumerate(sd_bus *bus, const char *prefix, void *userdata, char ***nodes, sd_bus_error *error) {
+        Manager *m = userdata;
+        size_t n = manager_n_procedures(m);
+        char **l = calloc(n + 1, sizeof(char *));
+
+        if (!l)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                l[i] = strdup(manager_get_procedure(m, i)->path);
+                if (!l[i]) {
+                        for (size_t j = 0; j < i; j++)
+                                free(l[j]);
+                        free(l);
+                        return -ENOMEM;
+                }
+        }
+        *nodes = l;
+        return 1;
+}
+
+/* Properties */
+
+#define GETTER(name) \
+        static int name(sd_bus *bus, const char *path, const char *interface, const char *property, \
+                        sd_bus_message *reply, void *userdata, sd_bus_error *error)
+
+GETTER(get_kind) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "s", procedure_kind_to_string(p->kind));
+}
+GETTER(get_vin) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "s", p->vin);
+}
+GETTER(get_owner) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "u", p->owner);
+}
+GETTER(get_created) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "t", (uint64_t) p->created);
+}
+GETTER(get_state) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "s", journal_state_to_string(p->state));
+}
+GETTER(get_step) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "s", procedure_step_id(p));
+}
+GETTER(get_step_index) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "u", (uint32_t) p->step + 1);
+}
+GETTER(get_step_count) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "u", (uint32_t) p->n_steps);
+}
+GETTER(get_prompt) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "s", p->prompt);
+}
+GETTER(get_seed) {
+        Procedure *p = userdata;
+        int r;
+
+        if (!p->have_seed)
+                return sd_bus_message_append(reply, "a{sv}", 0);
+        if (p->seed_kind == PASSCODE_IMMOBILIZER) {
+                char hex[PASSCODE_SEED_SIZE * 2 + 1];
+                hex_encode(p->imm_seed, PASSCODE_SEED_SIZE, false, hex);
+                return sd_bus_message_append(reply, "a{sv}", 2, "kind", "s", "immobilizer", "seed", "s", hex);
+        }
+        char cd[4][2] = {};
+        r = checkchar_compute(p->sc_vin, CHECKCHAR_BASE36, &cd[0][0]);
+        if (r >= 0)
+                r = checkchar_compute(p->data1, CHECKCHAR_HEX, &cd[1][0]);
+        if (r >= 0)
+                r = checkchar_compute(p->data2, CHECKCHAR_HEX, &cd[2][0]);
+        if (r >= 0)
+                r = checkchar_compute(p->data3, CHECKCHAR_HEX, &cd[3][0]);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_IO_ERROR, "The ECU's seed is malformed.");
+        return sd_bus_message_append(reply, "a{sv}", 9, "kind", "s", "smart-code", "vin", "s", p->sc_vin, "data1", "s",
+                                     p->data1, "data2", "s", p->data2, "data3", "s", p->data3, "cd_vin", "s", cd[0],
+                                     "cd_data1", "s", cd[1], "cd_data2", "s", cd[2], "cd_data3", "s", cd[3]);
+}
+GETTER(get_attempts) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "u", p->attempts_left);
+}
+GETTER(get_lockout) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "u", p->lockout_s);
+}
+GETTER(get_percentage) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "u", p->percentage);
+}
+GETTER(get_remaining) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "u", p->remaining_s);
+}
+GETTER(get_deadline) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "t", (uint64_t) p->deadline);
+}
+GETTER(get_keys) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "a{sv}", 7, "registered", "u", p->registered, "available", "u",
+                                     p->available, "max", "u", p->max, "declared_present", "u", p->declared, "touched",
+                                     "u", p->touched, "to_delete", "u", p->to_delete, "added", "u", p->added);
+}
+GETTER(get_battery_min) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "d", p->battery_min);
+}
+GETTER(get_error) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "s", p->error ?: "");
+}
+GETTER(get_error_message) {
+        Procedure *p = userdata;
+        return sd_bus_message_append(reply, "s", p->error_message ?: "");
+}
+
+/* Signals */
+
+void procedure_bus_emit(Procedure *p) {
+        static const struct {
+                unsigned bit;
+                const char *names[3];
+        } map[] = {
+                { PROP_STATE, { "State" } },
+                { PROP_STEP, { "Step", "StepIndex" } },
+                { PROP_PROMPT, { "Prompt" } },
+                { PROP_SEED, { "Seed" } },
+                { PROP_ATTEMPTS, { "PasscodeAttemptsLeft" } },
+                { PROP_LOCKOUT, { "LockoutSeconds" } },
+                { PROP_PERCENTAGE, { "Percentage" } },
+                { PROP_REMAINING, { "RemainingSeconds" } },
+                { PROP_DEADLINE, { "Deadline" } },
+                { PROP_KEYS, { "Keys" } },
+                { PROP_BATTERY_MIN, { "BatteryMinimum" } },
+                { PROP_ERROR, { "Error", "ErrorMessage" } },
+        };
+        const char *names[32];
+        size_t n = 0;
+        sd_bus *bus = p->daemon->bus;
+        int r;
+
+        if (!p->dirty || !bus)
+                return;
+        for (size_t i = 0; i < ELEMENTSOF(map); i++)
+                if (p->dirty & map[i].bit)
+                        for (size_t j = 0; j < 3 && map[i].names[j]; j++)
+                                names[n++] = map[i].names[j];
+        names[n] = NULL;
+        p->dirty = 0;
+        r = sd_bus_emit_properties_changed_strv(bus, p->path, PROCEDURE_INTERFACE, (char **) names);
+        if (r < 0)
+                log_debug_errno(r, "Failed to announce changed properties of %s: %m", p->path);
+}
+
+void procedure_bus_emit_step(Procedure *p) {
+        int r = sd_bus_emit_signal(p->daemon->bus, p->path, PROCEDURE_INTERFACE, "StepChanged", "sus",
+                                   procedure_step_id(p), (uint32_t) p->step + 1, p->prompt);
+        if (r < 0)
+                log_debug_errno(r, "Failed to emit StepChanged: %m");
+}
+
+void procedure_bus_emit_key_event(Procedure *p, const char *event, unsigned slot, unsigned beeps) {
+        int r = sd_bus_emit_signal(p->daemon->bus, p->path, PROCEDURE_INTERFACE, "KeyEvent", "suu", event,
+                                   (uint32_t) slot, (uint32_t) beeps);
+        if (r < 0)
+                log_debug_errno(r, "Failed to emit KeyEvent: %m");
+}
+
+void procedure_bus_emit_finished(Procedure *p) {
+        int r = sd_bus_emit_signal(p->daemon->bus, p->path, PROCEDURE_INTERFACE, "Finished", "ss",
+                                   journal_state_to_string(p->state), p->error ?: "");
+        if (r < 0)
+                log_debug_errno(r, "Failed to emit Finished: %m");
+}
+
+/* Methods: read, validate, authorize, act */
+
+static int method_acknowledge(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Procedure *p = userdata;
+        const char *step;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &step);
+        if (r < 0)
+                return r;
+        if (strnlen(step, 65) > 64)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The step id is too long.");
+        r = manager_authorize(p->manager, msg, error);
+        if (r < 0)
+                return r;
+        return procedure_acknowledge(p, msg, step, error);
+}
+
+static int method_submit_passcode(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Procedure *p = userdata;
+        const char *passcode;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &passcode);
+        if (r < 0)
+                return r;
+        if (strnlen(passcode, PASSCODE_ARG_MAX + 1) > PASSCODE_ARG_MAX)
+                return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_PASSCODE_FORMAT, "The passcode is too long.");
+        r = manager_authorize(p->manager, msg, error);
+        if (r < 0)
+                return r;
+        return procedure_submit_passcode(p, msg, passcode, error);
+}
+
+static int method_fetch_passcode(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Procedure *p = userdata;
+        int r;
+
+        r = sd_bus_message_skip(msg, "a{sv}");
+        if (r < 0)
+                return r;
+        r = manager_authorize(p->manager, msg, error);
+        if (r < 0)
+                return r;
+        if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE)
+                return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP, "FetchPasscode() does not end the current step.");
+        return sd_bus_error_setf(error, IMMOD_ERROR_SERVER_UNREACHABLE,
+                                 "no passcode service configured; use SubmitPasscode.");
+}
+
+static int method_set_key_count(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Procedure *p = userdata;
+        uint32_t n;
+        int r;
+
+        r = sd_bus_message_read(msg, "u", &n);
+        if (r < 0)
+                return r;
+        r = manager_authorize(p->manager, msg, error);
+        if (r < 0)
+                return r;
+        return procedure_set_key_count(p, msg, n, error);
+}
+
+static int method_erase(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Procedure *p = userdata;
+        uint32_t n;
+        int r;
+
+        r = sd_bus_message_read(msg, "u", &n);
+        if (r < 0)
+                return r;
+        r = manager_authorize(p->manager, msg, error);
+        if (r < 0)
+                return r;
+        return procedure_erase(p, msg, n, error);
+}
+
+static int method_finish(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Procedure *p = userdata;
+        int r = manager_authorize(p->manager, msg, error);
+        if (r < 0)
+                return r;
+        return procedure_finish_registration(p, msg, error);
+}
+
+static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Procedure *p = userdata;
+        int r = manager_authorize(p->manager, msg, error);
+        if (r < 0)
+                return r;
+        return procedure_cancel(p, msg, error);
+}
+
+#define P_CHANGE SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE
+#define P_CONST SD_BUS_VTABLE_PROPERTY_CONST
+
+static const sd_bus_vtable procedure_vtable[] = {
+        SD_BUS_VTABLE_START(0),
+
+        SD_BUS_PROPERTY("Kind", "s", get_kind, 0, P_CONST),
+        SD_BUS_PROPERTY("Vin", "s", get_vin, 0, P_CONST),
+        SD_BUS_PROPERTY("Owner", "u", get_owner, 0, P_CONST),
+        SD_BUS_PROPERTY("Created", "t", get_created, 0, P_CONST),
+        SD_BUS_PROPERTY("State", "s", get_state, 0, P_CHANGE),
+        SD_BUS_PROPERTY("Step", "s", get_step, 0, P_CHANGE),
+        SD_BUS_PROPERTY("StepIndex", "u", get_step_index, 0, P_CHANGE),
+        SD_BUS_PROPERTY("StepCount", "u", get_step_count, 0, P_CONST),
+        SD_BUS_PROPERTY("Prompt", "s", get_prompt, 0, P_CHANGE),
+        SD_BUS_PROPERTY("Seed", "a{sv}", get_seed, 0, P_CHANGE),
+        SD_BUS_PROPERTY("PasscodeAttemptsLeft", "u", get_attempts, 0, P_CHANGE),
+        SD_BUS_PROPERTY("LockoutSeconds", "u", get_lockout, 0, P_CHANGE),
+        SD_BUS_PROPERTY("Percentage", "u", get_percentage, 0, P_CHANGE),
+        SD_BUS_PROPERTY("RemainingSeconds", "u", get_remaining, 0, P_CHANGE),
+        SD_BUS_PROPERTY("Deadline", "t", get_deadline, 0, P_CHANGE),
+        SD_BUS_PROPERTY("Keys", "a{sv}", get_keys, 0, P_CHANGE),
+        SD_BUS_PROPERTY("BatteryMinimum", "d", get_battery_min, 0, P_CHANGE),
+        SD_BUS_PROPERTY("Error", "s", get_error, 0, P_CHANGE),
+        SD_BUS_PROPERTY("ErrorMessage", "s", get_error_message, 0, P_CHANGE),
+
+        SD_BUS_METHOD_WITH_ARGS("Acknowledge", SD_BUS_ARGS("s", step), SD_BUS_NO_RESULT, method_acknowledge,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("SubmitPasscode", SD_BUS_ARGS("s", passcode), SD_BUS_NO_RESULT,
+                                method_submit_passcode, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("FetchPasscode", SD_BUS_ARGS("a{sv}", credentials), SD_BUS_NO_RESULT,
+                                method_fetch_passcode, SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("SetKeyCount", SD_BUS_ARGS("u", present), SD_BUS_NO_RESULT, method_set_key_count,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Erase", SD_BUS_ARGS("u", expected_delete), SD_BUS_NO_RESULT, method_erase,
+                                SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Finish", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_finish, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Cancel", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT, method_cancel, SD_BUS_VTABLE_UNPRIVILEGED),
+
+        SD_BUS_SIGNAL_WITH_ARGS("StepChanged", SD_BUS_ARGS("s", step, "u", index, "s", prompt), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("KeyEvent", SD_BUS_ARGS("s", event, "u", slot, "u", beeps), 0),
+        SD_BUS_SIGNAL_WITH_ARGS("Finished", SD_BUS_ARGS("s", state, "s", error), 0),
+
+        SD_BUS_VTABLE_END,
+};
+
+int procedure_bus_register(Manager *m, sd_bus *bus, sd_bus_slot **ret_vtable, sd_bus_slot **ret_enum) {
+        int r;
+
+        r = sd_bus_add_fallback_vtable(bus, ret_vtable, PROCEDURE_PATH_PREFIX, PROCEDURE_INTERFACE, procedure_vtable,
+                                       procedure_find, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the Procedure objects: %m");
+        r = sd_bus_add_node_enumerator(bus, ret_enum, PROCEDURE_PATH_PREFIX, procedure_enumerate, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to add the Procedure enumerator: %m");
+        return 0;
+}

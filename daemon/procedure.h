@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+/*
+ * The procedure engine: one Procedure per run of a bulletin procedure. It walks its kind's
+ * step table (procedure-steps.h); each step's action is a small function that talks to the
+ * ECU through the daemon's UdsLink. The D-Bus face is in procedure-bus.c.
+ */
+
+#include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+
+#include "daemon.h"
+#include "journal.h"
+#include "passcode.h"
+#include "procedure-steps.h"
+#include "profile.h"
+#include "uds.h"
+
+#define PROCEDURE_PATH_PREFIX "/org/immod/Immod1/procedure"
+#define PROCEDURE_INTERFACE "org.immod.Immod1.Procedure"
+
+typedef struct Procedure Procedure;
+typedef void (*ProcedureCont)(Procedure *p, const UdsResponse *r);
+
+/* Properties, as bits of Procedure.dirty. */
+enum {
+        PROP_STATE = 1U << 0,
+        PROP_STEP = 1U << 1,
+        PROP_PROMPT = 1U << 2,
+        PROP_SEED = 1U << 3,
+        PROP_ATTEMPTS = 1U << 4,
+        PROP_LOCKOUT = 1U << 5,
+        PROP_PERCENTAGE = 1U << 6,
+        PROP_REMAINING = 1U << 7,
+        PROP_DEADLINE = 1U << 8,
+        PROP_KEYS = 1U << 9,
+        PROP_BATTERY_MIN = 1U << 10,
+        PROP_ERROR = 1U << 11,
+};
+
+struct Procedure {
+        Manager *manager;
+        Daemon *daemon;
+        uint64_t id;
+        char path[80];
+
+        ProcedureKind kind;
+        const StepInfo *steps;
+        size_t n_steps;
+        size_t step;
+
+        char vin[18];
+        const VehicleProfile *profile;
+        uint32_t owner;
+        usec_t created;
+        char *technician;
+        char *repair_order;
+
+        JournalState state;
+        char *error;
+        char *error_message;
+        char prompt[512];
+
+        /* the seed shown at a passcode step */
+        bool have_seed;
+        PasscodeKind seed_kind;
+        uint8_t imm_seed[PASSCODE_SEED_SIZE];
+        char sc_vin[18], data1[PASSCODE_DATA1_LEN + 1], data2[PASSCODE_DATA2_LEN + 1], data3[PASSCODE_DATA3_LEN + 1];
+
+        unsigned attempts_left, lockout_s;
+        unsigned percentage, remaining_s;
+        usec_t deadline;
+        unsigned registered, available, max, declared, touched, to_delete, added;
+        int keys_before;
+        double battery_min;
+        unsigned passcode_attempts;
+        int reg_mode; /* A102 mode, 0 when none started */
+        bool resumed;
+        bool rejected; /* the seed being fetched follows a wrong passcode */
+
+        /* one ECU request at a time */
+        bool busy;
+        ProcedureCont cont;
+        sd_bus_message *pending; /* the method call answered when the chain ends */
+        sd_event_source *poll;
+        bool asleep;
+        usec_t last_probe;
+
+        unsigned dirty;
+        usec_t last_emit;
+};
+
+/* Creates a procedure for the vehicle and starts it (extended session, key status);
+ * `msg` (StartProcedure) is answered with the object path or an error. */
+int procedure_start(Manager *m, uint64_t id, ProcedureKind kind, const char *vin, const VehicleProfile *profile,
+                    uint32_t owner, const char *technician, const char *repair_order, sd_bus_message *msg,
+                    Procedure **ret);
+/* From a journal record found at start-up: a running reset is followed to its end,
+ * anything else ends as failed. */
+int procedure_resume(Manager *m, const JournalRecord *r, const VehicleProfile *profile, Procedure **ret);
+Procedure *procedure_free(Procedure *p);
+bool procedure_is_active(const Procedure *p);
+
+const char *procedure_step_id(const Procedure *p);
+
+/* Methods (procedure-bus.c calls these after authorizing; they reply to msg). */
+int procedure_acknowledge(Procedure *p, sd_bus_message *msg, const char *step, sd_bus_error *error);
+int procedure_submit_passcode(Procedure *p, sd_bus_message *msg, const char *passcode, sd_bus_error *error);
+int procedure_set_key_count(Procedure *p, sd_bus_message *msg, uint32_t present, sd_bus_error *error);
+int procedure_erase(Procedure *p, sd_bus_message *msg, uint32_t expected, sd_bus_error *error);
+int procedure_finish_registration(Procedure *p, sd_bus_message *msg, sd_bus_error *error);
+int procedure_cancel(Procedure *p, sd_bus_message *msg, sd_bus_error *error);
+
+/* procedure-bus.c */
+int procedure_bus_register(Manager *m, sd_bus *bus, sd_bus_slot **ret_vtable, sd_bus_slot **ret_enum);
+void procedure_bus_emit(Procedure *p);
+void procedure_bus_emit_step(Procedure *p);
+void procedure_bus_emit_key_event(Procedure *p, const char *event, unsigned slot, unsigned beeps);
+void procedure_bus_emit_finished(Procedure *p);
