@@ -149,6 +149,14 @@ int daemon_new(const char *config_path, const char *bus, Daemon **ret) {
         if (r < 0)
                 return r;
 
+        if (d->config.server.url) {
+                r = passcode_client_new(d->event, &d->config.server, &d->passcode);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up the passcode service client for %s: %m",
+                                               d->config.server.url);
+                log_info("Passcode service: %s.", d->config.server.url);
+        }
+
         r = open_bus(d, bus);
         if (r < 0)
                 return r;
@@ -178,6 +186,8 @@ Daemon *daemon_free(Daemon *d) {
          * requests' state is freed, while the bus is still there. */
         if (d->link)
                 uds_link_cancel_all(d->link, -ECANCELED);
+        /* likewise the passcode service's calls, while the procedures waiting for them exist */
+        d->passcode = passcode_client_free(d->passcode);
         d->manager = manager_free(d->manager);
         d->link = uds_link_free(d->link);
         d->bus = sd_bus_flush_close_unref(d->bus);

@@ -11,6 +11,7 @@
 #include <systemd/sd-event.h>
 
 #include "config.h"
+#include "passcode-client.h"
 #include "profile.h"
 #include "uds-link.h"
 
@@ -28,6 +29,7 @@ typedef struct Daemon {
         UdsLink *link;
         sd_bus *bus;
         Manager *manager;
+        PasscodeClient *passcode; /* NULL when no passcode service is configured */
 } Daemon;
 
 /*

@@ -24,10 +24,12 @@ typedef enum Problem {
         PROBLEM_NO_VEHICLE = 1U << 3,
         PROBLEM_UNSUPPORTED_VEHICLE = 1U << 4,
         PROBLEM_PROCEDURE_RUNNING = 1U << 5,
+        PROBLEM_SERVER_UNREACHABLE = 1U << 6,
 } Problem;
 
 static const char *const problem_names[] = {
         "link-down", "ecu-asleep", "ecu-unreachable", "no-vehicle", "unsupported-vehicle", "procedure-running",
+        "server-unreachable",
 };
 
 typedef struct Vehicle {
@@ -105,6 +107,9 @@ static unsigned manager_compute_problems(const Manager *m) {
                 p |= PROBLEM_UNSUPPORTED_VEHICLE;
         if (m->active)
                 p |= PROBLEM_PROCEDURE_RUNNING;
+        /* A problem for fetching passcodes only: typing them in still works. */
+        if (passcode_client_state(m->daemon->passcode) == SERVER_STATE_UNREACHABLE)
+                p |= PROBLEM_SERVER_UNREACHABLE;
         return p;
 }
 
@@ -896,6 +901,10 @@ static int method_start_procedure(sd_bus_message *msg, void *userdata, sd_bus_er
         if (r < 0)
                 return sd_bus_error_setf(error, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot start the procedure: %s.",
                                          strerror(-r));
+        if (customer && !(p->customer_last_name = strdup(customer))) {
+                procedure_free(p);
+                return -ENOMEM;
+        }
         r = manager_add_procedure(m, p);
         if (r < 0) {
                 procedure_free(p);
@@ -1047,8 +1056,329 @@ int manager_resume(Manager *m) {
 static int property_get_server(sd_bus *bus, const char *path, const char *interface, const char *property,
                                sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        /* Nothing asks the service yet, so a configured one is "unknown". */
-        return sd_bus_message_append(reply, "s", m->daemon->config.server.url ? "unknown" : "unconfigured");
+        return sd_bus_message_append(reply, "s", server_state_to_string(passcode_client_state(m->daemon->passcode)));
+}
+
+static void on_server_state(PasscodeClient *c, ServerState s, void *userdata) {
+        manager_emit(userdata, "Server", NULL);
+}
+
+/* The passcode service */
+
+#define CREDENTIAL_USER_MAX 64U
+#define CREDENTIAL_PASSWORD_MAX 256U
+#define APPROVERS_MAX 16U
+#define DEALER_CODE_MAX 32U
+
+int manager_read_credentials(sd_bus_message *msg, PasscodeCredentials *ret, sd_bus_error *error) {
+        PasscodeCredentials c = {};
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                const char *key, **dest;
+
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "user"))
+                        dest = &c.user;
+                else if (streq(key, "password"))
+                        dest = &c.password;
+                else
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown credential; \"user\" s and \"password\" s are expected.");
+                if (*dest)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Credential \"%s\" given twice.",
+                                                 key);
+                r = read_option(msg, key, "s", dest, error);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+
+        if (!c.user || !c.password)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The credentials need \"user\" s and \"password\" s.");
+        if (!c.user[0] || !string_is_plain(c.user, CREDENTIAL_USER_MAX))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The user name must be 1 to %u printable ASCII characters.", CREDENTIAL_USER_MAX);
+        size_t n = strnlen(c.password, CREDENTIAL_PASSWORD_MAX + 1);
+        if (n == 0 || n > CREDENTIAL_PASSWORD_MAX)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The password must be 1 to %u bytes.",
+                                         CREDENTIAL_PASSWORD_MAX);
+        *ret = c;
+        return 0;
+}
+
+/* RequestApproval() or GetApproval() waiting for the service. */
+typedef struct ApprovalCall {
+        Manager *manager;
+        sd_bus_message *message;
+        bool get;
+} ApprovalCall;
+
+static const char *json_text(json_t *o, const char *key) {
+        return json_string_value(json_object_get(o, key)) ?: "";
+}
+
+static void on_approval_answer(const PasscodeResult *res, void *userdata) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        ApprovalCall *a = userdata;
+        char text[4][80];
+        int r;
+
+        if (res->error < 0) {
+                r = sd_bus_reply_method_errorf(a->message, res->bus_error, "%s", res->message);
+                goto done;
+        }
+        /* what the service sent goes out as plain text only */
+        const char *keys[4] = { "status", "request_no", "approved_by", "valid_till" };
+        for (size_t i = 0; i < 4; i++) {
+                const char *v = json_text(res->json, keys[i]);
+                size_t k = 0;
+                for (; *v && k + 1 < sizeof(text[i]); v++)
+                        text[i][k++] = *v >= 0x20 && *v <= 0x7e ? *v : '?';
+                text[i][k] = 0;
+        }
+        if (a->get && !res->json)
+                snprintf(text[0], sizeof(text[0]), "none");
+        r = sd_bus_message_new_method_return(a->message, &reply);
+        if (r >= 0 && a->get)
+                r = sd_bus_message_append(reply, "a{sv}", 4, "status", "s", text[0], "request_no", "s", text[1],
+                                          "approved_by", "s", text[2], "valid_till", "s", text[3]);
+        else if (r >= 0)
+                r = sd_bus_message_append(reply, "a{sv}", 2, "request_no", "s", text[1], "status", "s", text[0]);
+        if (r >= 0)
+                r = sd_bus_send(NULL, reply, NULL);
+        if (r >= 0)
+                log_info("%s: %s %s.", a->get ? "GetApproval" : "RequestApproval", text[1], text[0]);
+done:
+        if (r < 0)
+                log_warning_errno(r, "Failed to answer %s(): %m", a->get ? "GetApproval" : "RequestApproval");
+        sd_bus_message_unref(a->message);
+        free(a);
+}
+
+static int approval_call_start(Manager *m, sd_bus_message *msg, bool get, const PasscodeCredentials *cred,
+                               const char *vin, json_t *body, sd_bus_error *error) {
+        ApprovalCall *a;
+        int r;
+
+        if (!m->daemon->passcode) {
+                json_decref(body);
+                return sd_bus_error_setf(error, IMMOD_ERROR_SERVER_UNREACHABLE,
+                                         "No passcode service is configured (server: in %s).",
+                                         m->daemon->config.path ?: IMMOD_CONFIG_FILE);
+        }
+        a = calloc(1, sizeof(*a));
+        if (!a) {
+                json_decref(body);
+                return -ENOMEM;
+        }
+        a->manager = m;
+        a->get = get;
+        a->message = sd_bus_message_ref(msg);
+        if (get)
+                r = passcode_client_get_approval(m->daemon->passcode, cred, vin, on_approval_answer, a, NULL);
+        else
+                r = passcode_client_request_approval(m->daemon->passcode, cred, body, on_approval_answer, a, NULL);
+        if (r < 0) {
+                sd_bus_message_unref(a->message);
+                free(a);
+                return sd_bus_error_setf(error, IMMOD_ERROR_SERVER_UNREACHABLE, "Cannot ask the passcode service: %s.",
+                                         strerror(-r));
+        }
+        return 1; /* answered from on_approval_answer() */
+}
+
+static int read_strv_option(sd_bus_message *msg, const char *key, char ***ret, sd_bus_error *error) {
+        int r;
+
+        if (*ret)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "\"%s\" given twice.", key);
+        r = sd_bus_message_enter_container(msg, 'v', "as");
+        if (r == -ENXIO || r == -EINVAL)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "\"%s\" must be of type as.", key);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read_strv(msg, ret);
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(msg);
+}
+
+static void strv_free(char **l) {
+        for (char **i = l; i && *i; i++)
+                free(*i);
+        free(l);
+}
+
+static void strv_freep(char ***l) {
+        strv_free(*l);
+}
+
+static int check_text(const char *key, const char *v, sd_bus_error *error) {
+        if (!v || !v[0])
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "\"%s\" s is required.", key);
+        return 0;
+}
+
+static int method_request_approval(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        static const char *const attestation_names[] = { "customer_authority", "photo_id", "registration", "terms" };
+        _cleanup_(strv_freep) char **approvers = NULL, **attestations = NULL;
+        Manager *m = userdata;
+        const char *vin = NULL, *ro = NULL, *customer = NULL, *technician = NULL, *dealer = NULL, *reason = NULL;
+        PasscodeCredentials cred;
+        size_t n_approvers = 0;
+        json_t *body, *list, *att;
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+                if (streq(key, "vin"))
+                        r = read_string_option(msg, key, &vin, error);
+                else if (streq(key, "repair_order"))
+                        r = read_string_option(msg, key, &ro, error);
+                else if (streq(key, "customer_last_name"))
+                        r = read_string_option(msg, key, &customer, error);
+                else if (streq(key, "technician"))
+                        r = read_string_option(msg, key, &technician, error);
+                else if (streq(key, "dealer_code"))
+                        r = read_string_option(msg, key, &dealer, error);
+                else if (streq(key, "approvers"))
+                        r = read_strv_option(msg, key, &approvers, error);
+                else if (streq(key, "attestations"))
+                        r = read_strv_option(msg, key, &attestations, error);
+                else
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown field; the request takes vin, repair_order, "
+                                                 "customer_last_name, technician, dealer_code (s), approvers and "
+                                                 "attestations (as).");
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+        r = manager_read_credentials(msg, &cred, error);
+        if (r < 0)
+                return r;
+
+        if (!vin)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "\"vin\" s is required.");
+        if (vin_check_syntax(vin, &reason) < 0)
+                return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_VIN, "%s", reason ?: "The VIN is malformed.");
+        if ((r = check_text("repair_order", ro, error)) < 0 ||
+            (r = check_text("customer_last_name", customer, error)) < 0)
+                return r;
+        technician = technician ?: cred.user;
+        if (!technician[0] || !string_is_plain(technician, CREDENTIAL_USER_MAX))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "\"technician\" must be a user id of printable ASCII.");
+        dealer = dealer ?: m->daemon->config.server.dealer_code;
+        if (!dealer || !dealer[0] || !string_is_plain(dealer, DEALER_CODE_MAX))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "\"dealer_code\" s is needed (none is configured), at most %u characters.",
+                                         DEALER_CODE_MAX);
+        for (char **i = approvers; i && *i; i++, n_approvers++) {
+                if (!(*i)[0] || !string_is_plain(*i, CREDENTIAL_USER_MAX) || n_approvers >= APPROVERS_MAX)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "\"approvers\" must be at most %u user ids.", APPROVERS_MAX);
+                for (char **j = approvers; j < i; j++)
+                        if (streq(*i, *j))
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                         "Approver %s is named twice.", *i);
+        }
+        if (n_approvers < 2)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Select at least two managers as \"approvers\".");
+        for (char **i = attestations; i && *i; i++) {
+                bool known = false;
+                for (size_t k = 0; k < ELEMENTSOF(attestation_names); k++)
+                        known = known || streq(*i, attestation_names[k]);
+                if (!known)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "Unknown attestation; customer_authority, photo_id, registration and "
+                                                 "terms are expected.");
+        }
+        for (size_t k = 0; k < ELEMENTSOF(attestation_names); k++) {
+                bool given = false;
+                for (char **i = attestations; i && *i; i++)
+                        given = given || streq(*i, attestation_names[k]);
+                if (!given)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "The attestation %s is missing: all four are needed.",
+                                                 attestation_names[k]);
+        }
+
+        r = manager_authorize(m, msg, error);
+        if (r < 0)
+                return r;
+
+        list = json_array();
+        att = json_object();
+        for (char **i = approvers; list && *i; i++)
+                if (json_array_append_new(list, json_string(*i)) < 0)
+                        json_decref(TAKE_PTR(list));
+        for (size_t k = 0; att && k < ELEMENTSOF(attestation_names); k++)
+                if (json_object_set_new(att, attestation_names[k], json_true()) < 0)
+                        json_decref(TAKE_PTR(att));
+        body = list && att ? json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "dealer_code", dealer, "technician",
+                                       technician, "vin", vin, "repair_order", ro, "customer_last_name", customer,
+                                       "attestations", att, "approvers", list)
+                           : NULL;
+        if (!body) {
+                /* json_pack() takes "o" references even when it fails */
+                if (!list || !att) {
+                        json_decref(list);
+                        json_decref(att);
+                }
+                return -ENOMEM;
+        }
+        log_info("RequestApproval for %s by %s.", vin, technician);
+        return approval_call_start(m, msg, false, &cred, NULL, body, error);
+}
+
+static int method_get_approval(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *vin, *reason = NULL;
+        PasscodeCredentials cred;
+        int r;
+
+        r = sd_bus_message_read(msg, "s", &vin);
+        if (r < 0)
+                return r;
+        r = manager_read_credentials(msg, &cred, error);
+        if (r < 0)
+                return r;
+        if (strnlen(vin, STRING_ARG_MAX + 1) > STRING_ARG_MAX || vin_check_syntax(vin, &reason) < 0)
+                return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_VIN, "%s", reason ?: "The VIN is malformed.");
+        r = manager_authorize(m, msg, error);
+        if (r < 0)
+                return r;
+        return approval_call_start(m, msg, true, &cred, vin, NULL, error);
 }
 
 static const sd_bus_vtable manager_vtable[] = {
@@ -1095,6 +1425,16 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_RESULT("aa{sv}", records),
                                 method_get_history,
                                 SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("RequestApproval",
+                                SD_BUS_ARGS("a{sv}", request, "a{sv}", credentials),
+                                SD_BUS_RESULT("a{sv}", result),
+                                method_request_approval,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
+        SD_BUS_METHOD_WITH_ARGS("GetApproval",
+                                SD_BUS_ARGS("s", vin, "a{sv}", credentials),
+                                SD_BUS_RESULT("a{sv}", result),
+                                method_get_approval,
+                                SD_BUS_VTABLE_UNPRIVILEGED | SD_BUS_VTABLE_SENSITIVE),
 
         SD_BUS_VTABLE_END,
 };
@@ -1113,6 +1453,8 @@ int manager_new(Daemon *d, Manager **ret) {
 
         /* the transport tells when the link changes: nothing to poll */
         uds_link_set_link_state_handler(d->link, on_link_state, m);
+        if (d->passcode)
+                passcode_client_set_state_handler(d->passcode, on_server_state, m);
 
         r = sd_bus_add_object_vtable(d->bus, &m->slot, MANAGER_PATH, MANAGER_INTERFACE, manager_vtable, m);
         if (r < 0) {
@@ -1135,6 +1477,8 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         uds_link_set_link_state_handler(m->daemon->link, NULL, NULL);
+        if (m->daemon->passcode)
+                passcode_client_set_state_handler(m->daemon->passcode, NULL, NULL);
         sd_bus_slot_unref(m->slot);
         sd_bus_slot_unref(m->procedure_slot);
         sd_bus_slot_unref(m->enumerator_slot);

@@ -40,5 +40,8 @@ int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error);
 Procedure *manager_find_procedure(Manager *m, uint64_t id);
 size_t manager_n_procedures(Manager *m);
 Procedure *manager_get_procedure(Manager *m, size_t i);
+/* Reads the credentials argument (a{sv}: user s, password s) and checks it; the strings
+ * point into msg. Sets InvalidArgs. */
+int manager_read_credentials(sd_bus_message *msg, PasscodeCredentials *ret, sd_bus_error *error);
 /* A procedure ended: ActiveProcedure and Problems follow. */
 void manager_procedure_ended(Manager *m, Procedure *p);

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 
@@ -250,14 +251,172 @@ static int method_submit_passcode(sd_bus_message *msg, void *userdata, sd_bus_er
         r = manager_authorize(p->manager, msg, error);
         if (r < 0)
                 return r;
+        if (p->fetch)
+                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
+                                         "A passcode for this step is being fetched from the passcode service.");
         return procedure_submit_passcode(p, msg, passcode, error);
+}
+
+/* FetchPasscode(): the ECU's software version (F195), then the passcode service, then the
+ * answer goes the way of SubmitPasscode(). */
+
+#define SOFTWARE_VERSION_MAX 64U
+
+typedef struct PasscodeFetch {
+        Procedure *procedure; /* NULL once the procedure is gone */
+        sd_bus_message *message;
+        PasscodeCredentials cred; /* point into message */
+        PasscodeCall *call;
+        bool reading_version;
+        /* the Seed the passcode is asked for */
+        PasscodeKind kind;
+        uint8_t imm_seed[PASSCODE_SEED_SIZE];
+        char sc[4][PASSCODE_DATA2_LEN + 18];
+} PasscodeFetch;
+
+static void fetch_free(PasscodeFetch *f) {
+        if (!f)
+                return;
+        if (f->procedure && f->procedure->fetch == f)
+                f->procedure->fetch = NULL;
+        passcode_call_cancel(f->call);
+        sd_bus_message_unref(f->message);
+        explicit_bzero(&f->cred, sizeof(f->cred));
+        free(f);
+}
+
+static void fetch_reply_error(PasscodeFetch *f, const char *name, const char *format, ...) _printf_(3, 4);
+static void fetch_reply_error(PasscodeFetch *f, const char *name, const char *format, ...) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        va_list ap;
+        int r;
+
+        va_start(ap, format);
+        (void) sd_bus_error_setfv(&e, name, format, ap);
+        va_end(ap);
+        r = sd_bus_reply_method_error(f->message, &e);
+        if (r < 0)
+                log_debug_errno(r, "Failed to answer FetchPasscode(): %m");
+        fetch_free(f);
+}
+
+static bool fetch_seed_current(const PasscodeFetch *f, const Procedure *p) {
+        if (!p->have_seed || p->seed_kind != f->kind)
+                return false;
+        if (f->kind == PASSCODE_IMMOBILIZER)
+                return memcmp(p->imm_seed, f->imm_seed, sizeof(f->imm_seed)) == 0;
+        return streq(p->sc_vin, f->sc[0]) && streq(p->data1, f->sc[1]) && streq(p->data2, f->sc[2]) &&
+               streq(p->data3, f->sc[3]);
+}
+
+static void on_fetched(const PasscodeResult *res, void *userdata) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        PasscodeFetch *f = userdata;
+        Procedure *p = f->procedure;
+        char passcode[PASSCODE_ARG_MAX + 1];
+        int r;
+
+        f->call = NULL;
+        if (res->error < 0)
+                return fetch_reply_error(f, res->bus_error, "%s", res->message);
+        if (!p)
+                return fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "The procedure is gone.");
+        p->fetch = NULL;
+        if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE || !fetch_seed_current(f, p))
+                return fetch_reply_error(f, IMMOD_ERROR_WRONG_STEP,
+                                         "The procedure moved on while the passcode was fetched (now at %s, %s); "
+                                         "the passcode was not sent.",
+                                         procedure_step_id(p), journal_state_to_string(p->state));
+
+        snprintf(passcode, sizeof(passcode), "%s", json_string_value(json_object_get(res->json, "passcode")) ?: "");
+        log_info("Procedure %" PRIu64 ": passcode fetched from the passcode service (transaction %.40s).", p->id,
+                 json_string_value(json_object_get(res->json, "transaction_id")) ?: "?");
+        /* From here exactly as SubmitPasscode(): the procedure answers the call. */
+        r = procedure_submit_passcode(p, f->message, passcode, &e);
+        explicit_bzero(passcode, sizeof(passcode));
+        if (r < 0) {
+                r = sd_bus_reply_method_error(f->message, &e);
+                if (r < 0)
+                        log_debug_errno(r, "Failed to answer FetchPasscode(): %m");
+        }
+        fetch_free(f);
+}
+
+static json_t *fetch_body(PasscodeFetch *f, const Procedure *p, const char *software_version) {
+        if (f->kind == PASSCODE_IMMOBILIZER) {
+                char hex[PASSCODE_SEED_SIZE * 2 + 1];
+
+                hex_encode(f->imm_seed, PASSCODE_SEED_SIZE, false, hex);
+                return json_pack("{s:s, s:s, s:s, s:s}", "kind", "immobilizer", "vin", p->vin, "software_version",
+                                 software_version, "seed", hex);
+        }
+
+        char cd[4][2] = {};
+        if (checkchar_compute(f->sc[0], CHECKCHAR_BASE36, &cd[0][0]) < 0 ||
+            checkchar_compute(f->sc[1], CHECKCHAR_HEX, &cd[1][0]) < 0 ||
+            checkchar_compute(f->sc[2], CHECKCHAR_HEX, &cd[2][0]) < 0 ||
+            checkchar_compute(f->sc[3], CHECKCHAR_HEX, &cd[3][0]) < 0)
+                return NULL;
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}}", "kind", "smart-code",
+                         "vin", f->sc[0], "software_version", software_version, "repair_order", p->repair_order,
+                         "customer_last_name", p->customer_last_name, "data1", f->sc[1], "data2", f->sc[2], "data3",
+                         f->sc[3], "cd", "vin", cd[0], "data1", cd[1], "data2", cd[2], "data3", cd[3]);
+}
+
+static void on_software_version(UdsClient *client, const UdsResponse *resp, void *userdata) {
+        PasscodeFetch *f = userdata;
+        Procedure *p = f->procedure;
+        char sw[SOFTWARE_VERSION_MAX + 1] = "unknown";
+        json_t *body;
+        int r;
+
+        f->reading_version = false;
+        if (resp->error == -ECANCELED)
+                return fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
+        if (!p)
+                return fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "The procedure is gone.");
+        /* The version is only recorded in the service's transaction: without it, ask anyway. */
+        if (resp->error >= 0 && resp->nrc == 0 && resp->data && resp->size > 3) {
+                size_t k = 0;
+                for (size_t i = 3; i < resp->size && k < SOFTWARE_VERSION_MAX; i++)
+                        if (resp->data[i] >= 0x20 && resp->data[i] <= 0x7e)
+                                sw[k++] = (char) resp->data[i];
+                sw[k] = 0;
+                if (k == 0)
+                        snprintf(sw, sizeof(sw), "unknown");
+        } else
+                log_info("Procedure %" PRIu64 ": the ECU's software version (DID F195) is unknown; asking anyway.",
+                         p->id);
+
+        body = fetch_body(f, p, sw);
+        if (!body)
+                return fetch_reply_error(f, SD_BUS_ERROR_IO_ERROR, "The ECU's seed is malformed.");
+        r = passcode_client_fetch(p->daemon->passcode, &f->cred, body, on_fetched, f, &f->call);
+        if (r < 0)
+                return fetch_reply_error(f, IMMOD_ERROR_SERVER_UNREACHABLE, "Cannot ask the passcode service: %s.",
+                                         strerror(-r));
+}
+
+void procedure_bus_abort_fetch(Procedure *p) {
+        PasscodeFetch *f = p->fetch;
+
+        if (!f)
+                return;
+        p->fetch = NULL;
+        f->procedure = NULL;
+        if (f->reading_version)
+                return; /* freed by on_software_version(), which the UDS link always calls */
+        fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "The procedure is gone.");
 }
 
 static int method_fetch_passcode(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Procedure *p = userdata;
+        PasscodeCredentials cred;
+        PasscodeFetch *f;
+        uint8_t req[3] = { UDS_READ_DID };
         int r;
 
-        r = sd_bus_message_skip(msg, "a{sv}");
+        r = manager_read_credentials(msg, &cred, error);
         if (r < 0)
                 return r;
         r = manager_authorize(p->manager, msg, error);
@@ -265,8 +424,46 @@ static int method_fetch_passcode(sd_bus_message *msg, void *userdata, sd_bus_err
                 return r;
         if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE)
                 return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP, "FetchPasscode() does not end the current step.");
-        return sd_bus_error_setf(error, IMMOD_ERROR_SERVER_UNREACHABLE,
-                                 "no passcode service configured; use SubmitPasscode.");
+        if (p->fetch || p->busy || p->pending)
+                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
+                                         "A passcode for this step is being fetched or checked already.");
+        if (!p->daemon->passcode)
+                return sd_bus_error_setf(error, IMMOD_ERROR_SERVER_UNREACHABLE,
+                                         "No passcode service is configured; enter the passcode with SubmitPasscode.");
+        if (!p->have_seed)
+                return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP,
+                                         "No seed is shown now (after a lockout); submit a passcode with "
+                                         "SubmitPasscode to get a fresh seed first.");
+        if (p->seed_kind == PASSCODE_SMART_CODE && (!p->repair_order || !p->customer_last_name))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "The passcode service needs the repair order and the customer's last name: "
+                                         "start the procedure with the repair_order and customer_last_name options, "
+                                         "or enter the passcode with SubmitPasscode.");
+
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        f->procedure = p;
+        f->message = sd_bus_message_ref(msg);
+        f->cred = cred;
+        f->kind = p->seed_kind;
+        memcpy(f->imm_seed, p->imm_seed, sizeof(f->imm_seed));
+        snprintf(f->sc[0], sizeof(f->sc[0]), "%s", p->sc_vin);
+        snprintf(f->sc[1], sizeof(f->sc[1]), "%s", p->data1);
+        snprintf(f->sc[2], sizeof(f->sc[2]), "%s", p->data2);
+        snprintf(f->sc[3], sizeof(f->sc[3]), "%s", p->data3);
+
+        put_be16(req + 1, p->profile->dids.software_version);
+        r = uds_link_request(p->daemon->link, req, sizeof(req), on_software_version, f);
+        if (r < 0) {
+                fetch_free(f);
+                return sd_bus_error_setf(error, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot ask the ECU: %s.", strerror(-r));
+        }
+        f->reading_version = true;
+        p->fetch = f;
+        log_info("Procedure %" PRIu64 ": fetching the %s passcode from the passcode service for user %s.", p->id,
+                 p->seed_kind == PASSCODE_IMMOBILIZER ? "immobilizer" : "smart code", cred.user);
+        return 1; /* answered when the service and the ECU have */
 }
 
 static int method_set_key_count(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

@@ -784,8 +784,10 @@ int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *p
 Procedure *procedure_free(Procedure *p) {
         if (!p)
                 return NULL;
+        procedure_bus_abort_fetch(p);
         p->poll = sd_event_source_disable_unref(p->poll);
         p->pending = sd_bus_message_unref(p->pending);
+        free(p->customer_last_name);
         free(p->technician);
         free(p->repair_order);
         free(p->error);

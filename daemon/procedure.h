@@ -56,6 +56,8 @@ struct Procedure {
         usec_t created;
         char *technician;
         char *repair_order;
+        char *customer_last_name; /* for a smart code from the passcode service; not journalled */
+        void *fetch;              /* FetchPasscode() under way (procedure-bus.c) */
 
         JournalState state;
         char *error;
@@ -118,3 +120,5 @@ void procedure_bus_emit(Procedure *p);
 void procedure_bus_emit_step(Procedure *p);
 void procedure_bus_emit_key_event(Procedure *p, const char *event, unsigned slot, unsigned beeps);
 void procedure_bus_emit_finished(Procedure *p);
+/* Ends a FetchPasscode() under way with Cancelled; for procedure_free(). */
+void procedure_bus_abort_fetch(Procedure *p);
