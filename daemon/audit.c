@@ -28,14 +28,12 @@ const char *audit_result_to_string(AuditResult r) {
 }
 
 int audit_result_from_string(const char *s, AuditResult *ret) {
-        if (!s)
-                return -EINVAL;
-        for (size_t i = 0; i < _AUDIT_RESULT_MAX; i++)
-                if (streq(s, audit_result_table[i])) {
-                        *ret = (AuditResult) i;
-                        return 0;
-                }
-        return -EINVAL;
+        int i = string_table_lookup(audit_result_table, _AUDIT_RESULT_MAX, s);
+
+        if (i < 0)
+                return i;
+        *ret = (AuditResult) i;
+        return 0;
 }
 
 static bool error_name_valid(const char *s) {

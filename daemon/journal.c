@@ -30,14 +30,12 @@ const char *journal_state_to_string(JournalState s) {
 }
 
 int journal_state_from_string(const char *s, JournalState *ret) {
-        if (!s)
-                return -EINVAL;
-        for (size_t i = 0; i < _JOURNAL_STATE_MAX; i++)
-                if (streq(s, journal_state_table[i])) {
-                        *ret = (JournalState) i;
-                        return 0;
-                }
-        return -EINVAL;
+        int i = string_table_lookup(journal_state_table, _JOURNAL_STATE_MAX, s);
+
+        if (i < 0)
+                return i;
+        *ret = (JournalState) i;
+        return 0;
 }
 
 /* Well-formed UTF-8 (no overlong forms, no surrogates) without C0 controls or DEL, so that
