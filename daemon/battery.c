@@ -282,7 +282,7 @@ int battery_read_hwmon(const char *path, double *ret_volts) {
 
         r = read_file_bounded(path, BATTERY_HWMON_FILE_MAX, &buf, &size);
         if (r == -EFBIG)
-                return log_warning_errno(EINVAL, "%s: more than %u bytes, not a millivolt reading",
+                return log_debug_errno(EINVAL, "%s: more than %u bytes, not a millivolt reading",
                                          path, BATTERY_HWMON_FILE_MAX);
         if (r < 0)
                 return r;
@@ -300,7 +300,7 @@ int battery_read_hwmon(const char *path, double *ret_volts) {
         }
         if (!ok) {
                 escape_content(buf, size, shown, sizeof shown);
-                return log_warning_errno(EINVAL, "%s: \"%s\" is not a millivolt reading", path, shown);
+                return log_debug_errno(EINVAL, "%s: \"%s\" is not a millivolt reading", path, shown);
         }
 
         *ret_volts = (double) mv / 1000.0;

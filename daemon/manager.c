@@ -7,6 +7,7 @@
 #include "bus-error.h"
 #include "log.h"
 #include "audit.h"
+#include "battery-source.h"
 #include "journal.h"
 #include "manager.h"
 #include "procedure.h"
@@ -25,11 +26,13 @@ typedef enum Problem {
         PROBLEM_UNSUPPORTED_VEHICLE = 1U << 4,
         PROBLEM_PROCEDURE_RUNNING = 1U << 5,
         PROBLEM_SERVER_UNREACHABLE = 1U << 6,
+        PROBLEM_BATTERY_LOW = 1U << 7,
+        PROBLEM_BATTERY_CRITICAL = 1U << 8,
 } Problem;
 
 static const char *const problem_names[] = {
         "link-down", "ecu-asleep", "ecu-unreachable", "no-vehicle", "unsupported-vehicle", "procedure-running",
-        "server-unreachable",
+        "server-unreachable", "battery-low", "battery-critical",
 };
 
 typedef struct Vehicle {
@@ -58,6 +61,7 @@ struct Manager {
         Procedure *active;
         uint64_t next_id;
         sd_bus_slot *procedure_slot, *enumerator_slot;
+        BatteryWatch *battery;
 };
 
 /* One method call waiting for the ECU; answered from the UDS callback. */
@@ -110,6 +114,13 @@ static unsigned manager_compute_problems(const Manager *m) {
         /* A problem for fetching passcodes only: typing them in still works. */
         if (passcode_client_state(m->daemon->passcode) == SERVER_STATE_UNREACHABLE)
                 p |= PROBLEM_SERVER_UNREACHABLE;
+        if (m->battery) {
+                BatteryState b = battery_monitor_state(battery_watch_monitor(m->battery));
+                if (b == BATTERY_STATE_LOW)
+                        p |= PROBLEM_BATTERY_LOW;
+                else if (b == BATTERY_STATE_CRITICAL)
+                        p |= PROBLEM_BATTERY_CRITICAL;
+        }
         return p;
 }
 
@@ -158,6 +169,8 @@ static void manager_set_vehicle(Manager *m, const Vehicle *v) {
         if (vehicle_equal(&m->vehicle, v))
                 return;
         m->vehicle = *v;
+        if (m->battery)
+                battery_watch_set_profile(m->battery, v->known ? v->profile : NULL);
         log_info("Vehicle: VIN %s, %s %s %u, profile %s (%s).", v->vin, v->make ?: "unknown make", v->model,
                  v->year, v->profile ? v->profile->name : "none", v->source);
         manager_emit(m, "Vehicle", NULL);
@@ -534,6 +547,8 @@ static int manager_start_ecu_call(Manager *m, sd_bus_message *msg, uint16_t did,
                                          strerror(-r));
         }
         TAKE_PTR(c);
+        /* ecu: the car is awake for this call anyway; read the battery with it */
+        battery_watch_kick(m->battery);
         return 1; /* the reply comes later */
 }
 
@@ -734,12 +749,15 @@ static int property_get_ecu_state(sd_bus *bus, const char *path, const char *int
 
 static int property_get_battery_voltage(sd_bus *bus, const char *path, const char *interface, const char *property,
                                         sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "d", (double) NAN);
+        Manager *m = userdata;
+        return sd_bus_message_append(reply, "d", battery_monitor_voltage(battery_watch_monitor(m->battery)));
 }
 
 static int property_get_battery_state(sd_bus *bus, const char *path, const char *interface, const char *property,
                                       sd_bus_message *reply, void *userdata, sd_bus_error *error) {
-        return sd_bus_message_append(reply, "s", "unknown");
+        Manager *m = userdata;
+        return sd_bus_message_append(
+                reply, "s", battery_state_to_string(battery_monitor_state(battery_watch_monitor(m->battery))));
 }
 
 static int property_get_vehicle(sd_bus *bus, const char *path, const char *interface, const char *property,
@@ -806,6 +824,7 @@ void manager_procedure_ended(Manager *m, Procedure *p) {
         if (m->active != p)
                 return;
         m->active = NULL;
+        battery_watch_set_active(m->battery, false);
         manager_emit(m, "ActiveProcedure", NULL);
 }
 
@@ -914,6 +933,7 @@ static int method_start_procedure(sd_bus_message *msg, void *userdata, sd_bus_er
         log_info("Procedure %" PRIu64 " (%s) started by uid %u.", p->id, kind_name, (unsigned) uid);
         if (procedure_is_active(p)) {
                 m->active = p;
+                battery_watch_set_active(m->battery, true);
                 manager_emit(m, "ActiveProcedure", NULL);
         }
         return 1; /* answered when the ECU has */
@@ -1044,6 +1064,7 @@ int manager_resume(Manager *m) {
                 }
                 if (procedure_is_active(p) && !m->active) {
                         m->active = p;
+                        battery_watch_set_active(m->battery, true);
                         manager_emit(m, "ActiveProcedure", NULL);
                 }
         }
@@ -1439,6 +1460,23 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_END,
 };
 
+BatteryWatch *manager_battery(Manager *m) {
+        return m->battery;
+}
+
+static void on_battery_sample(BatteryWatch *w, double volts, usec_t now, void *userdata) {
+        Manager *m = userdata;
+        if (m->active)
+                procedure_battery_sample(m->active, volts, now);
+}
+
+static void on_battery_notify(BatteryWatch *w, void *userdata) {
+        Manager *m = userdata;
+        if (m->active)
+                procedure_battery_state(m->active, battery_monitor_state(battery_watch_monitor(w)));
+        manager_emit(m, "BatteryVoltage", "BatteryState");
+}
+
 int manager_new(Daemon *d, Manager **ret) {
         Manager *m;
         int r;
@@ -1449,6 +1487,14 @@ int manager_new(Daemon *d, Manager **ret) {
         m->daemon = d;
         m->reference = profile_set_get(d->profiles, 0);
         m->link_state = transport_get_link_state(uds_link_transport(d->link));
+        r = battery_watch_new(d->event, d->link, &d->config, m->reference, &m->battery);
+        if (r < 0) {
+                free(m);
+                return r;
+        }
+        battery_watch_set_handlers(m->battery,
+                                   &(BatteryWatchHandlers) { .sample = on_battery_sample, .notify = on_battery_notify },
+                                   m);
         m->problems = manager_compute_problems(m);
 
         /* the transport tells when the link changes: nothing to poll */
@@ -1485,6 +1531,7 @@ Manager *manager_free(Manager *m) {
         for (size_t i = 0; i < m->n_procedures; i++)
                 procedure_free(m->procedures[i]);
         free(m->procedures);
+        m->battery = battery_watch_free(m->battery);
         free(m);
         return NULL;
 }

@@ -23,6 +23,7 @@ typedef enum EcuState {
 const char *ecu_state_to_string(EcuState s);
 
 typedef struct Procedure Procedure;
+typedef struct BatteryWatch BatteryWatch;
 
 /* Puts the object on d->bus; logs what failed. */
 int manager_new(Daemon *d, Manager **ret);
@@ -45,3 +46,5 @@ Procedure *manager_get_procedure(Manager *m, size_t i);
 int manager_read_credentials(sd_bus_message *msg, PasscodeCredentials *ret, sd_bus_error *error);
 /* A procedure ended: ActiveProcedure and Problems follow. */
 void manager_procedure_ended(Manager *m, Procedure *p);
+/* The battery watch (battery-source.h); never NULL once manager_new() succeeded. */
+BatteryWatch *manager_battery(Manager *m);

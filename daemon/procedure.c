@@ -5,7 +5,7 @@
 #include <time.h>
 
 #include "audit.h"
-#include "battery.h"
+#include "battery-source.h"
 #include "bus-error.h"
 #include "checkchar.h"
 #include "hex.h"
@@ -83,6 +83,39 @@ static void note_battery(Procedure *p, double v) {
                 p->battery_min = v;
                 p->dirty |= PROP_BATTERY_MIN;
         }
+}
+
+void procedure_battery_sample(Procedure *p, double volts, usec_t now) {
+        if (!procedure_is_active(p))
+                return;
+        if (p->battery_trace)
+                (void) battery_trace_add(p->battery_trace, volts, now);
+        note_battery(p, volts);
+        if ((p->dirty & PROP_BATTERY_MIN) &&
+            (p->battery_emit_at == 0 || now >= p->battery_emit_at + BATTERY_NOTIFY_INTERVAL_USEC)) {
+                p->battery_emit_at = now;
+                procedure_bus_emit(p);
+        }
+        /* else the next emit (a step, the poll) carries it */
+}
+
+void procedure_battery_state(Procedure *p, BatteryState s) {
+        BatteryState before = p->battery_state;
+
+        p->battery_state = s;
+        if (s == before || s != BATTERY_STATE_CRITICAL || !procedure_is_active(p))
+                return;
+        if (p->kind == PROCEDURE_IMMOBILIZER_RESET && streq(procedure_step_id(p), "resetting")) {
+                log_warning("Procedure %" PRIu64 ": the battery is critical (%.2f V, below %.2f V) during the "
+                            "reset; the ECU fails the reset below 9 V.",
+                            p->id, battery_monitor_voltage(battery_watch_monitor(manager_battery(p->manager))),
+                            p->profile->battery.warn_below_v);
+                set_prompt(p, "The battery is critically low during the reset: connect a power supply holding 13.5 V "
+                              "now. Do not switch anything off; the ECU fails the reset below 9 V.");
+                procedure_bus_emit(p);
+        } else
+                log_warning("Procedure %" PRIu64 ": the battery is critical (below %.2f V).", p->id,
+                            p->profile->battery.warn_below_v);
 }
 
 /* Journal */
@@ -542,6 +575,8 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
 
         if (!procedure_is_active(p))
                 return;
+        if (p->battery_trace)
+                battery_trace_end(p->battery_trace, now_usec(CLOCK_MONOTONIC));
         if (fmt) {
                 va_start(ap, fmt);
                 vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -635,7 +670,11 @@ static int procedure_alloc(Manager *m, uint64_t id, ProcedureKind kind, const ch
         p->keys_before = -1;
         p->battery_min = NAN;
         p->state = JOURNAL_STATE_RUNNING;
-        if (!p->technician || !p->repair_order) {
+        p->battery_trace = malloc(sizeof(BatteryTrace));
+        if (p->battery_trace)
+                battery_trace_begin(p->battery_trace, now_usec(CLOCK_MONOTONIC));
+        p->battery_state = battery_monitor_state(battery_watch_monitor(manager_battery(m)));
+        if (!p->technician || !p->repair_order || !p->battery_trace) {
                 procedure_free(p);
                 return -ENOMEM;
         }
@@ -792,6 +831,7 @@ Procedure *procedure_free(Procedure *p) {
         free(p->repair_order);
         free(p->error);
         free(p->error_message);
+        free(p->battery_trace);
         free(p);
         return NULL;
 }
@@ -917,18 +957,29 @@ static void send_passcode(Procedure *p) {
         explicit_bzero(req, sizeof(req));
 }
 
+/* The watch's monitor, with this vehicle's rules (the Manager's vehicle may differ from the
+ * procedure's only if SetVehicle was called while it ran; then the procedure's own rules win). */
+static bool check_battery(Procedure *p, const char **reason) {
+        BatteryMonitor *wm = battery_watch_monitor(manager_battery(p->manager)), bm = *wm;
+
+        if (bm.start_min_v != p->profile->battery.start_min_v || bm.running_min_v != p->profile->battery.warn_below_v)
+                (void) battery_monitor_set_rules(&bm, p->profile->battery.start_min_v, p->profile->battery.warn_below_v);
+        bool ok = battery_allows_reset(&bm, reason);
+        memcpy(wm->reason, bm.reason, sizeof(wm->reason)); /* *reason must outlive bm */
+        if (*reason)
+                *reason = wm->reason;
+        return ok;
+}
+
 static void on_battery(Procedure *p, const UdsResponse *r) {
-        BatteryMonitor bm;
         const char *reason = NULL;
         double volts = NAN;
 
         if (r->nrc == 0)
-                (void) battery_parse_a010(r->data, r->size, &volts);
-        note_battery(p, volts);
-        if (battery_monitor_init(&bm, p->profile->battery.start_min_v, p->profile->battery.warn_below_v) >= 0 &&
-            !isnan(volts))
-                (void) battery_monitor_sample(&bm, volts, now_usec(CLOCK_MONOTONIC));
-        if (!battery_allows_reset(&bm, &reason)) {
+                (void) battery_parse_answer(p->profile->dids.battery, r->data, r->size, &volts);
+        /* the watch's sample handler adds it to this procedure's trace and minimum */
+        battery_watch_feed(manager_battery(p->manager), volts);
+        if (!check_battery(p, &reason)) {
                 explicit_bzero(normalized_passcode, sizeof(normalized_passcode));
                 reply_error(p, IMMOD_ERROR_BATTERY_LOW, "%s", reason ?: "The battery voltage is unknown.");
                 return;
@@ -958,11 +1009,27 @@ int procedure_submit_passcode(Procedure *p, sd_bus_message *msg, const char *pas
                                          reason ?: "The passcode is malformed.");
 
         p->pending = sd_bus_message_ref(msg);
-        if (p->kind == PROCEDURE_IMMOBILIZER_RESET && p->seed_kind == PASSCODE_SMART_CODE &&
-            p->daemon->config.battery_source != BATTERY_SOURCE_NONE)
-                read_did(p, p->profile->dids.battery, on_battery);
-        else
-                send_passcode(p);
+        if (p->kind == PROCEDURE_IMMOBILIZER_RESET && p->seed_kind == PASSCODE_SMART_CODE) {
+                BatteryWatch *w = manager_battery(p->manager);
+                if (p->daemon->config.battery_source == BATTERY_SOURCE_ECU) {
+                        read_did(p, p->profile->dids.battery, on_battery);
+                        return 1;
+                }
+                if (!battery_watch_enabled(w))
+                        log_info("Procedure %" PRIu64 ": the battery is not watched (battery: {source: none}); "
+                                 "skipping the reset's battery check.",
+                                 p->id);
+                else {
+                        battery_watch_sample_now(w);
+                        if (!check_battery(p, &reason)) {
+                                explicit_bzero(normalized_passcode, sizeof(normalized_passcode));
+                                reply_error(p, IMMOD_ERROR_BATTERY_LOW, "%s",
+                                            reason ?: "The battery voltage is unknown.");
+                                return 1;
+                        }
+                }
+        }
+        send_passcode(p);
         return 1;
 }
 

@@ -10,6 +10,7 @@
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
+#include "battery.h"
 #include "daemon.h"
 #include "journal.h"
 #include "passcode.h"
@@ -76,6 +77,9 @@ struct Procedure {
         unsigned registered, available, max, declared, touched, to_delete, added;
         int keys_before;
         double battery_min;
+        BatteryTrace *battery_trace; /* every reading while the procedure runs */
+        BatteryState battery_state;  /* as last told by the battery watch */
+        usec_t battery_emit_at;      /* BatteryMinimum: at most 4 PropertiesChanged a second */
         unsigned passcode_attempts;
         int reg_mode; /* A102 mode, 0 when none started */
         bool resumed;
@@ -113,6 +117,10 @@ int procedure_set_key_count(Procedure *p, sd_bus_message *msg, uint32_t present,
 int procedure_erase(Procedure *p, sd_bus_message *msg, uint32_t expected, sd_bus_error *error);
 int procedure_finish_registration(Procedure *p, sd_bus_message *msg, sd_bus_error *error);
 int procedure_cancel(Procedure *p, sd_bus_message *msg, sd_bus_error *error);
+
+/* The battery watch's readings (manager.c forwards them to the active procedure). */
+void procedure_battery_sample(Procedure *p, double volts, usec_t now);
+void procedure_battery_state(Procedure *p, BatteryState s);
 
 /* procedure-bus.c */
 int procedure_bus_register(Manager *m, sd_bus *bus, sd_bus_slot **ret_vtable, sd_bus_slot **ret_enum);

@@ -1,0 +1,207 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# immod's battery monitoring: the hwmon source (a file of millivolts) and the ecu source
+# (DID A010 read from immo-ecusim during procedures and after method calls).
+#
+# usage: test-battery-source.sh IMMOD IMMO_ECUSIM SOURCE_ROOT
+
+set -u -o pipefail
+
+immod=$1
+ecusim=$2
+src=$3
+
+VIN=58ADZ1B19LU012345
+DEST=org.immod.Immod1
+OBJ=/org/immod/Immod1
+IFACE=org.immod.Immod1.Manager
+
+tmp=$(mktemp -d /tmp/test-battery-source.XXXXXX)
+chmod 0755 "$tmp" # a caller of another uid must reach the bus socket
+bus_pid= sim_pid= immod_pid=
+failures=0
+
+cleanup() {
+        for p in $immod_pid $sim_pid $bus_pid; do
+                kill "$p" 2>/dev/null
+        done
+        wait 2>/dev/null
+        if [ "$failures" -ne 0 ] || [ -n "${KEEP_TMP:-}" ]; then
+                echo "--- immod log"; cat "$tmp/immod.log" 2>/dev/null
+                echo "--- ecusim log"; tail -n 50 "$tmp/ecusim.log" 2>/dev/null
+        fi
+        rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() {
+        echo "FAIL: $*"
+        failures=$((failures + 1))
+}
+pass() {
+        echo "ok: $*"
+}
+
+# expect_match DESCRIPTION PATTERN TEXT
+expect_match() {
+        if grep -Eq -- "$2" <<<"$3"; then pass "$1"; else fail "$1: wanted /$2/, got: $3"; fi
+}
+
+wait_for() { # wait_for SECONDS COMMAND...
+        local deadline=$((SECONDS + $1))
+        shift
+        until "$@" >/dev/null 2>&1; do
+                [ $SECONDS -ge $deadline ] && return 1
+                sleep 0.1
+        done
+}
+
+# --- the private bus: any uid may connect and call; immod does its own checks.
+cat >"$tmp/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=$tmp/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+CONF
+out=$(dbus-daemon --config-file="$tmp/bus.conf" --fork --print-address=1 --print-pid=1) || { echo "dbus-daemon failed"; exit 1; }
+addr=$(sed -n 1p <<<"$out")
+bus_pid=$(sed -n 2p <<<"$out")
+chmod 0777 "$tmp/bus.sock" 2>/dev/null
+
+bctl() { busctl --address="$addr" "$@"; }
+call() { bctl call "$DEST" "$OBJ" "$IFACE" "$@" 2>&1; }
+prop() { bctl get-property "$DEST" "$OBJ" "$IFACE" "$1" 2>&1; }
+# The error name of a failing call, or "OK"; arguments in GVariant text.
+call_error() {
+        local method=$1
+        shift
+        local out
+        if out=$(gdbus call --address="$addr" --dest="$DEST" --object-path="$OBJ" --method="$IFACE.$method" "$@" 2>&1); then
+                echo OK
+        else
+                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\):.*/\1/p' <<<"$out" | head -n 1
+        fi
+}
+
+ctl() { # one control socket command; prints the answer line
+        python3 - "$tmp/ctl.sock" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall((sys.argv[2] + "\n").encode())
+buf = b""
+while not buf.endswith(b"\n"):
+    d = s.recv(4096)
+    if not d:
+        break
+    buf += d
+print(buf.decode().strip())
+PY
+}
+
+# --- the simulated ECU
+sed -n 's/.*"master_key_hex": *"\([0-9a-fA-F]*\)".*/\1/p' "$src/tests/test-vectors.json" >"$tmp/master.key"
+"$ecusim" --link "vbus:$tmp/vbus.sock" --vin "$VIN" --model "ES 350" --master-key-file "$tmp/master.key" \
+        --keys 11111111 --control "$tmp/ctl.sock" >"$tmp/ecusim.log" 2>&1 &
+sim_pid=$!
+wait_for 10 test -S "$tmp/ctl.sock" || { fail "immo-ecusim did not start"; exit 1; }
+
+# --- immod, started with a battery source
+start_immod() { # start_immod SOURCE
+        [ -n "$immod_pid" ] && { kill "$immod_pid"; wait "$immod_pid" 2>/dev/null; immod_pid=; }
+        mkdir -p "$tmp/state"
+        cat >"$tmp/immod.conf" <<CONF
+link: vbus:$tmp/vbus.sock
+profiles: $src/conf/profiles
+state_dir: $tmp/state
+group: $(id -gn)
+tester_present_ms: 2000
+battery: {source: $1}
+CONF
+        "$immod" --config "$tmp/immod.conf" --bus "$addr" -v >>"$tmp/immod.log" 2>&1 &
+        immod_pid=$!
+        wait_for 10 bctl status "$DEST" || { fail "immod did not take its bus name"; exit 1; }
+}
+# wait_prop SECONDS PROPERTY PATTERN: until the property matches
+wait_prop() {
+        local deadline=$((SECONDS + $1))
+        until grep -Eq -- "$3" <<<"$(prop "$2")"; do
+                [ $SECONDS -ge $deadline ] && return 1
+                sleep 0.2
+        done
+}
+expect_prop() { # expect_prop SECONDS PROPERTY PATTERN
+        if wait_prop "$1" "$2" "$3"; then pass "$2 ~ /$3/"; else fail "$2: wanted /$3/, got: $(prop "$2")"; fi
+}
+
+# --- hwmon
+echo 13800 >"$tmp/in0_input"
+start_immod "hwmon:$tmp/in0_input"
+expect_match "Identify" '"profile" s "lexus-es-ux-ls-2018-2021"' "$(call Identify)"
+expect_prop 5 BatteryState '^s "ok"$'
+expect_prop 5 BatteryVoltage '^d 13\.8$'
+expect_match "no battery problem" '^as 0$' "$(prop Problems)"
+
+echo 12800 >"$tmp/in0_input"
+expect_prop 5 BatteryState '^s "low"$'
+expect_prop 5 BatteryVoltage '^d 12\.8$'
+expect_match "Problems: battery-low" '"battery-low"' "$(prop Problems)"
+
+echo 12000 >"$tmp/in0_input"
+expect_prop 5 BatteryState '^s "critical"$'
+expect_prop 5 BatteryVoltage '^d 12$'
+out=$(prop Problems)
+expect_match "Problems: battery-critical" '"battery-critical"' "$out"
+if grep -q '"battery-low"' <<<"$out"; then fail "battery-low and battery-critical together: $out"; else pass "only battery-critical"; fi
+
+echo 13600 >"$tmp/in0_input"
+expect_prop 5 BatteryState '^s "ok"$'
+
+echo "twelve volts" >"$tmp/in0_input"
+if wait_for 5 grep -q "Battery: cannot read a voltage from $tmp/in0_input" "$tmp/immod.log"; then
+        pass "a garbage file is logged"
+else
+        fail "no log line for the garbage file"
+fi
+expect_prop 15 BatteryState '^s "unknown"$'
+expect_prop 2 BatteryVoltage '^d nan$'
+
+# --- ecu: A010 from the simulator, only with traffic
+ctl "battery 13.1" >/dev/null
+start_immod ecu
+expect_match "ecu: BatteryState unknown before any traffic" '^s "unknown"$' "$(prop BatteryState)"
+expect_match "ecu: Identify" '"profile" s "lexus-es-ux-ls-2018-2021"' "$(call Identify)"
+expect_prop 5 BatteryVoltage '^d 13\.1$'
+expect_prop 2 BatteryState '^s "ok"$'
+
+out=$(call StartProcedure 'sa{sv}' key-registration 2 technician s "T. Tester" repair_order s "RO-42")
+proc=$(sed -n 's/^o "\(.*\)"$/\1/p' <<<"$out")
+if [ -n "$proc" ]; then pass "StartProcedure: $proc"; else fail "StartProcedure: $out"; fi
+ctl "battery 12.9" >/dev/null
+expect_prop 8 BatteryVoltage '^d 12\.9$'
+expect_prop 2 BatteryState '^s "low"$'
+if [ -n "$proc" ]; then
+        pprop() { bctl get-property "$DEST" "$proc" org.immod.Immod1.Procedure "$1" 2>&1; }
+        expect_match "BatteryMinimum follows the readings" '^d 12\.9$' "$(pprop BatteryMinimum)"
+        ctl "battery 13.4" >/dev/null
+        expect_prop 8 BatteryVoltage '^d 13\.4$'
+        expect_match "BatteryMinimum keeps the minimum" '^d 12\.9$' "$(pprop BatteryMinimum)"
+        bctl call "$DEST" "$proc" org.immod.Immod1.Procedure Cancel >/dev/null 2>&1
+fi
+
+if [ "$failures" -ne 0 ]; then
+        echo "$failures failure(s)"
+        exit 1
+fi
+echo "all passed"

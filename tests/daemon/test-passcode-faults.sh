@@ -1,0 +1,421 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# immod's passcode service client against faulty servers, with real TLS (a CA made with
+# openssl here): a small python3 HTTPS fake server answers 500 (retried twice, then
+# ServerUnreachable in bounded time), 403 (never retried), an oversized body (with and
+# without Content-Length), malformed JSON and JSON without the expected fields; after
+# each fault immod is alive, the procedure still waits at its step and the ECU is still
+# in its extended session (tester present unaffected). Then against the reference
+# server: once the repair is marked complete, FetchPasscode gets approval-expired.
+#
+# usage: test-passcode-faults.sh IMMOD IMMO_ECUSIM IMMO_PASSCODE_SERVER SOURCE_ROOT
+
+set -u -o pipefail
+
+immod=$1
+ecusim=$2
+server=$3
+src=$4
+
+for tool in openssl curl busctl gdbus dbus-daemon python3; do
+        command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
+done
+
+VIN=58ADZ1B19LU012345
+DEST=org.immod.Immod1
+OBJ=/org/immod/Immod1
+IFACE=org.immod.Immod1.Manager
+PIFACE=org.immod.Immod1.Procedure
+PW='Tr1cky-pw-4417'
+
+tmp=$(mktemp -d /tmp/test-passcode-faults.XXXXXX)
+chmod 0755 "$tmp"
+bus_pid= sim_pid= immod_pid= server_pid= fake_pid=
+failures=0
+
+cleanup() {
+        for p in $immod_pid $sim_pid $server_pid $fake_pid $bus_pid; do
+                kill "$p" 2>/dev/null
+        done
+        wait 2>/dev/null
+        if [ "$failures" -ne 0 ] || [ -n "${KEEP_TMP:-}" ]; then
+                echo "--- immod log"; cat "$tmp/immod.log" 2>/dev/null
+                echo "--- fake server log"; tail -n 50 "$tmp/fake.log" 2>/dev/null
+                echo "--- server log"; tail -n 50 "$tmp/server.log" 2>/dev/null
+                echo "--- ecusim log"; tail -n 30 "$tmp/ecusim.log" 2>/dev/null
+        fi
+        rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+pass() { echo "ok: $*"; }
+expect_match() { # DESCRIPTION PATTERN TEXT
+        if grep -Eq -- "$2" <<<"$3"; then pass "$1"; else fail "$1: wanted /$2/, got: $3"; fi
+}
+wait_for() { # SECONDS COMMAND...
+        local deadline=$((SECONDS + $1))
+        shift
+        until "$@" >/dev/null 2>&1; do
+                [ $SECONDS -ge $deadline ] && return 1
+                sleep 0.1
+        done
+}
+free_port() {
+        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+listening() { python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' "$1"; }
+now_ms() { date +%s%3N; }
+
+# --- certificates
+make_ca() {
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/$1.key" \
+                -out "$tmp/$1.pem" -subj "/CN=$1" -days 2 >/dev/null 2>&1
+}
+make_cert() { # CA NAME
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/$2.key" \
+                -out "$tmp/$2.csr" -subj /CN=localhost >/dev/null 2>&1 &&
+        echo "subjectAltName=IP:127.0.0.1,DNS:localhost" >"$tmp/$2.ext" &&
+        openssl x509 -req -in "$tmp/$2.csr" -CA "$tmp/$1.pem" -CAkey "$tmp/$1.key" -CAcreateserial \
+                -out "$tmp/$2.pem" -days 2 -extfile "$tmp/$2.ext" >/dev/null 2>&1
+}
+make_ca ca && make_cert ca server || { fail "openssl"; exit 1; }
+
+# --- the fake server: its answer depends on the mode written in $tmp/mode; it logs
+# "METHOD PATH" per request in $tmp/requests
+cat >"$tmp/fake.py" <<'PY'
+import http.server, json, os, ssl, sys
+
+port, cert, key, tmp, vin = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+BIG = 300 * 1024
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("fake: " + (fmt % args) + "\n")
+
+    def reply(self, status, body, length=True):
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if length:
+            self.send_header("Content-Length", str(len(body)))
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+        self.wfile.flush()
+
+    def handle_any(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        if n:
+            self.rfile.read(n)
+        with open(os.path.join(tmp, "requests"), "a") as f:
+            f.write("%s %s\n" % (self.command, self.path))
+        with open(os.path.join(tmp, "mode")) as f:
+            mode = f.read().strip()
+        path = self.path.split("?")[0]
+        login = path.endswith("/api/v1/login")
+        lookup = path.endswith("/api/v1/reset-requests") and self.command == "GET"
+        if mode == "e500":
+            return self.reply(500, {"error": "internal", "message": "database is locked"})
+        if mode == "e403":
+            return self.reply(403, {"error": "forbidden", "message": "This box is not enrolled."})
+        if mode == "big" and login:
+            return self.reply(200, '{"token": "' + "x" * BIG + '"}')
+        if mode == "big-nolength" and login:
+            return self.reply(200, '{"token": "' + "x" * BIG + '"}', length=False)
+        if mode == "malformed" and login:
+            return self.reply(200, '{"token": "abc", "expires_at": ')
+        if mode == "malformed-4xx" and login:
+            return self.reply(401, '<html>Unauthorized</html>')
+        if mode == "no-token" and login:
+            return self.reply(200, {"expires_at": "2030-01-01T00:00:00Z"})
+        if login:
+            return self.reply(200, {"token": "tok", "expires_at": "2030-01-01T00:00:00Z"})
+        if mode == "no-requests" and lookup:
+            return self.reply(200, {"reqs": []})
+        if lookup:
+            return self.reply(200, {"requests": [{"request_no": "R-1", "vin": vin, "status": "approved",
+                                                  "technician": "tech1", "approvers": ["mgr1", "mgr2"],
+                                                  "approved_by": "mgr1", "approved_at": "2026-01-01T00:00:00Z",
+                                                  "valid_till": "2030-01-01T00:00:00Z"}]})
+        if mode == "no-passcode":
+            return self.reply(200, {"transaction_id": 7})
+        if mode == "passcode-500":
+            return self.reply(503, "<html>Service Unavailable</html>")
+        return self.reply(404, {"error": "not-found", "message": "no such path"})
+
+    do_GET = do_POST = handle_any
+
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+PY
+fake_port=$(free_port)
+echo ok >"$tmp/mode"
+: >"$tmp/requests"
+python3 "$tmp/fake.py" "$fake_port" "$tmp/server.pem" "$tmp/server.key" "$tmp" "$VIN" >"$tmp/fake.log" 2>&1 &
+fake_pid=$!
+wait_for 10 listening "$fake_port" || { fail "the fake server did not start"; exit 1; }
+
+# --- the reference server
+sed -n 's/.*"master_key_hex": *"\([0-9a-fA-F]*\)".*/\1/p' "$src/tests/test-vectors.json" >"$tmp/master.key"
+chmod 0600 "$tmp/master.key"
+port=$(free_port)
+cat >"$tmp/server.yaml" <<CONF
+listen:
+  address: 127.0.0.1
+  port: $port
+tls:
+  certificate: $tmp/server.pem
+  key: $tmp/server.key
+database: $tmp/passcodes.sqlite
+master_key_file: $tmp/master.key
+approval_validity_hours: 72
+dealers:
+  - code: D100
+    name: "Example Motors"
+users:
+  - {id: tech1, name: Tom Tech, dealer: D100, role: technician, title: Technician, password: $PW}
+  - {id: mgr1, name: Mia Manager, dealer: D100, role: manager, title: Service Manager, password: pw-m1}
+  - {id: mgr2, name: Max Manager, dealer: D100, role: manager, title: General Manager, password: pw-m2}
+CONF
+"$server" --config "$tmp/server.yaml" >>"$tmp/server.log" 2>&1 &
+server_pid=$!
+wait_for 10 listening "$port" || { fail "the passcode server did not start"; exit 1; }
+
+scurl() { # METHOD PATH [BODY [TOKEN]]: the reference server directly
+        local args=(-sS --max-time 20 --cacert "$tmp/ca.pem" -X "$1" "https://127.0.0.1:$port/api/v1$2"
+                -H "Content-Type: application/json")
+        [ -n "${4:-}" ] && args+=(-H "Authorization: Bearer $4")
+        [ -n "${3:-}" ] && args+=(--data-binary "$3")
+        curl "${args[@]}"
+}
+
+# --- the private bus
+cat >"$tmp/bus.conf" <<CONF
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:path=$tmp/bus.sock</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+CONF
+out=$(dbus-daemon --config-file="$tmp/bus.conf" --fork --print-address=1 --print-pid=1) || { echo "dbus-daemon failed"; exit 1; }
+addr=$(sed -n 1p <<<"$out")
+bus_pid=$(sed -n 2p <<<"$out")
+
+bctl() { busctl --address="$addr" "$@"; }
+call() { bctl call "$DEST" "$OBJ" "$IFACE" "$@" 2>&1; }
+prop() { bctl get-property "$DEST" "$OBJ" "$IFACE" "$1" 2>&1; }
+pcall() { bctl --timeout=60 call "$DEST" "$proc" "$PIFACE" "$@" 2>&1; }
+pprop() { bctl get-property "$DEST" "$proc" "$PIFACE" "$1" 2>&1; }
+gcall() { # OBJECT IFACE.METHOD ARGS...: "OK" or "ERRORNAME: message"
+        local o=$1 m=$2 out
+        shift 2
+        if out=$(gdbus call --timeout 60 --address="$addr" --dest="$DEST" --object-path="$o" --method="$m" "$@" 2>&1); then
+                echo OK
+        else
+                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\): \(.*\)/\1: \2/p' <<<"$out" | head -n 1
+        fi
+}
+step_is() { [ "$(pprop Step)" = "s \"$1\"" ]; }
+wait_step() {
+        if wait_for "$1" step_is "$2"; then pass "step $2"; else fail "step $2 not reached (at $(pprop Step), $(pprop ErrorMessage))"; fi
+}
+ctl() {
+        python3 - "$tmp/ctl.sock" "$1" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall((sys.argv[2] + "\n").encode())
+buf = b""
+while not buf.endswith(b"\n"):
+    d = s.recv(4096)
+    if not d:
+        break
+    buf += d
+print(buf.decode().strip())
+PY
+}
+
+# --- the simulated ECU
+"$ecusim" --link "vbus:$tmp/vbus.sock" --vin "$VIN" --model "ES 350" --master-key-file "$tmp/master.key" \
+        --keys 11111111 --time-scale 60 --window-scale 2 --battery 13.8 --control "$tmp/ctl.sock" >"$tmp/ecusim.log" 2>&1 &
+sim_pid=$!
+wait_for 10 test -S "$tmp/ctl.sock" || { fail "immo-ecusim did not start"; exit 1; }
+
+# --- immod, with the passcode service at URL
+mkdir "$tmp/state"
+start_immod() { # URL TIMEOUT_S
+        [ -n "$immod_pid" ] && { kill "$immod_pid"; wait "$immod_pid" 2>/dev/null; immod_pid=; }
+        cat >"$tmp/immod.conf" <<CONF
+link: vbus:$tmp/vbus.sock
+profiles: $src/conf/profiles
+state_dir: $tmp/state
+group: $(id -gn)
+tester_present_ms: 2000
+battery:
+  source: ecu
+server:
+  url: $1
+  ca_file: $tmp/ca.pem
+  dealer_code: D100
+  timeout_s: $2
+CONF
+        "$immod" --config "$tmp/immod.conf" --bus "$addr" -v >>"$tmp/immod.log" 2>&1 &
+        immod_pid=$!
+        wait_for 10 bctl status "$DEST"
+}
+CRED="{'user': <'tech1'>, 'password': <'$PW'>}"
+start_reset() { # runs an immobilizer reset to its immobilizer-passcode step; sets $proc
+        local out
+        expect_match "Identify" "\"vin\" s \"$VIN\"" "$(call Identify)"
+        out=$(call StartProcedure 'sa{sv}' immobilizer-reset 3 technician s tech1 repair_order s RO-42 \
+                customer_last_name s Smith)
+        proc=$(sed -n 's/^o "\(.*\)"$/\1/p' <<<"$out")
+        [ -n "$proc" ] && pass "StartProcedure: $proc" || fail "StartProcedure: $out"
+        pcall Acknowledge s confirm-erase-all >/dev/null
+        ctl 'door open' >/dev/null
+        pcall Acknowledge s open-driver-door >/dev/null
+        wait_step 10 immobilizer-passcode
+}
+unaffected() { # WHAT: immod alive, the procedure waiting at its step, the ECU still in its extended session
+        if kill -0 "$immod_pid" 2>/dev/null; then pass "$1: immod alive"; else fail "$1: immod died"; fi
+        expect_match "$1: still at immobilizer-passcode" '^s "immobilizer-passcode"$' "$(pprop Step)"
+        expect_match "$1: procedure waiting" '^s "waiting"$' "$(pprop State)"
+        expect_match "$1: ECU still in the extended session" '"session": *"extended"' "$(ctl state)"
+}
+nreq() { wc -l <"$tmp/requests"; }
+fault() { # MODE: the fake server's mode; the request log emptied
+        echo "$1" >"$tmp/mode"
+        : >"$tmp/requests"
+}
+timed_fetch() { # sets $answer and $elapsed_ms
+        local t0
+        t0=$(now_ms)
+        answer=$(gcall "$proc" $PIFACE.FetchPasscode "$CRED")
+        elapsed_ms=$(($(now_ms) - t0))
+}
+
+# ===== the fake server
+start_immod "https://127.0.0.1:$fake_port" 5 || { fail "immod did not start"; exit 1; }
+start_reset
+sleep 3 # a few tester present periods
+expect_match "before any fault: ECU in the extended session" '"session": *"extended"' "$(ctl state)"
+
+# 500 with a JSON error body: two retries, then ServerUnreachable with the server's message
+fault e500
+timed_fetch
+expect_match "500: ServerUnreachable naming HTTP 500 and the server's message" \
+        'ServerUnreachable: .*HTTP 500: database is locked.*SubmitPasscode' "$answer"
+[ "$(nreq)" -eq 3 ] && pass "500: 3 requests (1 + 2 retries)" || fail "500: $(nreq) requests, wanted 3: $(cat "$tmp/requests")"
+[ "$elapsed_ms" -le 10000 ] && pass "500: answered in $elapsed_ms ms" || fail "500: took $elapsed_ms ms"
+[ "$elapsed_ms" -ge 1500 ] && pass "500: the retries waited ($elapsed_ms ms)" || fail "500: no back-off between retries ($elapsed_ms ms)"
+expect_match "500: Server unreachable" '^s "unreachable"$' "$(prop Server)"
+expect_match "500: Problems: server-unreachable" '"server-unreachable"' "$(prop Problems)"
+unaffected "500"
+
+# 503 on the passcode request itself (after a good login and lookup): retried there too
+fault passcode-500
+timed_fetch
+expect_match "503 on /passcodes: ServerUnreachable naming HTTP 503" 'ServerUnreachable: .*HTTP 503' "$answer"
+n=$(grep -c '/api/v1/passcodes' "$tmp/requests")
+[ "$n" -eq 3 ] && pass "503 on /passcodes: 3 passcode requests" || fail "503 on /passcodes: $n passcode requests: $(cat "$tmp/requests")"
+[ "$(nreq)" -eq 5 ] && pass "503 on /passcodes: one login, one lookup" || fail "503 on /passcodes: $(nreq) requests: $(cat "$tmp/requests")"
+unaffected "503 on /passcodes"
+
+# a 4xx: never retried
+fault e403
+timed_fetch
+expect_match "403: ServerRefused with the server's id and message" \
+        'ServerRefused: .*forbidden.*This box is not enrolled' "$answer"
+[ "$(nreq)" -eq 1 ] && pass "403: 1 request (no retry)" || fail "403: $(nreq) requests, wanted 1: $(cat "$tmp/requests")"
+expect_match "403: Server reachable" '^s "reachable"$' "$(prop Server)"
+unaffected "403"
+
+# an oversized body, with a Content-Length and without
+for mode in big big-nolength; do
+        fault $mode
+        timed_fetch
+        expect_match "$mode: ServerUnreachable naming the size limit" 'ServerUnreachable: .*larger than 256 KiB' "$answer"
+        [ "$(nreq)" -eq 1 ] && pass "$mode: 1 request (no retry)" || fail "$mode: $(nreq) requests"
+        [ "$elapsed_ms" -le 10000 ] && pass "$mode: answered in $elapsed_ms ms" || fail "$mode: took $elapsed_ms ms"
+        unaffected "$mode"
+done
+
+# malformed JSON in a 200, and a 4xx whose body is not JSON
+fault malformed
+timed_fetch
+expect_match "malformed JSON: ServerUnreachable saying so" 'ServerUnreachable: .*not the JSON the API describes' "$answer"
+unaffected "malformed JSON"
+fault malformed-4xx
+timed_fetch
+expect_match "401 with HTML: ServerRefused naming HTTP 401" 'ServerRefused: .*HTTP 401' "$answer"
+[ "$(nreq)" -eq 1 ] && pass "401 with HTML: 1 request (no retry)" || fail "401 with HTML: $(nreq) requests"
+unaffected "401 with HTML"
+
+# a 200 with JSON that lacks the expected fields, at each stage
+for mode in no-token no-requests no-passcode; do
+        fault $mode
+        timed_fetch
+        expect_match "$mode: ServerUnreachable saying the answer is not the API's" \
+                'ServerUnreachable: .*not the JSON the API describes' "$answer"
+        unaffected "$mode"
+done
+fault no-token
+expect_match "GetApproval, no token: ServerUnreachable" 'ServerUnreachable: .*not the JSON the API describes' \
+        "$(gcall $OBJ $IFACE.GetApproval "$VIN" "$CRED")"
+
+# and manual entry still works: a wrong passcode typed in is judged by the ECU, not refused by immod
+expect_match "manual entry still works: a wrong passcode is rejected by the ECU" 'PasscodeRejected: ' \
+        "$(gcall "$proc" $PIFACE.SubmitPasscode 000000)"
+pcall Cancel >/dev/null
+wait_for 10 bash -c "busctl --address='$addr' get-property $DEST $proc $PIFACE State | grep -q cancelled" &&
+        pass "procedure cancelled" || fail "cancel: $(pprop State)"
+
+# ===== the reference server: the repair completed, the approval no longer valid
+start_immod "https://127.0.0.1:$port" 10 || { fail "immod did not restart"; exit 1; }
+out=$(call RequestApproval 'a{sv}a{sv}' 5 vin s "$VIN" repair_order s RO-42 customer_last_name s Smith \
+        approvers as 2 mgr1 mgr2 attestations as 4 customer_authority photo_id registration terms \
+        2 user s tech1 password s "$PW")
+expect_match "RequestApproval: pending" '"status" s "pending"' "$out"
+request_no=$(sed -n 's/.*"request_no" s "\([^"]*\)".*/\1/p' <<<"$out")
+[ -n "$request_no" ] && pass "request_no $request_no" || fail "no request_no: $out"
+mgr=$(scurl POST /login '{"user": "mgr1", "password": "pw-m1"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
+expect_match "a manager approves (curl)" '"status": *"approved"' "$(scurl POST "/reset-requests/$request_no/decision" \
+        '{"decision": "approve", "attestations": {"details_verified": true, "nicb_notice": true, "terms": true}}' "$mgr")"
+expect_match "the repair is marked complete (curl)" '"status": *"completed"' \
+        "$(scurl POST "/reset-requests/$request_no/complete" '' "$mgr")"
+expect_match "GetApproval: completed" "\"status\" s \"completed\" \"request_no\" s \"$request_no\"" \
+        "$(call GetApproval 'sa{sv}' "$VIN" 2 user s tech1 password s "$PW")"
+start_reset
+expect_match "FetchPasscode after completion: ServerRefused, approval no longer valid" \
+        "ServerRefused: .*approval-expired.*$request_no no longer holds" "$(gcall "$proc" $PIFACE.FetchPasscode "$CRED")"
+expect_match "after completion: Server reachable" '^s "reachable"$' "$(prop Server)"
+unaffected "approval expired"
+pcall Cancel >/dev/null
+
+# ===== the password never in immod's log nor its state
+if grep -rqF -- "$PW" "$tmp/immod.log" "$tmp/state"; then fail "the password appears in immod's log or state"; else pass "password not in immod's log or state"; fi
+
+kill "$immod_pid"; wait "$immod_pid" 2>/dev/null; immod_pid=
+echo "$failures failure(s)"
+[ "$failures" -eq 0 ]
