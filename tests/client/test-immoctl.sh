@@ -17,36 +17,10 @@ VIN=58ADZ1B19LU012345
 BAD_CHECK=58ADZ1B18LU012345
 DEST=org.immod.Immod1
 
-tmp=$(mktemp -d /tmp/test-immoctl.XXXXXX)
-chmod 0755 "$tmp" # a caller of another uid must reach the bus socket and immoctl
-bus_pid= sim_pid= immod_pid= mon_pid=
-failures=0
+harness_pids="mon_pid immod_pid sim_pid bus_pid"
+mon_pid=
+. "$src/tests/lib/harness.sh"
 
-cleanup() {
-        for p in $mon_pid $immod_pid $sim_pid $bus_pid; do
-                kill "$p" 2>/dev/null
-        done
-        wait 2>/dev/null
-        if [ "$failures" -ne 0 ] || [ -n "${KEEP_TMP:-}" ]; then
-                echo "--- immod log"; cat "$tmp/immod.log" 2>/dev/null
-                echo "--- ecusim log"; tail -n 50 "$tmp/ecusim.log" 2>/dev/null
-        fi
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail() {
-        echo "FAIL: $*"
-        failures=$((failures + 1))
-}
-pass() {
-        echo "ok: $*"
-}
-
-# expect_match DESCRIPTION PATTERN TEXT
-expect_match() {
-        if grep -Eq -- "$2" <<<"$3"; then pass "$1"; else fail "$1: wanted /$2/, got: $3"; fi
-}
 expect_rc() { # expect_rc DESCRIPTION WANTED GOT [OUTPUT]
         if [ "$2" -eq "$3" ]; then pass "$1 (exit $3)"; else fail "$1: wanted exit $2, got $3: ${4:-}"; fi
 }
@@ -64,52 +38,9 @@ json_get() { # json_get KEY TEXT: the value of KEY in the first line's object
         python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())[sys.argv[1]])' "$1" <<<"$2" 2>&1
 }
 
-wait_for() { # wait_for SECONDS COMMAND...
-        local deadline=$((SECONDS + $1))
-        shift
-        until "$@" >/dev/null 2>&1; do
-                [ $SECONDS -ge $deadline ] && return 1
-                sleep 0.1
-        done
-}
-
 # --- the private bus: any uid may connect and call; immod does its own checks.
-cat >"$tmp/bus.conf" <<CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$tmp/bus.sock</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-CONF
-out=$(dbus-daemon --config-file="$tmp/bus.conf" --fork --print-address=1 --print-pid=1) || { echo "dbus-daemon failed"; exit 1; }
-addr=$(sed -n 1p <<<"$out")
-bus_pid=$(sed -n 2p <<<"$out")
+start_bus
 chmod 0777 "$tmp/bus.sock" 2>/dev/null
-
-ctl() { # one control socket command of immo-ecusim; prints the answer line
-        python3 - "$tmp/ctl.sock" "$1" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(5)
-s.connect(sys.argv[1])
-s.sendall((sys.argv[2] + "\n").encode())
-buf = b""
-while not buf.endswith(b"\n"):
-    d = s.recv(4096)
-    if not d:
-        break
-    buf += d
-print(buf.decode().strip())
-PY
-}
 
 # immoctl on the private bus; stdout and stderr together, exit status in $rc.
 ic() {
@@ -145,11 +76,8 @@ for verb in status identify "vehicle set" "vehicle show" keys history monitor; d
 done
 
 # --- the simulated ECU
-sed -n 's/.*"master_key_hex": *"\([0-9a-fA-F]*\)".*/\1/p' "$src/tests/test-vectors.json" >"$tmp/master.key"
-"$ecusim" --link "vbus:$tmp/vbus.sock" --vin "$VIN" --model "ES 350" --master-key-file "$tmp/master.key" \
-        --keys 11111111 --control "$tmp/ctl.sock" >"$tmp/ecusim.log" 2>&1 &
-sim_pid=$!
-wait_for 10 test -S "$tmp/ctl.sock" || { fail "immo-ecusim did not start"; exit 1; }
+write_master_key
+start_ecusim
 
 # --- immod
 mkdir "$tmp/state"

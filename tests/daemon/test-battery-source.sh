@@ -17,105 +17,15 @@ DEST=org.immod.Immod1
 OBJ=/org/immod/Immod1
 IFACE=org.immod.Immod1.Manager
 
-tmp=$(mktemp -d /tmp/test-battery-source.XXXXXX)
-chmod 0755 "$tmp" # a caller of another uid must reach the bus socket
-bus_pid= sim_pid= immod_pid=
-failures=0
-
-cleanup() {
-        for p in $immod_pid $sim_pid $bus_pid; do
-                kill "$p" 2>/dev/null
-        done
-        wait 2>/dev/null
-        if [ "$failures" -ne 0 ] || [ -n "${KEEP_TMP:-}" ]; then
-                echo "--- immod log"; cat "$tmp/immod.log" 2>/dev/null
-                echo "--- ecusim log"; tail -n 50 "$tmp/ecusim.log" 2>/dev/null
-        fi
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail() {
-        echo "FAIL: $*"
-        failures=$((failures + 1))
-}
-pass() {
-        echo "ok: $*"
-}
-
-# expect_match DESCRIPTION PATTERN TEXT
-expect_match() {
-        if grep -Eq -- "$2" <<<"$3"; then pass "$1"; else fail "$1: wanted /$2/, got: $3"; fi
-}
-
-wait_for() { # wait_for SECONDS COMMAND...
-        local deadline=$((SECONDS + $1))
-        shift
-        until "$@" >/dev/null 2>&1; do
-                [ $SECONDS -ge $deadline ] && return 1
-                sleep 0.1
-        done
-}
+. "$src/tests/lib/harness.sh"
 
 # --- the private bus: any uid may connect and call; immod does its own checks.
-cat >"$tmp/bus.conf" <<CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$tmp/bus.sock</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-CONF
-out=$(dbus-daemon --config-file="$tmp/bus.conf" --fork --print-address=1 --print-pid=1) || { echo "dbus-daemon failed"; exit 1; }
-addr=$(sed -n 1p <<<"$out")
-bus_pid=$(sed -n 2p <<<"$out")
+start_bus
 chmod 0777 "$tmp/bus.sock" 2>/dev/null
 
-bctl() { busctl --address="$addr" "$@"; }
-call() { bctl call "$DEST" "$OBJ" "$IFACE" "$@" 2>&1; }
-prop() { bctl get-property "$DEST" "$OBJ" "$IFACE" "$1" 2>&1; }
-# The error name of a failing call, or "OK"; arguments in GVariant text.
-call_error() {
-        local method=$1
-        shift
-        local out
-        if out=$(gdbus call --address="$addr" --dest="$DEST" --object-path="$OBJ" --method="$IFACE.$method" "$@" 2>&1); then
-                echo OK
-        else
-                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\):.*/\1/p' <<<"$out" | head -n 1
-        fi
-}
-
-ctl() { # one control socket command; prints the answer line
-        python3 - "$tmp/ctl.sock" "$1" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(5)
-s.connect(sys.argv[1])
-s.sendall((sys.argv[2] + "\n").encode())
-buf = b""
-while not buf.endswith(b"\n"):
-    d = s.recv(4096)
-    if not d:
-        break
-    buf += d
-print(buf.decode().strip())
-PY
-}
-
 # --- the simulated ECU
-sed -n 's/.*"master_key_hex": *"\([0-9a-fA-F]*\)".*/\1/p' "$src/tests/test-vectors.json" >"$tmp/master.key"
-"$ecusim" --link "vbus:$tmp/vbus.sock" --vin "$VIN" --model "ES 350" --master-key-file "$tmp/master.key" \
-        --keys 11111111 --control "$tmp/ctl.sock" >"$tmp/ecusim.log" 2>&1 &
-sim_pid=$!
-wait_for 10 test -S "$tmp/ctl.sock" || { fail "immo-ecusim did not start"; exit 1; }
+write_master_key
+start_ecusim
 
 # --- immod, started with a battery source
 start_immod() { # start_immod SOURCE

@@ -27,59 +27,16 @@ IFACE=org.immod.Immod1.Manager
 PIFACE=org.immod.Immod1.Procedure
 PW='Tr1cky-pw-4417'
 
-tmp=$(mktemp -d /tmp/test-passcode-client.XXXXXX)
-chmod 0755 "$tmp"
-bus_pid= sim_pid= immod_pid= server_pid= server2_pid= hang_pid=
-failures=0
-
-cleanup() {
-        for p in $immod_pid $sim_pid $server_pid $server2_pid $hang_pid $bus_pid; do
-                kill "$p" 2>/dev/null
-        done
-        wait 2>/dev/null
-        if [ "$failures" -ne 0 ] || [ -n "${KEEP_TMP:-}" ]; then
-                echo "--- immod log"; cat "$tmp/immod.log" 2>/dev/null
-                echo "--- server log"; tail -n 50 "$tmp/server.log" 2>/dev/null
-                echo "--- ecusim log"; tail -n 30 "$tmp/ecusim.log" 2>/dev/null
-        fi
-        rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
-pass() { echo "ok: $*"; }
-expect_match() { # DESCRIPTION PATTERN TEXT
-        if grep -Eq -- "$2" <<<"$3"; then pass "$1"; else fail "$1: wanted /$2/, got: $3"; fi
-}
-wait_for() { # SECONDS COMMAND...
-        local deadline=$((SECONDS + $1))
-        shift
-        until "$@" >/dev/null 2>&1; do
-                [ $SECONDS -ge $deadline ] && return 1
-                sleep 0.1
-        done
-}
-free_port() {
-        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-listening() { python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()' "$1"; }
+harness_pids="immod_pid sim_pid server_pid server2_pid hang_pid bus_pid"
+server_pid= server2_pid= hang_pid=
+harness_logs=("server log" server.log 50 "ecusim log" ecusim.log 30)
+. "$src/tests/lib/harness.sh"
 
 # --- certificates
-make_ca() {
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/$1.key" \
-                -out "$tmp/$1.pem" -subj "/CN=$1" -days 2 >/dev/null 2>&1
-}
-make_cert() { # CA NAME
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$tmp/$2.key" \
-                -out "$tmp/$2.csr" -subj /CN=localhost >/dev/null 2>&1 &&
-        echo "subjectAltName=IP:127.0.0.1,DNS:localhost" >"$tmp/$2.ext" &&
-        openssl x509 -req -in "$tmp/$2.csr" -CA "$tmp/$1.pem" -CAkey "$tmp/$1.key" -CAcreateserial \
-                -out "$tmp/$2.pem" -days 2 -extfile "$tmp/$2.ext" >/dev/null 2>&1
-}
 make_ca ca && make_cert ca server && make_ca otherca && make_cert otherca other || { fail "openssl"; exit 1; }
 
 # --- the reference server, and one with a certificate from another CA
-sed -n 's/.*"master_key_hex": *"\([0-9a-fA-F]*\)".*/\1/p' "$src/tests/test-vectors.json" >"$tmp/master.key"
+write_master_key
 chmod 0600 "$tmp/master.key"
 port=$(free_port)
 port2=$(free_port)
@@ -120,74 +77,13 @@ hang_pid=$!
 wait_for 10 listening "$hang_port" || { fail "the hanging listener did not start"; exit 1; }
 dead_port=$(free_port)
 
-scurl() { # METHOD PATH [BODY [TOKEN]]: the server directly, as a manager would
-        local args=(-sS --max-time 20 --cacert "$tmp/ca.pem" -X "$1" "https://127.0.0.1:$port/api/v1$2"
-                -H "Content-Type: application/json")
-        [ -n "${4:-}" ] && args+=(-H "Authorization: Bearer $4")
-        [ -n "${3:-}" ] && args+=(--data-binary "$3")
-        curl "${args[@]}"
-}
-
 # --- the private bus
-cat >"$tmp/bus.conf" <<CONF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$tmp/bus.sock</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow own="*"/>
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-  </policy>
-</busconfig>
-CONF
-out=$(dbus-daemon --config-file="$tmp/bus.conf" --fork --print-address=1 --print-pid=1) || { echo "dbus-daemon failed"; exit 1; }
-addr=$(sed -n 1p <<<"$out")
-bus_pid=$(sed -n 2p <<<"$out")
+start_bus
 
-bctl() { busctl --address="$addr" "$@"; }
-call() { bctl call "$DEST" "$OBJ" "$IFACE" "$@" 2>&1; }
-prop() { bctl get-property "$DEST" "$OBJ" "$IFACE" "$1" 2>&1; }
 pcall() { bctl --timeout=60 call "$DEST" "$proc" "$PIFACE" "$@" 2>&1; }
-pprop() { bctl get-property "$DEST" "$proc" "$PIFACE" "$1" 2>&1; }
-gcall() { # OBJECT IFACE.METHOD ARGS...: "OK" or "ERRORNAME: message"
-        local o=$1 m=$2 out
-        shift 2
-        if out=$(gdbus call --timeout 60 --address="$addr" --dest="$DEST" --object-path="$o" --method="$m" "$@" 2>&1); then
-                echo OK
-        else
-                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\): \(.*\)/\1: \2/p' <<<"$out" | head -n 1
-        fi
-}
-step_is() { [ "$(pprop Step)" = "s \"$1\"" ]; }
-wait_step() {
-        if wait_for "$1" step_is "$2"; then pass "step $2"; else fail "step $2 not reached (at $(pprop Step), $(pprop ErrorMessage))"; fi
-}
-ctl() {
-        python3 - "$tmp/ctl.sock" "$1" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(5)
-s.connect(sys.argv[1])
-s.sendall((sys.argv[2] + "\n").encode())
-buf = b""
-while not buf.endswith(b"\n"):
-    d = s.recv(4096)
-    if not d:
-        break
-    buf += d
-print(buf.decode().strip())
-PY
-}
 
 # --- the simulated ECU
-"$ecusim" --link "vbus:$tmp/vbus.sock" --vin "$VIN" --model "ES 350" --master-key-file "$tmp/master.key" \
-        --keys 11111111 --time-scale 60 --window-scale 2 --battery 13.8 --control "$tmp/ctl.sock" >"$tmp/ecusim.log" 2>&1 &
-sim_pid=$!
-wait_for 10 test -S "$tmp/ctl.sock" || { fail "immo-ecusim did not start"; exit 1; }
+start_ecusim --time-scale 60 --window-scale 2 --battery 13.8
 
 # --- immod, with the passcode service at URL
 mkdir "$tmp/state"
