@@ -599,6 +599,34 @@ static int method_read_key_status(sd_bus_message *msg, void *userdata, sd_bus_er
 }
 
 /* Reads one option's variant, which must hold `type`. */
+/* Reads an a{sv} argument, handing each entry's key to `reader`, which reads the variant
+ * (or refuses the key with an InvalidArgs error). */
+typedef int (*DictEntryReader)(sd_bus_message *msg, const char *key, void *userdata, sd_bus_error *error);
+
+static int read_dict(sd_bus_message *msg, DictEntryReader reader, void *userdata, sd_bus_error *error) {
+        int r;
+
+        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(msg, "s", &key);
+                if (r < 0)
+                        return r;
+                r = reader(msg, key, userdata, error);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_exit_container(msg);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(msg);
+}
+
 static int read_option(sd_bus_message *msg, const char *key, const char *type, void *ret, sd_bus_error *error) {
         const char *contents;
         int r;
@@ -612,57 +640,54 @@ static int read_option(sd_bus_message *msg, const char *key, const char *type, v
         return sd_bus_message_read(msg, "v", type, ret);
 }
 
+typedef struct VehicleOptions {
+        const char *model;
+        uint32_t year;
+        int force;
+        bool have_year, have_force;
+} VehicleOptions;
+
+static int read_vehicle_option(sd_bus_message *msg, const char *key, void *userdata, sd_bus_error *error) {
+        VehicleOptions *o = userdata;
+        int r;
+
+        if (streq(key, "model")) {
+                if (o->model)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"model\" given twice.");
+                return read_option(msg, key, "s", &o->model, error);
+        }
+        if (streq(key, "year")) {
+                if (o->have_year)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"year\" given twice.");
+                r = read_option(msg, key, "u", &o->year, error);
+                o->have_year = true;
+                return r;
+        }
+        if (streq(key, "force")) {
+                if (o->have_force)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"force\" given twice.");
+                r = read_option(msg, key, "b", &o->force, error);
+                o->have_force = true;
+                return r;
+        }
+        if (string_is_plain(key, STRING_ARG_MAX))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Unknown option \"%s\"; SetVehicle() takes model s, year u and force b.", key);
+        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                 "Unknown option; SetVehicle() takes model s, year u and force b.");
+}
+
 static int method_set_vehicle(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        const char *vin, *model = NULL, *reason;
-        uint32_t year = 0;
-        int force = false;
-        bool have_year = false, have_force = false;
+        VehicleOptions o = {};
+        const char *vin, *reason;
         int r;
 
         /* Read. */
         r = sd_bus_message_read(msg, "s", &vin);
         if (r < 0)
                 return r;
-        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
-                const char *key;
-
-                r = sd_bus_message_read(msg, "s", &key);
-                if (r < 0)
-                        return r;
-                if (streq(key, "model")) {
-                        if (model)
-                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"model\" given twice.");
-                        r = read_option(msg, key, "s", &model, error);
-                } else if (streq(key, "year")) {
-                        if (have_year)
-                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"year\" given twice.");
-                        r = read_option(msg, key, "u", &year, error);
-                        have_year = true;
-                } else if (streq(key, "force")) {
-                        if (have_force)
-                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"force\" given twice.");
-                        r = read_option(msg, key, "b", &force, error);
-                        have_force = true;
-                } else if (string_is_plain(key, STRING_ARG_MAX))
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Unknown option \"%s\"; SetVehicle() takes model s, year u and force b.",
-                                                 key);
-                else
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Unknown option; SetVehicle() takes model s, year u and force b.");
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(msg);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(msg);
+        r = read_dict(msg, read_vehicle_option, &o, error);
         if (r < 0)
                 return r;
 
@@ -670,15 +695,15 @@ static int method_set_vehicle(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (strnlen(vin, STRING_ARG_MAX + 1) > STRING_ARG_MAX)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The VIN is too long (%d characters expected).",
                                          VIN_LEN);
-        if (!model)
+        if (!o.model)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"model\" (s) is required.");
-        if (!have_year)
+        if (!o.have_year)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"year\" (u) is required.");
-        if (!model[0] || !string_is_plain(model, PROFILE_MODEL_NAME_MAX))
+        if (!o.model[0] || !string_is_plain(o.model, PROFILE_MODEL_NAME_MAX))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Option \"model\" must be 1 to %u printable ASCII characters.",
                                          PROFILE_MODEL_NAME_MAX);
-        if (year < PROFILE_YEAR_MIN || year > PROFILE_YEAR_MAX)
+        if (o.year < PROFILE_YEAR_MIN || o.year > PROFILE_YEAR_MAX)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"year\" must be %u to %u.",
                                          PROFILE_YEAR_MIN, PROFILE_YEAR_MAX);
         if (vin_check_syntax(vin, &reason) < 0)
@@ -691,7 +716,7 @@ static int method_set_vehicle(sd_bus_message *msg, void *userdata, sd_bus_error 
 
         /* Act. */
         bool check_ok = vin_check_digit_ok(vin);
-        if (!check_ok && !force)
+        if (!check_ok && !o.force)
                 return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_VIN,
                                          "The VIN's check digit (9th character) is %c but %c was expected; set "
                                          "\"force\" to true if the VIN is right as written.",
@@ -701,21 +726,21 @@ static int method_set_vehicle(sd_bus_message *msg, void *userdata, sd_bus_error 
         if (!make)
                 return sd_bus_error_setf(error, IMMOD_ERROR_UNSUPPORTED_VEHICLE,
                                          "No vehicle profile covers the manufacturer code %.3s of this VIN.", vin);
-        const VehicleProfile *p = profile_match(m->daemon->profiles, make, model, year);
+        const VehicleProfile *p = profile_match(m->daemon->profiles, make, o.model, o.year);
         if (!p)
                 return sd_bus_error_setf(error, IMMOD_ERROR_UNSUPPORTED_VEHICLE, "No vehicle profile covers %s %s, %u.",
-                                         make, model, (unsigned) year);
+                                         make, o.model, (unsigned) o.year);
 
         Vehicle v = {
                 .known = true,
                 .vin_check_ok = check_ok,
                 .make = make,
-                .year = year,
+                .year = o.year,
                 .profile = p,
                 .source = "manual",
         };
         memcpy(v.vin, vin, VIN_LEN + 1);
-        strncpy(v.model, model, sizeof(v.model) - 1);
+        strncpy(v.model, o.model, sizeof(v.model) - 1);
         if (!check_ok)
                 log_notice("SetVehicle(): VIN %s accepted with a wrong check digit (force).", vin);
 
@@ -844,10 +869,29 @@ static int read_string_option(sd_bus_message *msg, const char *key, const char *
         return 0;
 }
 
+typedef struct ProcedureOptions {
+        const char *repair_order, *customer, *technician;
+} ProcedureOptions;
+
+static int read_procedure_option(sd_bus_message *msg, const char *key, void *userdata, sd_bus_error *error) {
+        ProcedureOptions *o = userdata;
+
+        if (streq(key, "repair_order"))
+                return read_string_option(msg, key, &o->repair_order, error);
+        if (streq(key, "customer_last_name"))
+                return read_string_option(msg, key, &o->customer, error);
+        if (streq(key, "technician"))
+                return read_string_option(msg, key, &o->technician, error);
+        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                 "Unknown option; StartProcedure() takes repair_order, "
+                                 "customer_last_name and technician (all s).");
+}
+
 static int method_start_procedure(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         Manager *m = userdata;
-        const char *kind_name, *repair_order = NULL, *customer = NULL, *technician = NULL;
+        ProcedureOptions o = {};
+        const char *kind_name;
         ProcedureKind kind;
         Procedure *p;
         uid_t uid = 0;
@@ -856,34 +900,7 @@ static int method_start_procedure(sd_bus_message *msg, void *userdata, sd_bus_er
         r = sd_bus_message_read(msg, "s", &kind_name);
         if (r < 0)
                 return r;
-        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
-                const char *key;
-
-                r = sd_bus_message_read(msg, "s", &key);
-                if (r < 0)
-                        return r;
-                if (streq(key, "repair_order"))
-                        r = read_string_option(msg, key, &repair_order, error);
-                else if (streq(key, "customer_last_name"))
-                        r = read_string_option(msg, key, &customer, error);
-                else if (streq(key, "technician"))
-                        r = read_string_option(msg, key, &technician, error);
-                else
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Unknown option; StartProcedure() takes repair_order, "
-                                                 "customer_last_name and technician (all s).");
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(msg);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(msg);
+        r = read_dict(msg, read_procedure_option, &o, error);
         if (r < 0)
                 return r;
 
@@ -915,12 +932,12 @@ static int method_start_procedure(sd_bus_message *msg, void *userdata, sd_bus_er
                 return sd_bus_error_setf(error, IMMOD_ERROR_LINK_DOWN, "The CAN link %s is %s.", m->daemon->link_uri,
                                          link_state_to_string(m->link_state));
 
-        r = procedure_start(m, m->next_id, kind, m->vehicle.vin, m->vehicle.profile, (uint32_t) uid, technician,
-                            repair_order, msg, &p);
+        r = procedure_start(m, m->next_id, kind, m->vehicle.vin, m->vehicle.profile, (uint32_t) uid, o.technician,
+                            o.repair_order, msg, &p);
         if (r < 0)
                 return sd_bus_error_setf(error, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot start the procedure: %s.",
                                          strerror(-r));
-        if (customer && !(p->customer_last_name = strdup(customer))) {
+        if (o.customer && !(p->customer_last_name = strdup(o.customer))) {
                 procedure_free(p);
                 return -ENOMEM;
         }
@@ -1091,39 +1108,27 @@ static void on_server_state(PasscodeClient *c, ServerState s, void *userdata) {
 #define APPROVERS_MAX 16U
 #define DEALER_CODE_MAX 32U
 
+static int read_credential(sd_bus_message *msg, const char *key, void *userdata, sd_bus_error *error) {
+        PasscodeCredentials *c = userdata;
+        const char **dest;
+
+        if (streq(key, "user"))
+                dest = &c->user;
+        else if (streq(key, "password"))
+                dest = &c->password;
+        else
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "Unknown credential; \"user\" s and \"password\" s are expected.");
+        if (*dest)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Credential \"%s\" given twice.", key);
+        return read_option(msg, key, "s", dest, error);
+}
+
 int manager_read_credentials(sd_bus_message *msg, PasscodeCredentials *ret, sd_bus_error *error) {
         PasscodeCredentials c = {};
         int r;
 
-        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
-                const char *key, **dest;
-
-                r = sd_bus_message_read(msg, "s", &key);
-                if (r < 0)
-                        return r;
-                if (streq(key, "user"))
-                        dest = &c.user;
-                else if (streq(key, "password"))
-                        dest = &c.password;
-                else
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Unknown credential; \"user\" s and \"password\" s are expected.");
-                if (*dest)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Credential \"%s\" given twice.",
-                                                 key);
-                r = read_option(msg, key, "s", dest, error);
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(msg);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(msg);
+        r = read_dict(msg, read_credential, &c, error);
         if (r < 0)
                 return r;
 
@@ -1244,90 +1249,83 @@ static void strv_free(char **l) {
         free(l);
 }
 
-static void strv_freep(char ***l) {
-        strv_free(*l);
-}
-
 static int check_text(const char *key, const char *v, sd_bus_error *error) {
         if (!v || !v[0])
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "\"%s\" s is required.", key);
         return 0;
 }
 
+typedef struct ApprovalRequest {
+        const char *vin, *ro, *customer, *technician, *dealer;
+        char **approvers, **attestations;
+} ApprovalRequest;
+
+static void approval_request_done(ApprovalRequest *q) {
+        strv_free(q->approvers);
+        strv_free(q->attestations);
+}
+
+static int read_request_field(sd_bus_message *msg, const char *key, void *userdata, sd_bus_error *error) {
+        ApprovalRequest *q = userdata;
+
+        if (streq(key, "vin"))
+                return read_string_option(msg, key, &q->vin, error);
+        if (streq(key, "repair_order"))
+                return read_string_option(msg, key, &q->ro, error);
+        if (streq(key, "customer_last_name"))
+                return read_string_option(msg, key, &q->customer, error);
+        if (streq(key, "technician"))
+                return read_string_option(msg, key, &q->technician, error);
+        if (streq(key, "dealer_code"))
+                return read_string_option(msg, key, &q->dealer, error);
+        if (streq(key, "approvers"))
+                return read_strv_option(msg, key, &q->approvers, error);
+        if (streq(key, "attestations"))
+                return read_strv_option(msg, key, &q->attestations, error);
+        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                 "Unknown field; the request takes vin, repair_order, "
+                                 "customer_last_name, technician, dealer_code (s), approvers and "
+                                 "attestations (as).");
+}
+
 static int method_request_approval(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         static const char *const attestation_names[] = { "customer_authority", "photo_id", "registration", "terms" };
-        _cleanup_(strv_freep) char **approvers = NULL, **attestations = NULL;
+        _cleanup_(approval_request_done) ApprovalRequest q = {};
         Manager *m = userdata;
-        const char *vin = NULL, *ro = NULL, *customer = NULL, *technician = NULL, *dealer = NULL, *reason = NULL;
+        const char *reason = NULL;
         PasscodeCredentials cred;
         size_t n_approvers = 0;
         json_t *body, *list, *att;
         int r;
 
-        r = sd_bus_message_enter_container(msg, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        while ((r = sd_bus_message_enter_container(msg, 'e', "sv")) > 0) {
-                const char *key;
-
-                r = sd_bus_message_read(msg, "s", &key);
-                if (r < 0)
-                        return r;
-                if (streq(key, "vin"))
-                        r = read_string_option(msg, key, &vin, error);
-                else if (streq(key, "repair_order"))
-                        r = read_string_option(msg, key, &ro, error);
-                else if (streq(key, "customer_last_name"))
-                        r = read_string_option(msg, key, &customer, error);
-                else if (streq(key, "technician"))
-                        r = read_string_option(msg, key, &technician, error);
-                else if (streq(key, "dealer_code"))
-                        r = read_string_option(msg, key, &dealer, error);
-                else if (streq(key, "approvers"))
-                        r = read_strv_option(msg, key, &approvers, error);
-                else if (streq(key, "attestations"))
-                        r = read_strv_option(msg, key, &attestations, error);
-                else
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "Unknown field; the request takes vin, repair_order, "
-                                                 "customer_last_name, technician, dealer_code (s), approvers and "
-                                                 "attestations (as).");
-                if (r < 0)
-                        return r;
-                r = sd_bus_message_exit_container(msg);
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0)
-                return r;
-        r = sd_bus_message_exit_container(msg);
+        r = read_dict(msg, read_request_field, &q, error);
         if (r < 0)
                 return r;
         r = manager_read_credentials(msg, &cred, error);
         if (r < 0)
                 return r;
 
-        if (!vin)
+        if (!q.vin)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "\"vin\" s is required.");
-        if (vin_check_syntax(vin, &reason) < 0)
+        if (vin_check_syntax(q.vin, &reason) < 0)
                 return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_VIN, "%s", reason ?: "The VIN is malformed.");
-        if ((r = check_text("repair_order", ro, error)) < 0 ||
-            (r = check_text("customer_last_name", customer, error)) < 0)
+        if ((r = check_text("repair_order", q.ro, error)) < 0 ||
+            (r = check_text("customer_last_name", q.customer, error)) < 0)
                 return r;
-        technician = technician ?: cred.user;
-        if (!technician[0] || !string_is_plain(technician, CREDENTIAL_USER_MAX))
+        q.technician = q.technician ?: cred.user;
+        if (!q.technician[0] || !string_is_plain(q.technician, CREDENTIAL_USER_MAX))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "\"technician\" must be a user id of printable ASCII.");
-        dealer = dealer ?: m->daemon->config.server.dealer_code;
-        if (!dealer || !dealer[0] || !string_is_plain(dealer, DEALER_CODE_MAX))
+        q.dealer = q.dealer ?: m->daemon->config.server.dealer_code;
+        if (!q.dealer || !q.dealer[0] || !string_is_plain(q.dealer, DEALER_CODE_MAX))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "\"dealer_code\" s is needed (none is configured), at most %u characters.",
                                          DEALER_CODE_MAX);
-        for (char **i = approvers; i && *i; i++, n_approvers++) {
+        for (char **i = q.approvers; i && *i; i++, n_approvers++) {
                 if (!(*i)[0] || !string_is_plain(*i, CREDENTIAL_USER_MAX) || n_approvers >= APPROVERS_MAX)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                  "\"approvers\" must be at most %u user ids.", APPROVERS_MAX);
-                for (char **j = approvers; j < i; j++)
+                for (char **j = q.approvers; j < i; j++)
                         if (streq(*i, *j))
                                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                          "Approver %s is named twice.", *i);
@@ -1335,7 +1333,7 @@ static int method_request_approval(sd_bus_message *msg, void *userdata, sd_bus_e
         if (n_approvers < 2)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "Select at least two managers as \"approvers\".");
-        for (char **i = attestations; i && *i; i++) {
+        for (char **i = q.attestations; i && *i; i++) {
                 bool known = false;
                 for (size_t k = 0; k < ELEMENTSOF(attestation_names); k++)
                         known = known || streq(*i, attestation_names[k]);
@@ -1346,7 +1344,7 @@ static int method_request_approval(sd_bus_message *msg, void *userdata, sd_bus_e
         }
         for (size_t k = 0; k < ELEMENTSOF(attestation_names); k++) {
                 bool given = false;
-                for (char **i = attestations; i && *i; i++)
+                for (char **i = q.attestations; i && *i; i++)
                         given = given || streq(*i, attestation_names[k]);
                 if (!given)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
@@ -1360,14 +1358,14 @@ static int method_request_approval(sd_bus_message *msg, void *userdata, sd_bus_e
 
         list = json_array();
         att = json_object();
-        for (char **i = approvers; list && *i; i++)
+        for (char **i = q.approvers; list && *i; i++)
                 if (json_array_append_new(list, json_string(*i)) < 0)
                         json_decref(TAKE_PTR(list));
         for (size_t k = 0; att && k < ELEMENTSOF(attestation_names); k++)
                 if (json_object_set_new(att, attestation_names[k], json_true()) < 0)
                         json_decref(TAKE_PTR(att));
-        body = list && att ? json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "dealer_code", dealer, "technician",
-                                       technician, "vin", vin, "repair_order", ro, "customer_last_name", customer,
+        body = list && att ? json_pack("{s:s, s:s, s:s, s:s, s:s, s:o, s:o}", "dealer_code", q.dealer, "technician",
+                                       q.technician, "vin", q.vin, "repair_order", q.ro, "customer_last_name", q.customer,
                                        "attestations", att, "approvers", list)
                            : NULL;
         if (!body) {
@@ -1378,7 +1376,7 @@ static int method_request_approval(sd_bus_message *msg, void *userdata, sd_bus_e
                 }
                 return -ENOMEM;
         }
-        log_info("RequestApproval for %s by %s.", vin, technician);
+        log_info("RequestApproval for %s by %s.", q.vin, q.technician);
         return approval_call_start(m, msg, false, &cred, NULL, body, error);
 }
 
