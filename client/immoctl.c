@@ -14,7 +14,30 @@ enum {
         VERB_OPT_YEAR = 1U << 1,
         VERB_OPT_FORCE = 1U << 2,
         VERB_OPT_LIMIT = 1U << 3,
+        VERB_OPT_RECORD = 1U << 4,     /* --repair-order, --customer, --technician */
+        VERB_OPT_AGREE_ALL = 1U << 5,  /* --agree-erase-all */
+        VERB_OPT_AGREE_KEYS = 1U << 6, /* --agree-erase-keys */
+        VERB_OPT_KEYS_PRESENT = 1U << 7,
+        VERB_OPT_NEW_KEYS = 1U << 8,
+        VERB_OPT_PASSCODE = 1U << 9,   /* --passcode, --fetch */
+        VERB_OPT_LOGIN = 1U << 10,     /* --user, --password-file */
+        VERB_OPT_APPROVAL = 1U << 11,  /* --approver, --attest, --dealer-code */
 };
+
+#define GUIDED_OPTIONS (VERB_OPT_RECORD | VERB_OPT_PASSCODE | VERB_OPT_LOGIN)
+
+#define RECORD_OPTIONS_HELP                                                                   \
+        "      --repair-order=RO   The repair order, for the audit record and the service\n" \
+        "      --customer=NAME     The customer's last name (the passcode service needs it)\n" \
+        "      --technician=NAME   Who does the work, for the audit record\n"
+
+#define PASSCODE_OPTIONS_HELP                                                                           \
+        "      --passcode=P        Use P at the next passcode step (twice for the reset's two)\n"          \
+        "      --fetch             Get every passcode from the passcode service\n"                          \
+        "      --user=ID           The passcode service user (asked when missing)\n"                         \
+        "      --password-file=F   Read the service password from F (else asked, without echo;\n"             \
+        "                          it is never stored)\n"
+
 
 typedef struct Verb {
         const char *name; /* one word, or two for "vehicle set" */
@@ -57,6 +80,67 @@ static const Verb verbs[] = {
           "counts before and after, who.\n\n"
           "  -n, --lines=N       Show at most N records (default: all)\n",
           0, 0, VERB_OPT_LIMIT, verb_history },
+        { "reset", "", "Guided Immobilizer Reset: erase every key when all keys are lost",
+          "Runs the Immobilizer Reset of the bulletin step by step: the warnings (typed \"I agree\",\n"
+          "\"I understand\"), the driver's door, the immobilizer passcode for the 96-digit seed, the\n"
+          "smart code passcode for the VIN/Data1/Data2/Data3 table, then about 16 minutes of reset\n"
+          "with a progress bar. The passcode service must hold an approved reset request for the\n"
+          "VIN first (\"immoctl approval request\"). Then register keys with \"immoctl add-key\".\n"
+          "Closing the terminal does not stop the reset: \"immoctl attach\" shows it again.\n\n"
+          RECORD_OPTIONS_HELP PASSCODE_OPTIONS_HELP
+          "      --agree-erase-all   With --no-ask: agree that every key is erased and that the\n"
+          "                          reset takes about 16 minutes\n",
+          0, 0, GUIDED_OPTIONS | VERB_OPT_AGREE_ALL, verb_reset },
+        { "add-key", "", "Guided Smart Code Registration: register new keys",
+          "Runs the Smart Code Registration of the bulletin: the smart code passcode, the slots, the\n"
+          "registered key touched to the engine switch, then each new key touched (a beep per key).\n"
+          "When a key was registered before, one new key per run; after a reset, several: type\n"
+          "\"done\" when all are registered.\n\n"
+          RECORD_OPTIONS_HELP PASSCODE_OPTIONS_HELP
+          "      --new-keys=N        End registration after N new keys (needed with --no-ask\n"
+          "                          after a reset)\n",
+          0, 0, GUIDED_OPTIONS | VERB_OPT_NEW_KEYS, verb_add_key },
+        { "erase-keys", "", "Guided Undesignated Key Permanent Erasure: keep only the keys present",
+          "Runs the Undesignated Key Permanent Erasure of the bulletin: the warnings, how many\n"
+          "customer keys are here, the keep/delete counts, the smart code passcode, then a\n"
+          "30-second window to touch each key present to the engine switch. The keys not touched\n"
+          "are deleted for ever; when the window closes first, nothing is deleted.\n\n"
+          RECORD_OPTIONS_HELP PASSCODE_OPTIONS_HELP
+          "      --keys-present=N    The number of customer keys present (they are kept)\n"
+          "      --agree-erase-keys  With --no-ask: agree that the keys not touched are erased\n",
+          0, 0, GUIDED_OPTIONS | VERB_OPT_KEYS_PRESENT | VERB_OPT_AGREE_KEYS, verb_erase_keys },
+        { "attach", "[PROCEDURE]", "Take over a running procedure, from any terminal or host",
+          "Shows the running procedure (or the one numbered PROCEDURE) where it is, and guides it on\n"
+          "as the verb that started it would: after a closed terminal, from another terminal, or\n"
+          "from another host with -H.\n\n" PASSCODE_OPTIONS_HELP
+          "      --agree-erase-all, --agree-erase-keys, --keys-present=N, --new-keys=N\n"
+          "                          The answers of the verbs above, for --no-ask\n",
+          0, 1,
+          VERB_OPT_PASSCODE | VERB_OPT_LOGIN | VERB_OPT_AGREE_ALL | VERB_OPT_AGREE_KEYS | VERB_OPT_KEYS_PRESENT |
+                  VERB_OPT_NEW_KEYS,
+          verb_attach },
+        { "cancel", "[PROCEDURE]", "Cancel the running procedure, where that is safe",
+          "Cancels the running procedure (or the one numbered PROCEDURE). Refused while the ECU\n"
+          "reset runs: it must not be interrupted. Nothing is erased by a cancel.\n",
+          0, 1, 0, verb_cancel },
+        { "approval request", "VIN --repair-order=RO --customer=NAME --approver=ID --approver=ID",
+          "Ask the passcode service for a reset approval, before the car is there",
+          "Submits an Immobilizer Reset request for VIN to the passcode service; two managers named\n"
+          "with --approver may approve it. The four attestations are asked (or --attest).\n\n"
+          "      --repair-order=RO   The repair order\n"
+          "      --customer=NAME     The customer's last name\n"
+          "      --technician=ID     The requesting technician (default: --user)\n"
+          "      --approver=ID       A manager who may approve; at least two\n"
+          "      --attest=LIST       customer_authority,photo_id,registration,terms or \"all\":\n"
+          "                          what you have checked (else asked one by one)\n"
+          "      --dealer-code=CODE  The dealer (default: immod's configuration)\n"
+          "      --user=ID, --password-file=F   The passcode service login\n",
+          1, 1, VERB_OPT_RECORD | VERB_OPT_APPROVAL | VERB_OPT_LOGIN, verb_approval_request },
+        { "approval status", "VIN", "Show whether a reset request for VIN is approved",
+          "Asks the passcode service about the reset request for VIN: pending, approved (by whom,\n"
+          "valid till when), denied, expired, or none.\n\n"
+          "      --user=ID, --password-file=F   The passcode service login\n",
+          1, 1, VERB_OPT_LOGIN, verb_approval_status },
         { "monitor", "", "Follow immod's properties and signals live, a line per event",
           "Prints a line for every property change and signal of immod until Ctrl-C; with --json\n"
           "one JSON object per line.\n",
@@ -85,8 +169,10 @@ static const char global_options_help[] =
 
 static void help_main(void) {
         printf("immoctl [OPTIONS...] VERB [ARGS...]\n\n"
-               "Drive immod, the immobilizer service: identify the vehicle, read the key slots,\n"
-               "follow what happens.\n\nVerbs:\n");
+               "Drive immod, the immobilizer service: identify the vehicle, read the key slots, run\n"
+               "the bulletins' procedures step by step, follow what happens.\n\n"
+               "All keys lost: \"immoctl approval request VIN ...\", a manager approves, then\n"
+               "\"immoctl reset\" and \"immoctl add-key\" for the new keys.\n\nVerbs:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
                 char left[64];
                 snprintf(left, sizeof(left), "%s%s%s", verbs[i].name, *verbs[i].args ? " " : "", verbs[i].args);
@@ -153,9 +239,34 @@ static const char *option_name(unsigned opt) {
                 return "--force";
         case VERB_OPT_LIMIT:
                 return "-n/--lines";
+        case VERB_OPT_RECORD:
+                return "--repair-order/--customer/--technician";
+        case VERB_OPT_AGREE_ALL:
+                return "--agree-erase-all";
+        case VERB_OPT_AGREE_KEYS:
+                return "--agree-erase-keys";
+        case VERB_OPT_KEYS_PRESENT:
+                return "--keys-present";
+        case VERB_OPT_NEW_KEYS:
+                return "--new-keys";
+        case VERB_OPT_PASSCODE:
+                return "--passcode/--fetch";
+        case VERB_OPT_LOGIN:
+                return "--user/--password-file";
+        case VERB_OPT_APPROVAL:
+                return "--approver/--attest/--dealer-code";
         default:
                 return "?";
         }
+}
+
+#define TEXT_OPTION_MAX 128
+
+static bool text_is_printable(const char *s) {
+        for (; *s; s++)
+                if ((unsigned char) *s < 0x20 || *s == 0x7f)
+                        return false;
+        return true;
 }
 
 static int parse_argv(int argc, char *argv[], Context *c, bool *ret_help, unsigned *ret_used) {
@@ -168,6 +279,20 @@ static int parse_argv(int argc, char *argv[], Context *c, bool *ret_help, unsign
                 ARG_MODEL,
                 ARG_YEAR,
                 ARG_FORCE,
+                ARG_REPAIR_ORDER,
+                ARG_CUSTOMER,
+                ARG_TECHNICIAN,
+                ARG_AGREE_ERASE_ALL,
+                ARG_AGREE_ERASE_KEYS,
+                ARG_KEYS_PRESENT,
+                ARG_NEW_KEYS,
+                ARG_PASSCODE,
+                ARG_FETCH,
+                ARG_USER,
+                ARG_PASSWORD_FILE,
+                ARG_APPROVER,
+                ARG_ATTEST,
+                ARG_DEALER_CODE,
         };
         static const struct option options[] = {
                 { "help", no_argument, NULL, 'h' },
@@ -181,6 +306,20 @@ static int parse_argv(int argc, char *argv[], Context *c, bool *ret_help, unsign
                 { "year", required_argument, NULL, ARG_YEAR },
                 { "force", no_argument, NULL, ARG_FORCE },
                 { "lines", required_argument, NULL, 'n' },
+                { "repair-order", required_argument, NULL, ARG_REPAIR_ORDER },
+                { "customer", required_argument, NULL, ARG_CUSTOMER },
+                { "technician", required_argument, NULL, ARG_TECHNICIAN },
+                { "agree-erase-all", no_argument, NULL, ARG_AGREE_ERASE_ALL },
+                { "agree-erase-keys", no_argument, NULL, ARG_AGREE_ERASE_KEYS },
+                { "keys-present", required_argument, NULL, ARG_KEYS_PRESENT },
+                { "new-keys", required_argument, NULL, ARG_NEW_KEYS },
+                { "passcode", required_argument, NULL, ARG_PASSCODE },
+                { "fetch", no_argument, NULL, ARG_FETCH },
+                { "user", required_argument, NULL, ARG_USER },
+                { "password-file", required_argument, NULL, ARG_PASSWORD_FILE },
+                { "approver", required_argument, NULL, ARG_APPROVER },
+                { "attest", required_argument, NULL, ARG_ATTEST },
+                { "dealer-code", required_argument, NULL, ARG_DEALER_CODE },
                 {}
         };
         bool have_bus = false, have_host = false;
@@ -247,6 +386,90 @@ static int parse_argv(int argc, char *argv[], Context *c, bool *ret_help, unsign
                                 return -EINVAL;
                         }
                         used |= VERB_OPT_LIMIT;
+                        break;
+                case ARG_REPAIR_ORDER:
+                case ARG_CUSTOMER:
+                case ARG_TECHNICIAN:
+                case ARG_DEALER_CODE: {
+                        const char *name = opt == ARG_REPAIR_ORDER ? "--repair-order" :
+                                           opt == ARG_CUSTOMER     ? "--customer" :
+                                           opt == ARG_TECHNICIAN   ? "--technician" :
+                                                                     "--dealer-code";
+                        if (!*optarg || strlen(optarg) > TEXT_OPTION_MAX || !text_is_printable(optarg)) {
+                                log_error("%s takes 1 to %d printable characters.", name, TEXT_OPTION_MAX);
+                                return -EINVAL;
+                        }
+                        *(opt == ARG_REPAIR_ORDER ? &c->repair_order :
+                          opt == ARG_CUSTOMER     ? &c->customer :
+                          opt == ARG_TECHNICIAN   ? &c->technician :
+                                                    &c->dealer_code) = optarg;
+                        used |= opt == ARG_DEALER_CODE ? VERB_OPT_APPROVAL : VERB_OPT_RECORD;
+                        break;
+                }
+                case ARG_AGREE_ERASE_ALL:
+                        c->agree_erase_all = true;
+                        used |= VERB_OPT_AGREE_ALL;
+                        break;
+                case ARG_AGREE_ERASE_KEYS:
+                        c->agree_erase_keys = true;
+                        used |= VERB_OPT_AGREE_KEYS;
+                        break;
+                case ARG_KEYS_PRESENT:
+                case ARG_NEW_KEYS:
+                        if (parse_unsigned_range(optarg, 1, 255, opt == ARG_KEYS_PRESENT ? &c->keys_present : &c->new_keys) <
+                            0) {
+                                log_error("%s takes a number of keys from 1 to 255, not \"%s\".",
+                                          opt == ARG_KEYS_PRESENT ? "--keys-present" : "--new-keys", optarg);
+                                return -EINVAL;
+                        }
+                        if (opt == ARG_KEYS_PRESENT) {
+                                c->have_keys_present = true;
+                                used |= VERB_OPT_KEYS_PRESENT;
+                        } else {
+                                c->have_new_keys = true;
+                                used |= VERB_OPT_NEW_KEYS;
+                        }
+                        break;
+                case ARG_PASSCODE:
+                        if (c->n_passcodes >= ELEMENTSOF(c->passcodes)) {
+                                log_error("--passcode can be given at most twice (the reset has two passcode steps).");
+                                return -EINVAL;
+                        }
+                        c->passcodes[c->n_passcodes++] = optarg;
+                        used |= VERB_OPT_PASSCODE;
+                        break;
+                case ARG_FETCH:
+                        c->fetch = true;
+                        used |= VERB_OPT_PASSCODE;
+                        break;
+                case ARG_USER:
+                        if (!*optarg || strlen(optarg) > TEXT_OPTION_MAX || !text_is_printable(optarg)) {
+                                log_error("--user takes a passcode service user id of 1 to %d printable characters.",
+                                          TEXT_OPTION_MAX);
+                                return -EINVAL;
+                        }
+                        c->user = optarg;
+                        used |= VERB_OPT_LOGIN;
+                        break;
+                case ARG_PASSWORD_FILE:
+                        c->password_file = optarg;
+                        used |= VERB_OPT_LOGIN;
+                        break;
+                case ARG_APPROVER:
+                        if (c->n_approvers >= ELEMENTSOF(c->approvers)) {
+                                log_error("--approver can be given at most %zu times.", ELEMENTSOF(c->approvers));
+                                return -EINVAL;
+                        }
+                        if (!*optarg || strlen(optarg) > TEXT_OPTION_MAX || !text_is_printable(optarg)) {
+                                log_error("--approver takes a manager's user id.");
+                                return -EINVAL;
+                        }
+                        c->approvers[c->n_approvers++] = optarg;
+                        used |= VERB_OPT_APPROVAL;
+                        break;
+                case ARG_ATTEST:
+                        c->attestations = optarg;
+                        used |= VERB_OPT_APPROVAL;
                         break;
                 case '?':
                         if (optopt && optopt < 0x100)
@@ -347,10 +570,12 @@ static int run(int argc, char *argv[], Context *c) {
 }
 
 int main(int argc, char *argv[]) {
-        Context c = { .transport = BUS_TRANSPORT_SYSTEM };
+        Context c = { .transport = BUS_TRANSPORT_SYSTEM, .input = INPUT_INIT };
         int r;
 
         r = run(argc, argv, &c);
         sd_bus_flush_close_unref(c.bus);
+        erase_and_free(c.password);
+        free(c.user_buf);
         return r;
 }

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <systemd/sd-bus.h>
 
+#include "input.h"
 #include "util.h"
 
 /* The exit statuses, as --help and immoctl(1) list them. A verb returns one of these,
@@ -41,6 +42,32 @@ typedef struct Context {
         /* history */
         unsigned limit;
 
+        /* guided procedures: the answers --no-ask needs, and what goes into the records */
+        const char *repair_order, *customer, *technician;
+        bool agree_erase_all;  /* the reset's warnings */
+        bool agree_erase_keys; /* the erasure's warnings */
+        bool have_keys_present;
+        unsigned keys_present;
+        bool have_new_keys;
+        unsigned new_keys;
+        const char *passcodes[2]; /* --passcode, used in order */
+        unsigned n_passcodes;
+        bool fetch;
+
+        /* approval request */
+        const char *approvers[8];
+        unsigned n_approvers;
+        const char *attestations; /* comma-separated, or "all" */
+        const char *dealer_code;
+
+        /* the passcode service login: the password is held in memory only, for this run */
+        const char *user;
+        char *user_buf;
+        const char *password_file;
+        char *password;
+
+        Input input; /* stdin, for answers typed while a procedure is followed */
+
         sd_bus *bus; /* connected on first use, so that usage errors need no bus */
 } Context;
 
@@ -55,3 +82,10 @@ int verb_vehicle_show(Context *c, int argc, char **argv);
 int verb_keys(Context *c, int argc, char **argv);
 int verb_history(Context *c, int argc, char **argv);
 int verb_monitor(Context *c, int argc, char **argv);
+int verb_reset(Context *c, int argc, char **argv);
+int verb_add_key(Context *c, int argc, char **argv);
+int verb_erase_keys(Context *c, int argc, char **argv);
+int verb_attach(Context *c, int argc, char **argv);
+int verb_cancel(Context *c, int argc, char **argv);
+int verb_approval_request(Context *c, int argc, char **argv);
+int verb_approval_status(Context *c, int argc, char **argv);
