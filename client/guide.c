@@ -629,7 +629,7 @@ static void show_progress(Guide *g) {
                         format_duration(remaining, d, sizeof(d));
                         snprintf(left, sizeof(left), "about %s left", d);
                 } else
-                        snprintf(left, sizeof(left), "estimating the time left");
+                        snprintf(left, sizeof(left), "%s", percent >= 100 ? "finishing" : "estimating the time left");
                 if (g->tty)
                         snprintf(line, sizeof(line), "  [%s] %3d%%  %s%s", bar, percent, left, battery);
                 else

@@ -274,7 +274,8 @@ static void print_history_record(json_t *rec) {
         unsigned long long usec, before, after, uid;
         char buf[64] = "";
 
-        if (!time && json_get_uint(rec, "usec", &usec)) {
+        /* GetHistory gives "time" in µs since the epoch (t) */
+        if (!time && (json_get_uint(rec, "time", &usec) || json_get_uint(rec, "usec", &usec))) {
                 time_t t = (time_t) (usec / USEC_PER_SEC);
                 struct tm tm;
                 if (localtime_r(&t, &tm))

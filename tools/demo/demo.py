@@ -1,24 +1,25 @@
 #!/usr/bin/env python3
-"""The immod demo: a guided all-keys-lost recovery on the simulated car.
+"""The immod demo: a guided all-keys-lost recovery on the simulated car, through immoctl.
 
 A private D-Bus, the reference passcode service over HTTPS (a CA and a server
 certificate made here with openssl, a test dealer with one technician and two approving
 managers), immo-ecusim as a Lexus ES 350 with one registered key (time-scaled, so the
 16-minute reset takes about 16 s), and immod on that bus and that vehicle link. The demo
-then plays the technician: it asks for a reset approval, has a manager approve it, and
-drives immod through its D-Bus API (busctl and gdbus) through the Immobilizer Reset and a
-Smart Code Registration of two new keys, fetching every passcode from the passcode
-service (curl), never computing one itself.
+then plays the technician with immoctl alone: the approval request, the Immobilizer Reset
+and a Smart Code Registration of two new keys, every passcode fetched from the passcode
+service by immod (--fetch). The manager approves on the passcode service (curl), and the
+person at the car opens the door and touches the keys (immo-ecusim's control socket).
 
 usage: tools/demo.sh [--interactive]
-  --interactive   you play the person at the car from a second terminal (open the
-                  driver door, touch the new keys); the demo waits for you
+  --interactive   you are the technician: you answer immoctl's questions, and you play
+                  the person at the car from a second terminal (door, key touches)
 """
 
 import argparse
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -34,6 +35,7 @@ BUILD = os.path.join(SRC, "build")
 IMMOD = os.path.join(BUILD, "daemon", "immod")
 ECUSIM = os.path.join(BUILD, "sim", "immo-ecusim")
 SERVER = os.path.join(BUILD, "server", "immo-passcode-server")
+IMMOCTL = os.path.join(BUILD, "client", "immoctl")
 CAR = os.path.join(HERE, "car")
 
 VIN = "58ADZ1B19LU012345"
@@ -101,6 +103,7 @@ def section(title):
 
 
 WHO_DESK = style("36", "[desk]")        # the technician at the service desk / tablet
+WHO_TECH = style("36", "[technician]")  # the technician typing immoctl commands
 WHO_MGR = style("35", "[manager]")
 WHO_IMMOD = style("32", "[immod]")
 WHO_CAR = style("33", "[car]")
@@ -120,11 +123,7 @@ class Demo:
         self.passwords = {}
         self.tokens = {}
         self.request_no = None
-        self.keyevents = []
-        self.keyevent_cv = threading.Condition()
-        self.software_version = None
-        self.ecu_checked = 0.0
-        self.ecu_asleep_said = False
+        self.password_file = os.path.join(self.dir, "tech1.password")
 
     # ---------------------------------------------------------------- processes
     def log(self, name):
@@ -169,21 +168,7 @@ class Demo:
             self.check_alive()
             if deadline and time.monotonic() > deadline:
                 raise DemoFailed(f"timed out after {timeout:.0f} s waiting for {what}")
-            if self.interactive and self.addr and time.monotonic() - self.ecu_checked > 1:
-                self.watch_ecu()
             time.sleep(interval)
-
-    def watch_ecu(self):
-        """--interactive: a person may take long; when the ECU falls asleep, say how to wake it."""
-        self.ecu_checked = time.monotonic()
-        try:
-            state = self.mget("EcuState")
-        except DemoFailed:
-            return
-        if state == "asleep" and not self.ecu_asleep_said:
-            say(style("1;33", "the ECU fell asleep: press the door courtesy switch (never the engine switch)") +
-                "\nin the second terminal, run:\n    " + bold(f"{CAR} -s {self.car_sock} courtesy"), WHO_CAR)
-        self.ecu_asleep_said = state == "asleep"
 
     def run(self, argv, what, logname="setup.log", input=None):
         with self.log(logname) as lf:
@@ -208,10 +193,10 @@ class Demo:
     def setup(self):
         section("Setting up the workshop (all on this machine)")
         say(f"log folder: {bold(self.dir)}")
-        for tool in ("dbus-daemon", "busctl", "gdbus", "curl", "openssl"):
+        for tool in ("dbus-daemon", "busctl", "curl", "openssl"):
             if not shutil.which(tool):
                 raise DemoFailed(f"{tool} is not installed (tools/install-deps.sh installs it)")
-        for prog in (IMMOD, ECUSIM, SERVER):
+        for prog in (IMMOD, ECUSIM, SERVER, IMMOCTL):
             if not os.access(prog, os.X_OK):
                 raise DemoFailed(f"{prog} is not built (tools/build.sh builds it)")
 
@@ -291,95 +276,46 @@ class Demo:
             p = subprocess.run(["busctl", "--address=" + self.addr, "status", DEST], capture_output=True)
             return p.returncode == 0
         self.wait_until("immod to take its bus name", 15, owned, 0.1)
-        say(f"immod {self.mget('Version')} on the private bus, link {self.mget('Link')}")
+        say(f"immod on the private bus, link vbus:{self.dir}/vbus.sock")
 
-        # follow immod's signals, as a front end would
-        mon = self.spawn("busctl monitor", ["busctl", "--address=" + self.addr, "--json=short", "monitor",
-                                            "--match", f"type='signal',interface='{PROC}'"],
-                         "bus-signals.log", stdout=subprocess.PIPE)
-        threading.Thread(target=self.follow_signals, args=(mon,), daemon=True).start()
-        self.car_events()
+        # the technician's password for the passcode service, for immoctl --password-file
+        fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.passwords[TECH[0]] + "\n")
 
-    def follow_signals(self, mon):
-        with self.log("bus-signals.log") as lf:
-            for raw in mon.stdout:
-                lf.write(raw)
-                lf.flush()
-                try:
-                    m = json.loads(raw)
-                except ValueError:
-                    continue
-                member = m.get("member")
-                data = (m.get("payload") or {}).get("data") or []
-                if member == "KeyEvent" and len(data) == 3:
-                    ev, slot, beeps = data
-                    with self.keyevent_cv:
-                        self.keyevents.append((ev, slot, beeps))
-                        self.keyevent_cv.notify_all()
-                    sound = " ".join(["beep"] * beeps) if beeps else "no beep"
-                    say(f"KeyEvent {bold(ev)}, slot {slot}: {sound}", WHO_IMMOD)
-
-    def car_events(self):
-        """The car's beeps, as the person at the car hears them (immo-ecusim's event feed)."""
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.connect(self.car_sock)
-        s.sendall(b"events\n")
-
-        def reader():
-            with self.log("car-events.log") as lf:
-                buf = b""
-                while True:
-                    try:
-                        d = s.recv(4096)
-                    except OSError:
-                        return
-                    if not d:
-                        return
-                    lf.write(d)
+    # ---------------------------------------------------------------- immoctl
+    def immoctl(self, *args, what, on_line=None, interactive=False, ok=(0,)):
+        """Runs immoctl on the private bus as the technician types it; its output is shown as it comes."""
+        argv = [IMMOCTL, "--bus=" + self.addr, *args]
+        shown = " ".join(shlex.quote(a) for a in ["immoctl", *args])
+        say(bold("$ " + shown), WHO_TECH)
+        with self.log("immoctl.log") as lf:
+            lf.write(("$ " + " ".join(argv) + "\n").encode())
+        if interactive:  # the person at the keyboard answers immoctl's questions
+            code = subprocess.run(argv).returncode
+        else:
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            with self.log("immoctl.log") as lf:
+                for raw in p.stdout:
+                    lf.write(raw)
                     lf.flush()
-        threading.Thread(target=reader, daemon=True).start()
-
-    # ---------------------------------------------------------------- D-Bus
-    def busctl(self, *args):
-        p = subprocess.run(["busctl", "--address=" + self.addr, "--json=short", *args], capture_output=True)
-        if p.returncode != 0:
+                    line = raw.decode(errors="replace").rstrip("\n")
+                    with _print_lock:
+                        print(" " * 8 + dim("|") + " " + line)
+                        sys.stdout.flush()
+                    if on_line:
+                        on_line(line)
+            code = p.wait()
+        if code not in ok:
             self.check_alive()  # a dead immod is the clearer message
-            raise DemoFailed(f"busctl {' '.join(args[:5])}: {p.stderr.decode().strip()}")
-        return json.loads(p.stdout) if p.stdout.strip() else None
+            raise DemoFailed(f"{shown} failed with exit status {code}; see {self.dir}/immoctl.log")
+        return code
 
-    def mcall(self, method, sig="", *args):
-        r = self.busctl("call", DEST, MGR_PATH, MGR, method, *([sig] if sig else []), *map(str, args))
-        return r["data"] if r else None
+    def credentials(self):
+        return ["--user", TECH[0], "--password-file", self.password_file]
 
-    def mget(self, prop):
-        return self.busctl("get-property", DEST, MGR_PATH, MGR, prop)["data"]
-
-    def props(self, path):
-        r = self.busctl("call", DEST, path, "org.freedesktop.DBus.Properties", "GetAll", "s", PROC)
-        return {k: v["data"] for k, v in r["data"][0].items()}
-
-    def pcall(self, method, *args):
-        """A Procedure method through gdbus (which names the D-Bus error); returns None or (error, message)."""
-        argv = ["gdbus", "call", "--address", self.addr, "--dest", DEST, "--object-path", self.path,
-                "--method", f"{PROC}.{method}", *args]
-        p = subprocess.run(argv, capture_output=True, text=True)
-        with self.log("bus-calls.log") as lf:
-            shown = argv[:-len(args)] + ["..."] if method == "FetchPasscode" and args else argv
-            lf.write((" ".join(shown) + "\n" + p.stdout + p.stderr).encode())
-        if p.returncode == 0:
-            return None
-        err = p.stderr.strip()
-        name, msg = "unknown", err
-        if "GDBus.Error:" in err:
-            rest = err.split("GDBus.Error:", 1)[1]
-            name, _, msg = rest.partition(": ")
-        return name.rsplit(".", 1)[-1], msg.strip()
-
-    def must(self, method, *args):
-        r = self.pcall(method, *args)
-        if r:
-            self.check_alive()
-            raise DemoFailed(f"{method} {' '.join(args)} refused: {r[0]}: {r[1]}")
+    def record(self):
+        return ["--repair-order", REPAIR_ORDER, "--customer", CUSTOMER, "--technician", TECH[1]]
 
     # ---------------------------------------------------------------- passcode service
     def http(self, method, path, body=None, token=None, who="tech1"):
@@ -417,27 +353,44 @@ class Demo:
             self.tokens[user] = j["token"]
         return self.tokens[user]
 
+    # ---------------------------------------------------------------- the car
+    def car(self, command, doing, do):
+        """The person at the car does something: simulated, or by the user in --interactive."""
+        if not self.interactive:
+            say(f"{doing}  " + dim(f"(tools/demo/car {command})"), WHO_CAR)
+            out = subprocess.run([CAR, "-s", self.car_sock, *command.split()], capture_output=True, text=True)
+            if out.returncode != 0:
+                raise DemoFailed(f"the car refused '{command}': {out.stdout.strip()} {out.stderr.strip()}")
+            return
+        say(style("1;33", f"at the car: {do}") + "\nin a second terminal, run:\n    " +
+            bold(f"{CAR} -s {self.car_sock} {command}"), WHO_CAR)
+
+    def car_state(self):
+        out = subprocess.run([CAR, "-s", self.car_sock, "state"], capture_output=True, text=True)
+        try:
+            return json.loads(out.stdout)
+        except ValueError:
+            return {}
+
     # ---------------------------------------------------------------- the story
     def approval(self):
         section("1. At the service desk: the reset approval request")
         say(f"The customer ({CUSTOMER}) lost the only key of a Lexus {MODEL}, VIN {VIN}.", WHO_DESK)
-        say(f"Technician {TECH[1]} ({TECH[0]}) logs in to the passcode service.", WHO_DESK)
-        tok = self.login("tech1")
-        appr = self.http("GET", "/dealers/D100/approvers", token=tok)["approvers"]
-        say("Approving managers of dealer D100: " +
-            ", ".join(f"{a['name']} ({a['title']})" for a in appr), WHO_TIS)
-        body = {"dealer_code": "D100", "technician": "tech1", "vin": VIN, "repair_order": REPAIR_ORDER,
-                "customer_last_name": CUSTOMER,
-                "attestations": {"customer_authority": True, "photo_id": True, "registration": True, "terms": True},
-                "approvers": [m[0] for m in MANAGERS]}
-        say(f"Request: repair order {REPAIR_ORDER}, customer {CUSTOMER}; attested: customer's authority, "
-            "photo ID,\nregistration and ownership seen, terms accepted; approvers selected: "
-            f"{MANAGERS[0][1]}, {MANAGERS[1][1]}", WHO_DESK)
-        j = self.http("POST", "/reset-requests", body, token=tok)
-        self.request_no = j["request_no"]
-        say(f"Request {bold(self.request_no)} is {j['status']}.", WHO_TIS)
+        say(f"Technician {TECH[1]} ({TECH[0]}) asks the passcode service for a reset approval, through immod:",
+            WHO_DESK)
+        code_args = ["approval", "request", VIN, *self.record()[:4], "--approver", MANAGERS[0][0],
+                     "--approver", MANAGERS[1][0], *self.credentials()]
+        if self.interactive:
+            self.immoctl(*code_args, what="the approval request", interactive=True)
+        else:
+            self.immoctl(*code_args, "--attest", "all", "--no-ask", what="the approval request")
+        tok = self.login(TECH[0])
+        reqs = self.http("GET", f"/reset-requests?vin={VIN}", token=tok)["requests"]
+        if not reqs:
+            raise DemoFailed("the passcode service holds no request for the VIN")
+        self.request_no = reqs[0]["request_no"]
 
-        section("2. The manager approves")
+        section("2. The manager approves (on the passcode service)")
         mgr, mname = MANAGERS[0]
         mtok = self.login(mgr)
         reqs = self.http("GET", f"/reset-requests?vin={VIN}", token=mtok)["requests"]
@@ -451,283 +404,70 @@ class Demo:
                        "attestations": {"details_verified": True, "nicb_notice": True, "terms": True}}, token=mtok)
         if j.get("status") != "approved":
             raise DemoFailed(f"the approval was not recorded: {j}")
-        reqs = self.http("GET", f"/reset-requests?vin={VIN}", token=tok)["requests"]
-        mine = [r for r in reqs if r["request_no"] == self.request_no][0]
-        say(f"Request {self.request_no}: {bold(mine['status'])} by {mine['approved_by']}, "
-            f"valid till {mine['valid_till']}", WHO_TIS)
+        self.immoctl("approval", "status", VIN, *self.credentials(), "--no-ask", what="the approval status")
 
     def identify(self):
         section("3. At the car: identify the vehicle")
         say("The technician plugs the vehicle-interface box into the OBD-II port.", WHO_DESK)
-        v = {k: x["data"] for k, x in self.mcall("Identify")[0].items()}
-        say(f"VIN {v.get('vin')} (check digit {'ok' if v.get('vin_check_ok') else 'WRONG'}): "
-            f"{v.get('make')} {v.get('model')} {v.get('year')}, profile {v.get('profile')} "
-            f"(read from the {v.get('source')})", WHO_IMMOD)
-        if v.get("vin") != VIN:
-            raise DemoFailed(f"Identify read VIN {v.get('vin')}, expected {VIN}")
-        ks = self.key_status()
-        bv = self.mget("BatteryVoltage")
-        say(("Battery: not measured outside a procedure" if bv is None else
-             f"Battery {bv:.1f} V ({self.mget('BatteryState')})") +
-            f", ECU {self.mget('EcuState')}, passcode service {self.mget('Server')}, "
-            f"problems: {', '.join(self.mget('Problems')) or 'none'}", WHO_IMMOD)
-        self.software_version = "unknown"
-        return ks
-
-    def key_status(self):
-        ks = {k: x["data"] for k, x in self.mcall("ReadKeyStatus")[0].items()}
-        say(f"Keys: {ks.get('registered')} registered, {ks.get('available')} slots free of {ks.get('max')}",
-            WHO_IMMOD)
-        return ks
-
-    def start(self, kind):
-        opts = ["3", "repair_order", "s", REPAIR_ORDER, "customer_last_name", "s", CUSTOMER,
-                "technician", "s", TECH[0]]
-        r = self.mcall("StartProcedure", "sa{sv}", kind, *opts)
-        self.path = r[0]
-        self.last_step = None
-        say(f"StartProcedure {kind} -> {self.path}", WHO_IMMOD)
-
-    def next_step(self, timeout=30):
-        """Waits for a step other than the last one handled; prints it with its Prompt."""
-        def changed():
-            p = self.props(self.path)
-            if p["State"] in ("failed", "cancelled"):
-                raise DemoFailed(f"the procedure {p['State']} at {p['Step']}: {p['Error']}: {p['ErrorMessage']}")
-            return p if p["Step"] != self.last_step else None
-        p = self.wait_until(f"the step after {self.last_step}", timeout, changed)
-        self.last_step = p["Step"]
-        say(bold(f"Step {p['StepIndex']} of {p['StepCount']}: {p['Step']}") + f"  ({p['State']})", WHO_IMMOD)
-        if p["Prompt"]:
-            say(style("1;33", "> ") + p["Prompt"].replace("\n", "\n  "), WHO_IMMOD)
-        return p
-
-    def ack(self, step, who_text):
-        say(who_text, WHO_DESK)
-        self.must("Acknowledge", step)
-
-    def car(self, command, doing, do):
-        """The person at the car does something: simulated, or by the user in --interactive."""
-        if not self.interactive:
-            say(f"{doing}  " + dim(f"(tools/demo/car {command})"), WHO_CAR)
-            out = subprocess.run([CAR, "-s", self.car_sock, *command.split()], capture_output=True, text=True)
-            if out.returncode != 0:
-                raise DemoFailed(f"the car refused '{command}': {out.stdout.strip()} {out.stderr.strip()}")
-            return
-        say(style("1;33", f"YOUR TURN at the car: {do}") + "\n" +
-            "in a second terminal, run:\n    " + bold(f"{CAR} -s {self.car_sock} {command}") + "\n" +
-            f"(or: echo '{command}' | socat - UNIX-CONNECT:{self.car_sock})", WHO_CAR)
-
-    def car_state(self):
-        out = subprocess.run([CAR, "-s", self.car_sock, "state"], capture_output=True, text=True)
-        try:
-            return json.loads(out.stdout)
-        except ValueError:
-            return {}
-
-    def show_immobilizer_seed(self, p):
-        seed = p["Seed"]["seed"]["data"] if isinstance(p["Seed"].get("seed"), dict) else p["Seed"]["seed"]
-        groups = [seed[i:i + 4].upper() for i in range(0, len(seed), 4)]
-        rows = ["  ".join(groups[i:i + 6]) for i in range(0, len(groups), 6)]
-        say(f"Immobilizer seed ({len(seed)} digits; {p['PasscodeAttemptsLeft']} attempts left):\n" +
-            "\n".join("    " + r for r in rows), WHO_IMMOD)
-        return seed
-
-    def seed_fields(self, p):
-        return {k: (v["data"] if isinstance(v, dict) and "data" in v else v) for k, v in p["Seed"].items()}
-
-    def show_smart_seed(self, p):
-        s = self.seed_fields(p)
-        rows = [("VIN", s["vin"], s["cd_vin"]), ("Data1", s["data1"], s["cd_data1"]),
-                ("Data2", s["data2"], s["cd_data2"]), ("Data3", s["data3"], s["cd_data3"])]
-        table = ["    field   value               check",
-                 "    ------  ------------------  -----"]
-        table += [f"    {n:<6}  {v:<18}  {c}" for n, v, c in rows]
-        say(f"Smart code seed ({p['PasscodeAttemptsLeft']} attempts left):\n" + "\n".join(table), WHO_IMMOD)
-        return s
-
-    def passcode_step(self, p):
-        """Fetch the passcode for the Seed shown from the service and submit it; a rejection brings a new seed."""
-        tok = self.login("tech1")
-        for attempt in range(3):
-            s = self.seed_fields(p)
-            if s["kind"] == "immobilizer":
-                seed = self.show_immobilizer_seed(p)
-                say(f"asks the passcode service for the immobilizer passcode (request {self.request_no})", WHO_DESK)
-                j = self.http("POST", "/passcodes", {"kind": "immobilizer", "vin": VIN,
-                                                     "software_version": self.software_version,
-                                                     "request_no": self.request_no, "seed": seed}, token=tok)
-                pc = j["passcode"]
-                shown = f"{pc[:3]} {pc[3:]}"
-            else:
-                self.show_smart_seed(p)
-                say("types the four fields with their check characters into the passcode service", WHO_DESK)
-                j = self.http("POST", "/passcodes", {
-                    "kind": "smart-code", "vin": s["vin"], "software_version": self.software_version,
-                    "repair_order": REPAIR_ORDER, "customer_last_name": CUSTOMER,
-                    "data1": s["data1"], "data2": s["data2"], "data3": s["data3"],
-                    "cd": {"vin": s["cd_vin"], "data1": s["cd_data1"], "data2": s["cd_data2"],
-                           "data3": s["cd_data3"]}}, token=tok)
-                pc = j["passcode"]
-                shown = " ".join(pc[i:i + 4] for i in range(0, len(pc), 4))
-            say(f"passcode {bold(shown)}  (transaction {j['transaction_id']})", WHO_TIS)
-            say(f"enters the passcode: SubmitPasscode \"{shown}\"", WHO_DESK)
-            r = self.pcall("SubmitPasscode", shown)
-            if r is None:
-                say("passcode accepted", WHO_IMMOD)
-                return
-            if r[0] != "PasscodeRejected":
-                raise DemoFailed(f"SubmitPasscode refused: {r[0]}: {r[1]}")
-            say(f"passcode rejected: {r[1]}; a new seed follows", WHO_IMMOD)
-            p = self.props(self.path)
-        raise DemoFailed("three passcodes rejected")
+        self.immoctl("identify", what="identify")
+        self.immoctl("keys", what="the key slots")
+        self.immoctl("status", what="the status")
 
     def reset(self):
         section("4. Immobilizer Reset (all keys lost)")
-        self.start("immobilizer-reset")
-        while True:
-            p = self.next_step()
-            st = p["Step"]
-            if st == "confirm-erase-all":
-                self.ack(st, "confirms: erase ALL keys of this car (Acknowledge confirm-erase-all)")
-            elif st == "open-driver-door":
-                self.car("door open", "opens the driver door", "open the driver door")
-                self.wait_until("the driver door to open", 0 if self.interactive else 10,
-                                lambda: self.car_state().get("door") == "open", 0.3)
-                if self.interactive:
-                    say("the driver door is open", WHO_CAR)
-                self.ack(st, "the door is open (Acknowledge open-driver-door; immod checks the door switch)")
-            elif st == "immobilizer-passcode":
-                self.passcode_step(p)
-            elif st == "confirm-duration":
-                self.ack(st, "confirms the power supply stays connected for about 16 minutes "
-                             "(Acknowledge confirm-duration)")
-            elif st == "smart-code-passcode":
-                self.passcode_step(p)
-            elif st == "resetting":
-                self.progress()
-            elif st == "done":
-                p = self.props(self.path)
-                if p["State"] != "succeeded":
-                    raise DemoFailed(f"the reset ended {p['State']}: {p['ErrorMessage']}")
-                k = self.seed_fields({"Seed": p["Keys"]})
-                say(bold(f"Reset succeeded: {k.get('registered')} keys registered, {k.get('available')} "
-                         f"slots free; battery minimum {volts(p['BatteryMinimum'])}"), WHO_IMMOD)
-                return
-            else:
-                raise DemoFailed(f"unexpected step {st}")
-
-    def progress(self):
-        last_print = 0
-        while True:
-            p = self.props(self.path)
-            if p["Step"] != "resetting" or p["State"] in ("failed", "cancelled", "succeeded"):
-                if TTY:
-                    print()
-                return
-            left = f"about {p['RemainingSeconds']} s left" if p["RemainingSeconds"] else "estimating the time left"
-            bv = self.mget("BatteryVoltage")
-            line = (f"resetting: {p['Percentage']:3d} %, {left}, battery "
-                    + (f"{bv:.1f} V, " if bv is not None else "") + f"minimum {volts(p['BatteryMinimum'])}")
-            now = time.monotonic()
-            if TTY:
-                bar = "#" * (p["Percentage"] // 4) + "." * (25 - p["Percentage"] // 4)
-                with _print_lock:
-                    sys.stdout.write("\r\033[K" + dim("%5.1fs" % (now - T0)) + "  " + WHO_IMMOD +
-                                     f" [{bar}] " + line)
-                    sys.stdout.flush()
-            elif now - last_print >= 2:
-                say(line, WHO_IMMOD)
-                last_print = now
-            self.check_alive()
-            time.sleep(0.5)
+        if self.interactive:
+            self.car("door open", "", "open the driver's door (immod checks it at its step)")
+            say("Now you are the technician: answer immoctl's questions (type \"fetch\" at a passcode step\n"
+                "to get it from the passcode service; the password is in " + self.password_file + ").", WHO_DESK)
+            self.immoctl("reset", *self.record(), "--fetch", *self.credentials(), what="the reset",
+                         interactive=True)
+            return
+        self.car("door open", "opens the driver's door and leaves it open", "")
+        self.immoctl("reset", "--no-ask", "--agree-erase-all", "--fetch", *self.credentials(), *self.record(),
+                     what="the reset")
 
     def registration(self):
         section("5. Smart Code Registration of two new keys")
-        self.start("key-registration")
-        added = 0
-        while True:
-            p = self.next_step()
-            st = p["Step"]
-            if st == "confirm-instructions":
-                self.ack(st, "has read the registration instructions (Acknowledge confirm-instructions)")
-            elif st == "smart-code-passcode":
-                self.passcode_step(p)
-            elif st == "check-slots":
-                k = self.seed_fields({"Seed": p["Keys"]})
-                say(f"Keys: {k.get('registered')} registered, {k.get('available')} slots free of {k.get('max')}",
-                    WHO_IMMOD)
-                self.ack(st, "slots are free (Acknowledge check-slots)")
-            elif st == "place-keys":
-                self.ack(st, f"has the two new keys {NEW_KEYS[0]} and {NEW_KEYS[1]} at hand, all others away from "
-                             "the car (Acknowledge place-keys)")
-            elif st == "touch-registered-key":
-                raise DemoFailed("immod asks for a registered key, but the reset should have erased them all")
-            elif st == "pre-start-check":
-                if p["StepIndex"] == 6:
-                    say("(touch-registered-key skipped: no key is registered after the reset)", WHO_IMMOD)
-                self.ack(st, "pre-start check done (Acknowledge pre-start-check)")
-            elif st == "touch-new-keys":
-                for i, key in enumerate(NEW_KEYS, 1):
-                    seen = [len(self.keyevents)]
-                    self.car(f"touch {key}", f"touches new key {i} ({key}) to the engine start switch",
-                             f"touch new key {i} ({key}) to the engine start switch")
+        if self.interactive:
+            say("At the touch-new-keys step, touch each new key; type \"done\" in immoctl after the second.",
+                WHO_DESK)
+            for i, key in enumerate(NEW_KEYS, 1):
+                self.car(f"touch {key}", "", f"touch new key {i} ({key}) to the engine switch")
+            self.immoctl("add-key", *self.record(), "--fetch", *self.credentials(), what="the registration",
+                         interactive=True)
+            return
 
-                    def registered():
-                        with self.keyevent_cv:
-                            evs = self.keyevents[seen[0]:]
-                            seen[0] = len(self.keyevents)
-                        for ev in evs:
-                            if ev[0] == "key-registered":
-                                return True
-                            if ev[0] in ("registered-key-recognised", "unknown-key"):
-                                continue
-                            if not self.interactive:
-                                raise DemoFailed(f"key {key} not registered: {ev[0]}")
-                            say(f"that did not register a new key ({ev[0]}); touch new key {i} ({key}) again",
-                                WHO_CAR)
-                        return False
-                    self.wait_until(f"new key {key} to register", 0 if self.interactive else 15, registered)
-                k = self.seed_fields({"Seed": self.props(self.path)["Keys"]})
-                say(f"Keys: {k.get('added')} added, {k.get('registered')} registered", WHO_IMMOD)
-                say("both new keys are registered: ends registration (Finish)", WHO_DESK)
-                self.must("Finish")
-            elif st == "function-check":
-                self.ack(st, "each new key starts the engine and locks/unlocks the doors (Acknowledge "
-                             "function-check)")
-            elif st == "done":
-                p = self.props(self.path)
-                if p["State"] != "succeeded":
-                    raise DemoFailed(f"the registration ended {p['State']}: {p['ErrorMessage']}")
-                k = self.seed_fields({"Seed": p["Keys"]})
-                say(bold(f"Registration succeeded: {k.get('added')} keys added, {k.get('registered')} registered"),
-                    WHO_IMMOD)
-                return
-            else:
-                raise DemoFailed(f"unexpected step {st}")
+        touched = threading.Event()
+
+        def touch_keys():
+            time.sleep(0.5)
+            for i, key in enumerate(NEW_KEYS, 1):
+                self.car(f"touch {key}", f"touches new key {i} ({key}) to the engine switch", "")
+                time.sleep(1.0)
+
+        def on_line(line):
+            if "touch-new-keys" in line and not touched.is_set():
+                touched.set()
+                threading.Thread(target=touch_keys, daemon=True).start()
+
+        self.immoctl("add-key", "--no-ask", "--fetch", "--new-keys", str(len(NEW_KEYS)), *self.credentials(),
+                     *self.record(), what="the registration", on_line=on_line)
+        if not touched.is_set():
+            raise DemoFailed("immoctl never asked for the new keys")
 
     def finish(self):
         section("6. Key status and audit records")
-        if not self.interactive:
-            self.car("door closed", "closes the driver door", "close the driver door")
-        ks = self.key_status()
-        if ks.get("registered") != 2:
-            raise DemoFailed(f"the car has {ks.get('registered')} keys registered, expected 2")
-        hist = self.mcall("GetHistory", "u", 10)[0]
-        say(f"GetHistory: {len(hist)} audit record(s), newest first:", WHO_IMMOD)
-        rows = [("when (UTC)", "procedure", "result", "keys", "battery min", "technician", "repair order",
-                 "passcodes")]
-        for rec in hist:
-            r = {k: v["data"] for k, v in rec.items()}
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime((r.get("time") or r.get("created") or 0) / 1e6))
-            rows.append((when, str(r.get("kind")), str(r.get("result")),
-                         f"{r.get('keys_before')} -> {r.get('keys_after')}", volts(r.get("battery_min")),
-                         str(r.get("technician")), str(r.get("repair_order")), str(r.get("passcode_attempts"))))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        say("\n".join("    " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows), WHO_IMMOD)
-        if len(hist) < 2:
-            raise DemoFailed(f"expected two audit records, got {len(hist)}")
-        tok = self.login("tech1")
+        self.car("door closed", "closes the driver's door", "close the driver's door")
+        self.immoctl("keys", what="the key slots")
+        out = subprocess.run([IMMOCTL, "--bus=" + self.addr, "keys", "--json"], capture_output=True, text=True)
+        try:
+            registered = json.loads(out.stdout).get("registered")
+        except ValueError:
+            registered = None
+        if registered != len(NEW_KEYS):
+            raise DemoFailed(f"the car has {registered} keys registered, expected {len(NEW_KEYS)}")
+        self.immoctl("history", "-n", "2", what="the audit records")
+        tok = self.login(TECH[0])
         j = self.http("POST", f"/reset-requests/{self.request_no}/complete", token=tok)
         say(f"repair order {REPAIR_ORDER} done: request {self.request_no} {j.get('status')} "
             "(the approval no longer holds)", WHO_TIS)
@@ -736,7 +476,7 @@ class Demo:
 def main():
     ap = argparse.ArgumentParser(prog="tools/demo.sh", description=__doc__.split("\n")[0])
     ap.add_argument("--interactive", action="store_true",
-                    help="you play the person at the car from a second terminal")
+                    help="you are the technician at immoctl, and the person at the car from a second terminal")
     args = ap.parse_args()
 
     def on_signal(signum, frame):
