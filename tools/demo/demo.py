@@ -31,7 +31,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
-BUILD = os.path.join(SRC, "build")
+# IMMOD_DEMO_BUILD: another build folder (the test suite runs the demo on its own build);
+# IMMOD_DEMO_LOGS: where the log folder goes (default: the temporary folder)
+BUILD = os.environ.get("IMMOD_DEMO_BUILD") or os.path.join(SRC, "build")
+LOGS = os.environ.get("IMMOD_DEMO_LOGS") or None
 IMMOD = os.path.join(BUILD, "daemon", "immod")
 ECUSIM = os.path.join(BUILD, "sim", "immo-ecusim")
 SERVER = os.path.join(BUILD, "server", "immo-passcode-server")
@@ -115,7 +118,7 @@ class Demo:
         self.args = args
         self.interactive = args.interactive
         self.procs = []          # (name, Popen), started in this order
-        self.dir = tempfile.mkdtemp(prefix="immod-demo-")
+        self.dir = tempfile.mkdtemp(prefix="immod-demo-", dir=LOGS)
         os.chmod(self.dir, 0o755)  # a caller of another uid could reach the bus socket
         self.car_sock = os.path.join(self.dir, "car.sock")
         self.addr = None
