@@ -96,13 +96,46 @@ static int ask_yes(Context *c, const char *question, bool *ret) {
         return 0;
 }
 
-int verb_approval_request(Context *c, int argc, char **argv) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+/* A new call of a Manager method that talks to the passcode service, after the login is
+ * known. 0, or an exit status. */
+static int approval_message(Context *c, const char *method, sd_bus_message **ret) {
+        sd_bus *bus;
+        int r;
+
+        r = credentials_get(c);
+        if (r != 0)
+                return r < 0 ? IMMOCTL_EXIT_FAILURE : r;
+        r = context_get_bus(c, &bus);
+        if (r < 0)
+                return IMMOCTL_EXIT_FAILURE;
+        r = sd_bus_message_new_method_call(bus, ret, IMMOD_BUS_NAME, IMMOD_MANAGER_PATH, IMMOD_MANAGER_INTERFACE,
+                                           method);
+        return r < 0 ? log_oom() : 0;
+}
+
+/* Appends the credentials, calls, and reads the answer dictionary. 0, or an exit status. */
+static int approval_call(Context *c, sd_bus_message *m, const char *action, json_t **ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = credentials_append(c, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to build the %s() call: %m", sd_bus_message_get_member(m));
+        r = sd_bus_call(c->bus, m, APPROVAL_TIMEOUT_USEC, &error, &reply);
+        if (r < 0)
+                return bus_log_error(&error, r, action);
+        r = bus_message_read_json(reply, ret);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read immod's answer to %s(): %m", sd_bus_message_get_member(m));
+        return 0;
+}
+
+int verb_approval_request(Context *c, int argc, char **argv) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_(json_decrefp) json_t *result = NULL;
         const char *vin = argv[2];
         bool attested[ELEMENTSOF(attestations)];
-        sd_bus *bus;
         int r;
 
         r = check_vin_argument(vin);
@@ -137,17 +170,10 @@ int verb_approval_request(Context *c, int argc, char **argv) {
                         return IMMOCTL_EXIT_REFUSED;
                 }
         }
-        r = credentials_get(c);
+        r = approval_message(c, "RequestApproval", &m);
         if (r != 0)
-                return r < 0 ? IMMOCTL_EXIT_FAILURE : r;
-
-        r = context_get_bus(c, &bus);
-        if (r < 0)
                 return r;
-        r = sd_bus_message_new_method_call(bus, &m, IMMOD_BUS_NAME, IMMOD_MANAGER_PATH, IMMOD_MANAGER_INTERFACE,
-                                           "RequestApproval");
-        if (r >= 0)
-                r = sd_bus_message_open_container(m, 'a', "{sv}");
+        r = sd_bus_message_open_container(m, 'a', "{sv}");
         if (r >= 0)
                 r = sd_bus_message_append(m, "{sv}{sv}{sv}", "vin", "s", vin, "repair_order", "s", c->repair_order,
                                           "customer_last_name", "s", c->customer);
@@ -189,17 +215,11 @@ int verb_approval_request(Context *c, int argc, char **argv) {
         }
         if (r >= 0)
                 r = sd_bus_message_close_container(m);
-        if (r >= 0)
-                r = credentials_append(c, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to build the RequestApproval() call: %m");
-
-        r = sd_bus_call(bus, m, APPROVAL_TIMEOUT_USEC, &error, &reply);
-        if (r < 0)
-                return bus_log_error(&error, r, "request the approval");
-        r = bus_message_read_json(reply, &result);
-        if (r < 0)
-                return log_error_errno(r, "Failed to read immod's answer to RequestApproval(): %m");
+        r = approval_call(c, m, "request the approval", &result);
+        if (r != 0)
+                return r;
         if (c->json)
                 return output_json_line(result);
         output_field("Request", "%s", json_get_string(result, "request_no") ?: "?");
@@ -211,36 +231,23 @@ int verb_approval_request(Context *c, int argc, char **argv) {
 }
 
 int verb_approval_status(Context *c, int argc, char **argv) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
-        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL;
         _cleanup_(json_decrefp) json_t *result = NULL;
         const char *vin = argv[2];
-        sd_bus *bus;
         int r;
 
         r = check_vin_argument(vin);
         if (r != 0)
                 return r;
-        r = credentials_get(c);
+        r = approval_message(c, "GetApproval", &m);
         if (r != 0)
-                return r < 0 ? IMMOCTL_EXIT_FAILURE : r;
-        r = context_get_bus(c, &bus);
-        if (r < 0)
                 return r;
-        r = sd_bus_message_new_method_call(bus, &m, IMMOD_BUS_NAME, IMMOD_MANAGER_PATH, IMMOD_MANAGER_INTERFACE,
-                                           "GetApproval");
-        if (r >= 0)
-                r = sd_bus_message_append(m, "s", vin);
-        if (r >= 0)
-                r = credentials_append(c, m);
+        r = sd_bus_message_append(m, "s", vin);
         if (r < 0)
                 return log_error_errno(r, "Failed to build the GetApproval() call: %m");
-        r = sd_bus_call(bus, m, APPROVAL_TIMEOUT_USEC, &error, &reply);
-        if (r < 0)
-                return bus_log_error(&error, r, "read the approval");
-        r = bus_message_read_json(reply, &result);
-        if (r < 0)
-                return log_error_errno(r, "Failed to read immod's answer to GetApproval(): %m");
+        r = approval_call(c, m, "read the approval", &result);
+        if (r != 0)
+                return r;
         if (c->json)
                 return output_json_line(result);
 
