@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <strings.h>
 
 #include "bus.h"
 #include "log.h"
@@ -86,8 +87,7 @@ static const ErrorInfo error_table[] = {
           "\"immoctl attach\" shows where the procedure is." },
         { IMMOD_ERROR_PREFIX "InvalidPasscodeFormat", IMMOCTL_EXIT_USAGE, "the passcode is malformed",
           "It was not sent to the ECU and cost no attempt; copy it again." },
-        { IMMOD_ERROR_PREFIX "PasscodeRejected", IMMOCTL_EXIT_REFUSED, "the ECU rejected the passcode",
-          "A fresh seed is shown; get the passcode for that one." },
+        { IMMOD_ERROR_PREFIX "PasscodeRejected", IMMOCTL_EXIT_REFUSED, "the ECU rejected the passcode", NULL },
         { IMMOD_ERROR_PREFIX "LockedOut", IMMOCTL_EXIT_REFUSED, "the ECU is locked out after wrong passcodes",
           "Wait until the lockout ends; \"immoctl attach\" shows the time left." },
         { IMMOD_ERROR_PREFIX "BatteryLow", IMMOCTL_EXIT_REFUSED, "the battery is too low",
@@ -149,12 +149,13 @@ int bus_log_error(const sd_bus_error *error, int r, const char *action) {
         const ErrorInfo *info = error_info(error);
         const char *message = error && sd_bus_error_is_set(error) ? error->message : NULL;
 
-        if (info && message && *message)
+        /* immod's message often starts with what the table says: say it once */
+        if (info && message && *message && strncasecmp(message, info->what, strlen(info->what)) != 0)
                 log_error("Cannot %s: %s: %s", action, info->what, message);
-        else if (info)
-                log_error("Cannot %s: %s.", action, info->what);
         else if (message && *message)
                 log_error("Cannot %s: %s", action, message);
+        else if (info)
+                log_error("Cannot %s: %s.", action, info->what);
         else if (error && sd_bus_error_is_set(error))
                 log_error("Cannot %s: %s.", action, error->name);
         else

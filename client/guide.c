@@ -794,8 +794,9 @@ static int submit_typed(Guide *g, PasscodeKind kind, const char *typed, bool fro
         int r;
 
         if (passcode_normalize(kind, typed, normalized, sizeof(normalized), &reason) < 0) {
-                log_error("That passcode is malformed: %s It was not sent and cost no attempt.",
-                          reason ?: "wrong form.");
+                /* passcode_normalize()'s reasons are clauses without a full stop */
+                log_error("That passcode is malformed: %s. It was not sent and cost no attempt.",
+                          reason ?: "wrong form");
                 return g->c->no_ask || from_option ? IMMOCTL_EXIT_USAGE : 0;
         }
         r = call_procedure(g, "SubmitPasscode", "submit the passcode", false, "s", normalized);

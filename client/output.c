@@ -6,7 +6,8 @@
 #define LABEL_WIDTH 12
 
 int output_json_line(json_t *j) {
-        if (json_dumpf(j, stdout, JSON_COMPACT | JSON_ENCODE_ANY) < 0)
+        /* 15 significant digits: 13.8 V stays 13.8, not 13.800000000000001 */
+        if (json_dumpf(j, stdout, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(15)) < 0)
                 return -EIO;
         fputc('\n', stdout);
         return fflush(stdout) == 0 ? 0 : -errno;
