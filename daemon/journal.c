@@ -133,6 +133,9 @@ static int record_check(const JournalRecord *r, char *reason, size_t reason_size
         if (!journal_text_valid(r->repair_order, JOURNAL_TEXT_MAX))
                 INVALID("repair_order must be at most %u bytes of text without control characters",
                         JOURNAL_TEXT_MAX);
+        if (r->customer_last_name && !journal_text_valid(r->customer_last_name, JOURNAL_TEXT_MAX))
+                INVALID("customer_last_name must be at most %u bytes of text without control characters",
+                        JOURNAL_TEXT_MAX);
         if (r->created == 0 || r->created > INT64_MAX)
                 INVALID("created %" PRIu64 " out of range", r->created);
         if (!r->step)
@@ -213,7 +216,7 @@ int journal_write(const char *state_dir, const JournalRecord *r) {
         }
         root = json_pack_ex(
                 &err, 0,
-                "{s:i, s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:o?, s:o?, s:o?, s:I, s:s}",
+                "{s:i, s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:o?, s:o?, s:o?, s:I, s:s}",
                 "version", JOURNAL_VERSION,
                 "id", (json_int_t) r->id,
                 "kind", procedure_kind_to_string(r->kind),
@@ -222,6 +225,7 @@ int journal_write(const char *state_dir, const JournalRecord *r) {
                 "owner", (json_int_t) r->owner,
                 "technician", r->technician,
                 "repair_order", r->repair_order,
+                "customer_last_name", r->customer_last_name ?: "",
                 "created", (json_int_t) r->created,
                 "step", r->step,
                 "sent", sent,
@@ -265,6 +269,7 @@ static int unpack_optional_uint(json_t *v, const char *key, int64_t max, int64_t
  * of the strings. */
 static int record_from_json(json_t *root, JournalRecord *ret, char *reason, size_t reason_size) {
         const char *kind, *vin, *profile, *technician, *repair_order, *step, *state, *command = NULL;
+        const char *customer = "";
         json_int_t version, id, owner, created, attempts, sent_at = 0;
         json_t *sent, *keys_before, *battery_min;
         JournalRecord r = {};
@@ -282,11 +287,12 @@ static int record_from_json(json_t *root, JournalRecord *ret, char *reason, size
                          version, JOURNAL_VERSION);
                 return -EINVAL;
         }
+        /* customer_last_name is optional: journals written before it was added lack it */
         if (json_unpack_ex(root, &err, JSON_STRICT,
-                           "{s:I, s:I, s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:s, s:o, s:o, s:o, s:I, s:s}",
+                           "{s:I, s:I, s:s, s:s, s:s, s:I, s:s, s:s, s?s, s:I, s:s, s:o, s:o, s:o, s:I, s:s}",
                            "version", &version, "id", &id, "kind", &kind, "vin", &vin, "profile", &profile,
                            "owner", &owner, "technician", &technician, "repair_order", &repair_order,
-                           "created", &created, "step", &step, "sent", &sent, "keys_before", &keys_before,
+                           "customer_last_name", &customer, "created", &created, "step", &step, "sent", &sent, "keys_before", &keys_before,
                            "battery_min", &battery_min, "passcode_attempts", &attempts, "state", &state) < 0) {
                 snprintf(reason, reason_size, "%s", err.text);
                 return -EINVAL;
@@ -324,6 +330,7 @@ static int record_from_json(json_t *root, JournalRecord *ret, char *reason, size
         r.owner = (uint32_t) owner;
         r.technician = (char *) technician;
         r.repair_order = (char *) repair_order;
+        r.customer_last_name = (char *) customer;
         r.created = (usec_t) created;
         r.step = step;
         r.sent_command = (char *) command;
@@ -342,8 +349,10 @@ static int record_from_json(json_t *root, JournalRecord *ret, char *reason, size
         r.profile = strdup(profile);
         r.technician = strdup(technician);
         r.repair_order = strdup(repair_order);
+        r.customer_last_name = strdup(customer);
         r.sent_command = command ? strdup(command) : NULL;
-        if (!r.vin || !r.profile || !r.technician || !r.repair_order || (command && !r.sent_command)) {
+        if (!r.vin || !r.profile || !r.technician || !r.repair_order || !r.customer_last_name ||
+            (command && !r.sent_command)) {
                 journal_record_done(&r);
                 return -ENOMEM;
         }
@@ -491,8 +500,9 @@ void journal_record_done(JournalRecord *r) {
         free(r->profile);
         free(r->technician);
         free(r->repair_order);
+        free(r->customer_last_name);
         free(r->sent_command);
-        r->vin = r->profile = r->technician = r->repair_order = r->sent_command = NULL;
+        r->vin = r->profile = r->technician = r->repair_order = r->customer_last_name = r->sent_command = NULL;
         r->step = NULL;
 }
 

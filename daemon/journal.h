@@ -39,6 +39,8 @@ typedef struct JournalRecord {
         uint32_t owner;             /* uid of the caller that started it, not (uid_t) -1 */
         char *technician;           /* may be "", never NULL; no control characters */
         char *repair_order;         /* may be "", never NULL; no control characters */
+        char *customer_last_name;   /* for FetchPasscode after a restart; NULL or "" when not
+                                     * given (journals of earlier versions lack it) */
         usec_t created;             /* µs since the epoch, > 0 */
         const char *step;           /* a step id of `kind`; after loading it points into the
                                      * static step table */

@@ -103,15 +103,28 @@ void procedure_battery_state(Procedure *p, BatteryState s) {
         BatteryState before = p->battery_state;
 
         p->battery_state = s;
-        if (s == before || s != BATTERY_STATE_CRITICAL || !procedure_is_active(p))
+        if (s == before || !procedure_is_active(p))
                 return;
-        if (p->kind == PROCEDURE_IMMOBILIZER_RESET && streq(procedure_step_id(p), "resetting")) {
+        bool resetting = p->kind == PROCEDURE_IMMOBILIZER_RESET && streq(procedure_step_id(p), "resetting");
+        if (s != BATTERY_STATE_CRITICAL) {
+                /* recovered: the reset's own prompt again */
+                if (resetting && before == BATTERY_STATE_CRITICAL) {
+                        set_prompt(p, "%s", p->steps[p->step].prompt);
+                        procedure_bus_emit(p);
+                }
+                return;
+        }
+        if (resetting) {
+                /* The reset is never aborted: stopping it is refused by the ECU and would leave the
+                 * car half reset. The person at the car must bring the voltage up (bulletins:
+                 * "attaching a battery charger may be necessary"). */
                 log_warning("Procedure %" PRIu64 ": the battery is critical (%.2f V, below %.2f V) during the "
                             "reset; the ECU fails the reset below 9 V.",
                             p->id, battery_monitor_voltage(battery_watch_monitor(manager_battery(p->manager))),
                             p->profile->battery.warn_below_v);
-                set_prompt(p, "The battery is critically low during the reset: connect a power supply holding 13.5 V "
-                              "now. Do not switch anything off; the ECU fails the reset below 9 V.");
+                set_prompt(p, "The battery is critically low during the reset: connect a battery charger (or the "
+                              "power supply, holding 13.5 V) now. The reset goes on: do not switch anything off "
+                              "or disconnect; the ECU fails the reset below 9 V.");
                 procedure_bus_emit(p);
         } else
                 log_warning("Procedure %" PRIu64 ": the battery is critical (below %.2f V).", p->id,
@@ -129,6 +142,7 @@ static int journal(Procedure *p, const char *sent_command) {
                 .owner = p->owner,
                 .technician = p->technician,
                 .repair_order = p->repair_order,
+                .customer_last_name = p->customer_last_name,
                 .created = p->created,
                 .step = procedure_step_id(p),
                 .sent_command = (char *) sent_command,
@@ -310,6 +324,21 @@ static void on_a004(Procedure *p, const UdsResponse *r) {
         const uint8_t *d = r->data + 3;
         set_uint(p, &p->attempts_left, p->seed_kind == PASSCODE_IMMOBILIZER ? d[0] : d[1], PROP_ATTEMPTS);
         set_uint(p, &p->lockout_s, be16(d + 2), PROP_LOCKOUT);
+        if (!p->have_seed && p->lockout_s > 0) {
+                /* The ECU refused the seed: still locked out. The poll watches the lockout and
+                 * asks for a seed once it is over. */
+                set_prompt(p, "Too many wrong passcodes: the ECU is locked out for %u more seconds. immod asks "
+                              "for a new seed when the lockout is over.",
+                           p->lockout_s);
+                if (p->pending && sd_bus_message_is_method_call(p->pending, NULL, "SubmitPasscode")) {
+                        p->rejected = false;
+                        reply_error(p, IMMOD_ERROR_LOCKED_OUT,
+                                    "The ECU is locked out for %u more seconds after too many wrong passcodes; "
+                                    "the passcode was not sent. A new seed is shown when the lockout is over.",
+                                    p->lockout_s);
+                        return;
+                }
+        }
         if (p->rejected) {
                 p->rejected = false;
                 reply_error(p, IMMOD_ERROR_PASSCODE_REJECTED,
@@ -352,6 +381,23 @@ static void request_seed(Procedure *p) {
         uint8_t req[2] = { UDS_SECURITY_ACCESS, p->seed_kind == PASSCODE_IMMOBILIZER ? 0x01 : 0x03 };
         clear_seed(p);
         send_or_fail(p, req, sizeof(req), on_seed);
+}
+
+/* While the ECU is locked out at a passcode step: LockoutSeconds counts down, and a fresh
+ * seed is shown as soon as the lockout is over, without another call. */
+static void on_lockout_poll(Procedure *p, const UdsResponse *r) {
+        /* a Cancel may have come while the answer was on its way */
+        if (!procedure_is_active(p) || r->nrc != 0 || !r->data || r->size < 7 || p->have_seed)
+                return;
+        const uint8_t *d = r->data + 3;
+        set_uint(p, &p->attempts_left, p->seed_kind == PASSCODE_IMMOBILIZER ? d[0] : d[1], PROP_ATTEMPTS);
+        set_uint(p, &p->lockout_s, be16(d + 2), PROP_LOCKOUT);
+        if (p->lockout_s == 0) {
+                log_info("Procedure %" PRIu64 ": the ECU's lockout is over; asking for a new seed.", p->id);
+                set_prompt(p, "The lockout is over. %s", p->steps[p->step].prompt);
+                request_seed(p);
+        }
+        procedure_bus_emit(p);
 }
 
 /* Polling of routine results */
@@ -425,18 +471,33 @@ static void on_a102_results(Procedure *p, const UdsResponse *r) {
         if (at_step(p, "touch-new-keys")) {
                 bool one_done = p->reg_mode == 1 && p->added > 0;
                 bool full = p->reg_mode == 2 && p->available == 0;
-                if (one_done || full || (status == 3 && p->added > 0)) {
+                /* In mode 2 only Finish or full slots end the step: an idle timeout after some
+                 * keys restarts registration mode like any other (dbus-api.md). */
+                if (one_done || full) {
                         enter_step(p, p->step + 1);
                         procedure_bus_emit(p);
                         return;
                 }
         }
         if (status == 3 && procedure_is_active(p) && p->reg_mode > 0) {
+                unsigned timeout_s = p->profile->durations.registration_timeout_s;
+
                 log_info("Procedure %" PRIu64 ": registration mode ended by the ECU's idle timeout; restarting it.",
                          p->id);
-                set_prompt(p, "Registration mode ended after 60 seconds without a touch; immod started it again. %s",
-                           p->steps[p->step].prompt);
-                routine_journalled(p, 0x01, p->profile->rids.key_registration, p->reg_mode, on_a102_started);
+                if (p->reg_mode == 1) {
+                        /* Mode 1 starts again by waiting for a registered key: back to that step,
+                         * which starts the mode again. */
+                        enter_step(p, (size_t) procedure_step_index(p->kind, "touch-registered-key"));
+                        set_prompt(p, "Registration mode ended after %u seconds without a touch; immod started it "
+                                      "again. Touch the engine switch with the registered key first.",
+                                   timeout_s);
+                } else {
+                        set_prompt(p, "Registration mode ended after %u seconds without a touch; immod started it "
+                                      "again. %s",
+                                   timeout_s, p->steps[p->step].prompt);
+                        routine_journalled(p, 0x01, p->profile->rids.key_registration, p->reg_mode,
+                                           on_a102_started);
+                }
         }
         procedure_bus_emit(p);
 }
@@ -483,7 +544,11 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
                 routine(p, 0x03, p->profile->rids.key_registration, -1, on_a102_results);
         else if (at_step(p, "touch-keys"))
                 routine(p, 0x03, p->profile->rids.key_erasure, -1, on_a103_results);
-        else if (p->asleep || usec >= p->last_probe + PROBE_INTERVAL_USEC) {
+        else if (p->steps[p->step].end == STEP_END_PASSCODE && !p->have_seed && p->lockout_s > 0 &&
+                 usec >= p->last_probe + PROBE_INTERVAL_USEC) {
+                p->last_probe = usec;
+                read_did(p, p->profile->dids.security_attempts, on_lockout_poll);
+        } else if (p->asleep || usec >= p->last_probe + PROBE_INTERVAL_USEC) {
                 /* 3E 80 has no answer: ask with 3E 00 now and then whether the ECU is still there */
                 uint8_t tp[2] = { UDS_TESTER_PRESENT, 0x00 };
                 p->last_probe = usec;
@@ -697,6 +762,8 @@ static void hold_session(Procedure *p) {
 
 static void request_seed(Procedure *p);
 
+static void on_resume_keys(Procedure *p, const UdsResponse *r);
+
 static void on_wake_session(Procedure *p, const UdsResponse *r) {
         const char *step = procedure_step_id(p);
 
@@ -705,6 +772,10 @@ static void on_wake_session(Procedure *p, const UdsResponse *r) {
                 return;
         }
         hold_session(p);
+        if (p->resuming) {
+                read_did(p, p->profile->dids.key_status, on_resume_keys);
+                return;
+        }
         set_prompt(p, "%s", p->steps[p->step].prompt);
         procedure_bus_emit(p);
 
@@ -784,6 +855,84 @@ static void on_resume_session(Procedure *p, const UdsResponse *r) {
         /* the poll timer reads A101's results from here on */
 }
 
+/*
+ * A registration or an erasure after a restart. immod's new session (10 03, a session change
+ * even if the old one was still open) re-locked security and ended any registration mode or
+ * erasure window in the ECU (vehicle-protocol.md §4), so nothing can go on where it stopped.
+ * A technician expects the procedure to pick up where it can safely be repeated, rather than
+ * to start over with a new one: the same procedure object, one audit record in the end.
+ *   key-registration: confirm-instructions stays; any later step goes back to
+ *     smart-code-passcode (a new seed). Keys registered so far stay registered; nothing that
+ *     registration sends can harm the car when sent again.
+ *   key-erasure: confirm-warning stays; any later step goes back to declare-keys: the declared
+ *     count and its confirmations are not journalled and are asked again. An open window
+ *     deleted nothing.
+ *   an Erase being sent (journalled "31 02 A1 03 ..") may have deleted keys: it is never sent
+ *     again; the procedure ends as failed with the key status read now in its audit record.
+ */
+static size_t resume_step(ProcedureKind kind, const char *step) {
+        int i = procedure_step_index(kind, step);
+        int safe = procedure_step_index(kind, kind == PROCEDURE_KEY_REGISTRATION ? "smart-code-passcode" : "declare-keys");
+
+        if (i < 0)
+                return 0;
+        if (streq(step, "done")) /* it ended; only its record was not written */
+                return (size_t) i;
+        return (size_t) MIN(i, safe);
+}
+
+static void on_resume_keys(Procedure *p, const UdsResponse *r) {
+        const char *stopped_at = p->stopped_at ?: procedure_step_id(p);
+
+        if (!procedure_is_active(p)) /* cancelled meanwhile */
+                return;
+        if (!answer_ok(p, r, 6, "Reading the key status (DID A001)")) {
+                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
+                       "After immod restarted, the ECU did not give its key status; the procedure ended. Start it "
+                       "again.");
+                return;
+        }
+        keys_from_a001(p, r->data + 3);
+        p->resuming = false;
+        if (p->erase_sent) {
+                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_CANCELLED,
+                       "immod stopped while the Erase command was sent: it may have reached the car and is never "
+                       "sent again. %u key(s) are registered now, %d before. Check the keys before starting again.",
+                       p->registered, p->keys_before);
+                return;
+        }
+        enter_step(p, p->step);
+        if (p->kind == PROCEDURE_KEY_REGISTRATION && streq(procedure_step_id(p), "smart-code-passcode") &&
+            streq(stopped_at, "smart-code-passcode"))
+                set_prompt(p, "immod restarted; the seed shown before is no longer valid. Get the smart code "
+                              "passcode for the new seed shown and enter it.");
+        else if (p->kind == PROCEDURE_KEY_REGISTRATION && streq(procedure_step_id(p), "smart-code-passcode"))
+                set_prompt(p, "immod restarted during step %s: the ECU forgot the passcode and ended registration "
+                              "mode. Keys registered so far stay registered (%u now). Get the smart code passcode "
+                              "for the new seed shown and enter it.",
+                           stopped_at, p->registered);
+        else if (p->kind == PROCEDURE_KEY_ERASURE && streq(procedure_step_id(p), "declare-keys"))
+                set_prompt(p, "immod restarted during step %s; nothing was deleted. Enter the number of customer "
+                              "keys that are present again.",
+                           stopped_at);
+        else
+                set_prompt(p, "immod restarted; continue with this step. %s", p->steps[p->step].prompt);
+        procedure_bus_emit(p);
+}
+
+static void on_resume_safe_session(Procedure *p, const UdsResponse *r) {
+        if (!procedure_is_active(p))
+                return;
+        if (r->nrc != 0) {
+                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
+                       "After immod restarted, the ECU refused the extended session; the procedure ended. Start it "
+                       "again.");
+                return;
+        }
+        hold_session(p);
+        read_did(p, p->profile->dids.key_status, on_resume_keys);
+}
+
 int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *profile, Procedure **ret) {
         static const uint8_t extended[2] = { UDS_SESSION_CONTROL, 0x03 };
         Procedure *p;
@@ -797,6 +946,11 @@ int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *p
         p->battery_min = j->battery_min;
         p->passcode_attempts = j->passcode_attempts;
         p->resumed = true;
+        if (j->customer_last_name && j->customer_last_name[0] &&
+            !(p->customer_last_name = strdup(j->customer_last_name))) {
+                procedure_free(p);
+                return -ENOMEM;
+        }
         r = procedure_step_index(j->kind, j->step);
         p->step = r >= 0 ? (size_t) r : 0;
         p->state = j->state;
@@ -810,6 +964,23 @@ int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *p
                 log_info("Procedure %" PRIu64 ": a reset was running when immod stopped; following it to its end.",
                          p->id);
                 (void) request(p, extended, sizeof(extended), on_resume_session);
+        } else if (j->kind != PROCEDURE_IMMOBILIZER_RESET) {
+                char erase[JOURNAL_COMMAND_MAX_BYTES];
+
+                routine_command_text(0x02, profile->rids.key_erasure, -1, erase, sizeof(erase));
+                p->erase_sent = j->kind == PROCEDURE_KEY_ERASURE && j->sent_command && startswith(j->sent_command, erase);
+                p->resuming = true;
+                p->stopped_at = j->step;
+                p->step = resume_step(j->kind, j->step);
+                p->state = JOURNAL_STATE_RUNNING;
+                set_prompt(p, "immod restarted; reading the vehicle's key status.");
+                log_info("Procedure %" PRIu64 ": immod stopped during step %s; going on from step %s.", p->id, j->step,
+                         procedure_step_id(p));
+                r = request(p, extended, sizeof(extended), on_resume_safe_session);
+                if (r < 0)
+                        finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_UNREACHABLE,
+                               "After immod restarted, the ECU cannot be reached: %s. Start the procedure again.",
+                               strerror(-r));
         } else {
                 set_prompt(p, "%s", p->steps[p->step].prompt);
                 finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_CANCELLED,

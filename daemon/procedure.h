@@ -57,7 +57,7 @@ struct Procedure {
         usec_t created;
         char *technician;
         char *repair_order;
-        char *customer_last_name; /* for a smart code from the passcode service; not journalled */
+        char *customer_last_name; /* for a smart code from the passcode service; NULL when not given */
         void *fetch;              /* FetchPasscode() under way (procedure-bus.c) */
 
         JournalState state;
@@ -83,6 +83,9 @@ struct Procedure {
         unsigned passcode_attempts;
         int reg_mode; /* A102 mode, 0 when none started */
         bool resumed;
+        bool resuming;   /* a registration or erasure after a restart, until the key status is read */
+        bool erase_sent; /* ... whose Erase may have reached the car */
+        const char *stopped_at; /* ... the step it stopped at (static step table) */
         bool rejected; /* the seed being fetched follows a wrong passcode */
 
         /* one ECU request at a time */
@@ -102,8 +105,9 @@ struct Procedure {
 int procedure_start(Manager *m, uint64_t id, ProcedureKind kind, const char *vin, const VehicleProfile *profile,
                     uint32_t owner, const char *technician, const char *repair_order, sd_bus_message *msg,
                     Procedure **ret);
-/* From a journal record found at start-up: a running reset is followed to its end,
- * anything else ends as failed. */
+/* From a journal record found at start-up: a running reset is followed to its end, a reset
+ * not started yet ends as failed, a registration or an erasure goes on from its last step
+ * that is safe to repeat (procedure.c says which). */
 int procedure_resume(Manager *m, const JournalRecord *r, const VehicleProfile *profile, Procedure **ret);
 Procedure *procedure_free(Procedure *p);
 bool procedure_is_active(const Procedure *p);

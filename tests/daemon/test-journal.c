@@ -46,6 +46,7 @@ static JournalRecord sample(uint64_t id) {
                 .owner = 1000,
                 .technician = (char *) "Zoë Tech",
                 .repair_order = (char *) "RO-4711",
+                .customer_last_name = (char *) "Müller",
                 .created = 1714560000123456ULL,
                 .step = "resetting",
                 .sent_command = (char *) "31 01 A1 01",
@@ -95,6 +96,7 @@ static void test_round_trip(void **state) {
         b.battery_min = NAN;
         b.technician = (char *) "";
         b.repair_order = (char *) "";
+        b.customer_last_name = NULL;
         b.owner = 0;
         b.state = JOURNAL_STATE_WAITING;
 
@@ -127,6 +129,7 @@ static void test_round_trip(void **state) {
         assert_true(isnan(r[0].battery_min));
         assert_string_equal(r[0].technician, "");
         assert_string_equal(r[0].repair_order, "");
+        assert_string_equal(r[0].customer_last_name, "");
         assert_int_equal(r[0].owner, 0);
         assert_int_equal(r[0].state, JOURNAL_STATE_WAITING);
 
@@ -137,6 +140,7 @@ static void test_round_trip(void **state) {
         assert_int_equal(r[1].owner, 1000);
         assert_string_equal(r[1].technician, "Zoë Tech");
         assert_string_equal(r[1].repair_order, "RO-4711");
+        assert_string_equal(r[1].customer_last_name, "Müller");
         assert_int_equal(r[1].created, 1714560000123456ULL);
         assert_string_equal(r[1].step, "resetting");
         assert_string_equal(r[1].sent_command, "31 01 A1 01");
@@ -194,6 +198,9 @@ static void test_write_rejects(void **state) {
         assert_int_equal(journal_write(dir, &a), -EINVAL);
         a = sample(1);
         a.repair_order = (char *) "\xc3\x28";
+        assert_int_equal(journal_write(dir, &a), -EINVAL);
+        a = sample(1);
+        a.customer_last_name = (char *) "Smith\r";
         assert_int_equal(journal_write(dir, &a), -EINVAL);
         a = sample(0);
         assert_int_equal(journal_write(dir, &a), -EINVAL);
@@ -290,6 +297,34 @@ static void test_extra_key_and_types(void **state) {
         journal_records_free(r, n);
 }
 
+/* A journal written before customer_last_name was journalled still loads, with "". */
+static void test_without_customer(void **state) {
+        JournalRecord *r = NULL;
+        size_t n = 0;
+
+        write_text("procedure-1.json", GOOD_BODY("1", "key-registration", "smart-code-passcode"));
+        write_text("procedure-2.json",
+                   "{\"version\":1,\"id\":2,\"kind\":\"key-erasure\",\"vin\":\"" VIN "\",\"profile\":\"p\","
+                   "\"owner\":1000,\"technician\":\"\",\"repair_order\":\"RO-1\",\"customer_last_name\":\"Smith\","
+                   "\"created\":5,\"step\":\"declare-keys\",\"sent\":null,\"keys_before\":null,"
+                   "\"battery_min\":null,\"passcode_attempts\":0,\"state\":\"waiting\"}");
+        write_text("procedure-3.json",
+                   "{\"version\":1,\"id\":3,\"kind\":\"key-erasure\",\"vin\":\"" VIN "\",\"profile\":\"p\","
+                   "\"owner\":1000,\"technician\":\"\",\"repair_order\":\"\",\"customer_last_name\":7,"
+                   "\"created\":5,\"step\":\"done\",\"sent\":null,\"keys_before\":null,"
+                   "\"battery_min\":null,\"passcode_attempts\":0,\"state\":\"running\"}");
+        assert_int_equal(journal_load_all(dir, &r, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(r[0].id, 1);
+        assert_string_equal(r[0].step, "smart-code-passcode");
+        assert_non_null(r[0].customer_last_name);
+        assert_string_equal(r[0].customer_last_name, "");
+        assert_int_equal(r[1].id, 2);
+        assert_string_equal(r[1].customer_last_name, "Smith");
+        assert_string_equal(r[1].repair_order, "RO-1");
+        journal_records_free(r, n);
+}
+
 static void test_too_large(void **state) {
         char *big = malloc(JOURNAL_FILE_MAX + 2);
         JournalRecord a = sample(2), *r = NULL;
@@ -330,6 +365,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_write_rejects, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_invalid_files_skipped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_extra_key_and_types, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_without_customer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_too_large, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_too_many, setup, teardown),
         };

@@ -1,0 +1,435 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# The edges of the three procedures, immod on a private bus against immo-ecusim on a private
+# vbus (and the reference passcode server for FetchPasscode), driven with busctl and gdbus:
+#   - callers outside the configured group are refused (NotAuthorized) and logged;
+#   - Cancel at a step of each kind: State, Finished, the audit record, ActiveProcedure;
+#   - wrong passcodes until the ECU locks out (LockedOut), and the way on after the lockout;
+#   - registration mode 1 (one new key) end to end, with its KeyEvent signals;
+#   - the ECU ending registration mode by its idle timeout, immod starting it again;
+#   - the erasure window running out before every declared key was touched;
+#   - SIGKILL of immod during a registration and an erasure, and what it resumes;
+#   - FetchPasscode after a restart (the journal keeps customer_last_name);
+#   - the battery going critical while the ECU resets: reported, the reset never aborted.
+# The simulator's time scales keep it short; every wait is bounded, no assertion is timed.
+#
+# usage: test-procedure-edges.sh IMMOD IMMO_ECUSIM IMMO_PASSCODE_SERVER SOURCE_ROOT
+
+set -u -o pipefail
+
+immod=$1
+ecusim=$2
+server=$3
+src=$4
+
+for tool in openssl busctl gdbus dbus-daemon python3 setpriv; do
+        command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
+done
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: calling as another uid needs root"; exit 77; }
+
+VIN=58ADZ1B19LU012345
+DEST=org.immod.Immod1
+OBJ=/org/immod/Immod1
+IFACE=org.immod.Immod1.Manager
+PIFACE=org.immod.Immod1.Procedure
+PW='Edge-pw-8812'
+CRED="{'user': <'tech1'>, 'password': <'$PW'>}"
+
+harness_pids="immod_pid mon_pid sim_pid server_pid bus_pid"
+mon_pid= server_pid=
+harness_logs=("ecusim log" ecusim.log 60 "server log" server.log 20)
+. "$src/tests/lib/harness.sh"
+
+# --- the reference passcode server, for FetchPasscode after a restart
+make_ca ca && make_cert ca server || { fail "openssl"; exit 1; }
+write_master_key
+chmod 0600 "$tmp/master.key"
+port=$(free_port)
+cat >"$tmp/server.yaml" <<CONF
+listen:
+  address: 127.0.0.1
+  port: $port
+tls:
+  certificate: $tmp/server.pem
+  key: $tmp/server.key
+database: $tmp/passcodes.sqlite
+master_key_file: $tmp/master.key
+approval_validity_hours: 72
+dealers:
+  - code: D100
+    name: "Example Motors"
+users:
+  - {id: tech1, name: Tom Tech, dealer: D100, role: technician, title: Technician, password: $PW}
+  - {id: mgr1, name: Mia Manager, dealer: D100, role: manager, title: Service Manager, password: pw-m1}
+  - {id: mgr2, name: Max Manager, dealer: D100, role: manager, title: General Manager, password: pw-m2}
+CONF
+"$server" --config "$tmp/server.yaml" >>"$tmp/server.log" 2>&1 &
+server_pid=$!
+wait_for 10 listening "$port" || { fail "the passcode server did not start"; exit 1; }
+
+# --- the private bus: any uid may connect and call; immod does its own checks.
+start_bus
+chmod 0777 "$tmp/bus.sock" 2>/dev/null
+
+# --- the simulated ECU: time scale 40 (lockout 15 s, reset 24 s), window scale 6 (erasure
+# window 5 s, registration idle timeout 10 s).
+start_ecusim --time-scale 40 --window-scale 6 --battery 13.8
+
+# --- immod
+mkdir "$tmp/state"
+cat >"$tmp/immod.conf" <<CONF
+link: vbus:$tmp/vbus.sock
+profiles: $src/conf/profiles
+state_dir: $tmp/state
+group: $(id -gn)
+tester_present_ms: 2000
+battery:
+  source: ecu
+server:
+  url: https://127.0.0.1:$port
+  ca_file: $tmp/ca.pem
+  dealer_code: D100
+  timeout_s: 20
+CONF
+start_immod() {
+        "$immod" --config "$tmp/immod.conf" --bus "$addr" -v >>"$tmp/immod.log" 2>&1 &
+        immod_pid=$!
+        wait_for 10 bctl status "$DEST"
+}
+restart_immod_hard() { # SIGKILL, as a crash or a power cut would
+        kill -KILL "$immod_pid"
+        wait "$immod_pid" 2>/dev/null
+        immod_pid=
+        start_immod || { fail "immod did not restart"; exit 1; }
+        pass "immod killed and restarted"
+}
+start_immod || { fail "immod did not take its bus name"; exit 1; }
+
+# --- every signal of the Procedure objects, as JSON lines
+bctl monitor --json=short --match "type='signal',interface='$PIFACE'" >"$tmp/signals.json" 2>/dev/null &
+mon_pid=$!
+wait_for 10 bctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus ListNames
+sleep 0.5
+# signal_seen PATH MEMBER ARGS-REGEX: a signal of that object whose arguments, joined by
+# spaces, match
+signal_seen() {
+        python3 - "$tmp/signals.json" "$1" "$2" "$3" <<'PY'
+import json, re, sys
+path, member, pat = sys.argv[2:5]
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("path") != path or m.get("member") != member:
+        continue
+    args = " ".join(str(a) for a in (m.get("payload") or {}).get("data", []))
+    if re.search(pat, args):
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+expect_signal() { # DESCRIPTION PATH MEMBER ARGS-REGEX (signals are delivered asynchronously)
+        if wait_for 10 signal_seen "$2" "$3" "$4"; then pass "$1"; else fail "$1: no $3 signal matching /$4/ on $2"; fi
+}
+
+pcall() { bctl --timeout=60 call "$DEST" "$proc" "$PIFACE" "$@" 2>&1; }
+pjson() { bctl --json=short get-property "$DEST" "$proc" "$PIFACE" "$1" 2>&1; }
+perr() { # the error name of a Procedure method, or OK
+        local method=$1
+        shift
+        local out
+        if out=$(gdbus call --timeout 60 --address="$addr" --dest="$DEST" --object-path="$proc" --method="$PIFACE.$method" "$@" 2>&1); then
+                echo OK
+        else
+                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\):.*/\1/p' <<<"$out" | head -n 1
+        fi
+}
+# The same, called by uid 65534, outside the configured group.
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+nobody_err() { # OBJECT IFACE.METHOD ARGS...
+        local o=$1 m=$2 out
+        shift 2
+        if out=$(as_nobody gdbus call --timeout 60 --address="$addr" --dest="$DEST" --object-path="$o" --method="$m" "$@" 2>&1); then
+                echo OK
+        else
+                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\):.*/\1/p' <<<"$out" | head -n 1
+        fi
+}
+state_is() { [ "$(pprop State)" = "s \"$1\"" ]; }
+# The passcode for the Seed shown now (vehicle-protocol.md §6).
+passcode() {
+        pjson Seed | python3 -c '
+import hashlib, hmac, json, sys
+m = bytes.fromhex(open(sys.argv[1]).read().strip())
+seed = {k: v["data"] for k, v in json.load(sys.stdin)["data"].items()}
+kvin = hmac.new(m, b"immod/vin-key/v1:" + sys.argv[2].encode(), hashlib.sha256).digest()
+if seed["kind"] == "immobilizer":
+    h = hmac.new(kvin, b"immod/immobilizer-reset/v1:" + bytes.fromhex(seed["seed"]), hashlib.sha256).digest()
+    o = h[31] & 0x0f
+    v = ((h[o] & 0x7f) << 24 | h[o + 1] << 16 | h[o + 2] << 8 | h[o + 3]) % 1000000
+    print("%06d" % v)
+else:
+    msg = "immod/smart-code/v1:%s:%s:%s:%s" % (seed["vin"], seed["data1"].upper(), seed["data2"].upper(), seed["data3"].upper())
+    print(hmac.new(kvin, msg.encode(), hashlib.sha256).digest()[:6].hex().upper())
+' "$tmp/master.key" "$VIN"
+}
+wrong_passcode() { # a passcode for the Seed shown now that is certainly wrong
+        local pc
+        pc=$(passcode)
+        if [ "${pc: -1}" = 0 ]; then echo "${pc:0:${#pc}-1}1"; else echo "${pc:0:${#pc}-1}0"; fi
+}
+seed_shown() { pprop Seed | grep -q '"kind" s'; }
+start() { # start KIND: sets $proc
+        local out
+        out=$(call StartProcedure 'sa{sv}' "$1" 3 technician s "T. Tester" repair_order s "RO-77" \
+                customer_last_name s "Smith")
+        proc=$(sed -n 's/^o "\(.*\)"$/\1/p' <<<"$out")
+        if [ -n "$proc" ]; then pass "StartProcedure $1: $proc"; else fail "StartProcedure $1: $out"; fi
+}
+keys_prop() { pprop Keys; }
+ecu_registered() { ctl state | python3 -c 'import json, sys; print(json.load(sys.stdin)["registered"])'; }
+ecu_field() { ctl state | python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+history_of() { # the audit records of $proc, one line each
+        local id=${proc##*/}
+        call GetHistory u 0 | python3 -c '
+import re, sys
+text = sys.stdin.read()
+for rec in re.split(r"(?=\"id\" t )", text)[1:]:
+    if re.match(r"\"id\" t %s " % sys.argv[1], rec):
+        print(rec.strip())
+' "$id"
+}
+# Cancel $proc and check everything a client sees of it.
+cancel_and_check() { # WHERE
+        expect_match "$1: Cancel" '^$' "$(pcall Cancel)"
+        expect_match "$1: State cancelled" '^s "cancelled"$' "$(pprop State)"
+        expect_match "$1: Error Cancelled" '^s "org\.immod\.Immod1\.Error\.Cancelled"$' "$(pprop Error)"
+        expect_signal "$1: Finished(cancelled, Cancelled)" "$proc" Finished '^cancelled org\.immod\.Immod1\.Error\.Cancelled$'
+        local h
+        h=$(history_of)
+        expect_match "$1: one audit record, result cancelled" '"result" s "cancelled"' "$h"
+        expect_match "$1: exactly one audit record" '^1$' "$(grep -c . <<<"$h")"
+        expect_match "$1: ActiveProcedure /" '^o "/"$' "$(prop ActiveProcedure)"
+        expect_match "$1: Cancel again: WrongStep" 'Error\.WrongStep$' "$(perr Cancel)"
+}
+# From StartProcedure to the step after the smart-code passcode (registration, erasure).
+to_registration_slots() {
+        start key-registration
+        expect_match "Acknowledge confirm-instructions" '^$' "$(pcall Acknowledge s confirm-instructions)"
+        expect_match "SubmitPasscode (registration)" '^$' "$(pcall SubmitPasscode s "$(passcode)")"
+        expect_match "Step check-slots" '^s "check-slots"$' "$(pprop Step)"
+}
+
+expect_match "Identify" "\"vin\" s \"$VIN\"" "$(call Identify)"
+
+# ===== 7. a uid outside the group: refused and logged; reading stays open
+expect_match "nobody: StartProcedure NotAuthorized" 'Error\.NotAuthorized$' \
+        "$(nobody_err "$OBJ" "$IFACE.StartProcedure" immobilizer-reset "@a{sv} {}")"
+start immobilizer-reset
+expect_match "nobody: Acknowledge NotAuthorized" 'Error\.NotAuthorized$' \
+        "$(nobody_err "$proc" "$PIFACE.Acknowledge" confirm-erase-all)"
+expect_match "nobody: SubmitPasscode NotAuthorized" 'Error\.NotAuthorized$' \
+        "$(nobody_err "$proc" "$PIFACE.SubmitPasscode" 123456)"
+expect_match "nobody: Cancel NotAuthorized" 'Error\.NotAuthorized$' "$(nobody_err "$proc" "$PIFACE.Cancel")"
+expect_match "nobody may read Step" '^s "confirm-erase-all"$' \
+        "$(as_nobody busctl --address="$addr" get-property "$DEST" "$proc" "$PIFACE" Step 2>&1)"
+expect_match "refused calls changed nothing" '^s "waiting"$' "$(pprop State)"
+for m in StartProcedure Acknowledge SubmitPasscode Cancel; do
+        if grep -q "Refused $m() from uid 65534" "$tmp/immod.log"; then pass "refused $m() logged"; else fail "refused $m() not logged"; fi
+done
+
+# ===== 5. Cancel at a cancellable step of each kind
+expect_match "reset at confirm-erase-all" '^s "confirm-erase-all"$' "$(pprop Step)"
+cancel_and_check "reset at confirm-erase-all"
+
+start key-registration
+expect_match "Acknowledge confirm-instructions" '^$' "$(pcall Acknowledge s confirm-instructions)"
+expect_match "registration at smart-code-passcode" '^s "smart-code-passcode"$' "$(pprop Step)"
+cancel_and_check "registration at smart-code-passcode"
+expect_match "the ECU's security level is still locked" 'False' "$(ctl state | python3 -c 'import json,sys; print(json.load(sys.stdin)["unlocked"]["smart_code"])')"
+
+start key-erasure
+expect_match "Acknowledge confirm-warning" '^$' "$(pcall Acknowledge s confirm-warning)"
+expect_match "erasure at declare-keys" '^s "declare-keys"$' "$(pprop Step)"
+cancel_and_check "erasure at declare-keys"
+
+# ===== 1. wrong passcodes until the ECU locks out, then on with a right one
+start key-registration
+expect_match "Acknowledge confirm-instructions" '^$' "$(pcall Acknowledge s confirm-instructions)"
+expect_match "PasscodeAttemptsLeft 3" '^u 3$' "$(pprop PasscodeAttemptsLeft)"
+expect_match "wrong passcode 1: PasscodeRejected" 'Error\.PasscodeRejected$' "$(perr SubmitPasscode "$(wrong_passcode)")"
+expect_match "attempts left 2" '^u 2$' "$(pprop PasscodeAttemptsLeft)"
+expect_match "wrong passcode 2: PasscodeRejected" 'Error\.PasscodeRejected$' "$(perr SubmitPasscode "$(wrong_passcode)")"
+expect_match "attempts left 1" '^u 1$' "$(pprop PasscodeAttemptsLeft)"
+# the third gets NRC 0x36 exceededNumberOfAttempts
+expect_match "wrong passcode 3: LockedOut" 'Error\.LockedOut$' "$(perr SubmitPasscode "$(wrong_passcode)")"
+expect_match "attempts left 0" '^u 0$' "$(pprop PasscodeAttemptsLeft)"
+expect_match "LockoutSeconds > 0" '^u [1-9][0-9]*$' "$(pprop LockoutSeconds)"
+expect_match "no Seed while locked out" '^a\{sv\} 0$' "$(pprop Seed)"
+expect_match "ECU locked out" 'True' "$(ctl state | python3 -c 'import json,sys; print(json.load(sys.stdin)["locked_out"]["smart_code"])')"
+expect_match "still at smart-code-passcode, waiting" '^s "smart-code-passcode"$' "$(pprop Step)"
+expect_match "State waiting" '^s "waiting"$' "$(pprop State)"
+# during the lockout the ECU answers a seed request with NRC 0x37 requiredTimeDelayNotExpired
+expect_match "SubmitPasscode during the lockout: LockedOut" 'Error\.LockedOut$' "$(perr SubmitPasscode 0123456789AB)"
+expect_match "Prompt tells about the lockout" 'locked out for [0-9]+ more seconds' "$(pprop Prompt)"
+expect_match "LockoutSeconds still > 0" '^u [1-9][0-9]*$' "$(pprop LockoutSeconds)"
+lockout_over() { [ "$(pprop LockoutSeconds)" = "u 0" ] && seed_shown; }
+if wait_for 60 lockout_over; then pass "lockout over: LockoutSeconds 0, a new Seed shown"; else fail "lockout not over: $(pprop LockoutSeconds), $(pprop Seed)"; fi
+expect_match "attempts left 3 again" '^u 3$' "$(pprop PasscodeAttemptsLeft)"
+expect_match "right passcode after the lockout" '^$' "$(pcall SubmitPasscode s "$(passcode)")"
+expect_match "Step check-slots" '^s "check-slots"$' "$(pprop Step)"
+
+# ===== 2. registration mode 1: one key registered, so the registered key first, then one new key
+expect_match "1 key registered" '"registered" u 1 ' "$(keys_prop)"
+expect_match "Acknowledge check-slots" '^$' "$(pcall Acknowledge s check-slots)"
+expect_match "Acknowledge place-keys" '^$' "$(pcall Acknowledge s place-keys)"
+expect_match "Step touch-registered-key" '^s "touch-registered-key"$' "$(pprop Step)"
+expect_match "StepIndex 5" '^u 5$' "$(pprop StepIndex)"
+expect_match "touch the registered key" '"ok": *true' "$(ctl 'touch 11111111')"
+wait_step 10 pre-start-check
+expect_signal "KeyEvent registered-key-recognised, slot 1, 1 beep" "$proc" KeyEvent '^registered-key-recognised 1 1$'
+expect_match "Acknowledge pre-start-check" '^$' "$(pcall Acknowledge s pre-start-check)"
+expect_match "Step touch-new-keys" '^s "touch-new-keys"$' "$(pprop Step)"
+expect_match "Finish refused in mode 1: WrongStep" 'Error\.WrongStep$' "$(perr Finish)"
+expect_match "touch a new key" '"ok": *true' "$(ctl 'touch 22222222')"
+wait_step 10 function-check
+expect_signal "KeyEvent key-registered, slot 2, 2 beeps" "$proc" KeyEvent '^key-registered 2 2$'
+expect_match "Keys: added 1, registered 2" '"registered" u 2 .*"added" u 1' "$(keys_prop)"
+expect_match "ECU: registration mode ended after one key" '^0$' "$(ecu_field immobilizer_state)"
+expect_match "Acknowledge function-check" '^$' "$(pcall Acknowledge s function-check)"
+wait_step 10 done
+expect_match "mode 1 registration succeeded" '^s "succeeded"$' "$(pprop State)"
+expect_signal "Finished(succeeded)" "$proc" Finished '^succeeded $'
+expect_match "audit: keys 1 -> 2" '"result" s "succeeded".*"keys_before" i 1 "keys_after" i 2' "$(history_of)"
+
+# ===== 3. the ECU ends registration mode by its idle timeout (10 s here); immod starts it again
+to_registration_slots
+expect_match "Acknowledge check-slots" '^$' "$(pcall Acknowledge s check-slots)"
+expect_match "Acknowledge place-keys" '^$' "$(pcall Acknowledge s place-keys)"
+expect_match "touch the registered key" '"ok": *true' "$(ctl 'touch 11111111')"
+wait_step 10 pre-start-check
+expect_match "Acknowledge pre-start-check" '^$' "$(pcall Acknowledge s pre-start-check)"
+expect_match "Step touch-new-keys" '^s "touch-new-keys"$' "$(pprop Step)"
+# nobody touches a key: the ECU times out; mode 1 starts again with the registered key
+wait_step 30 touch-registered-key
+expect_signal "KeyEvent timed-out" "$proc" KeyEvent '^timed-out 0 0$'
+expect_match "Prompt: registration mode ended and started again" 'ended after [0-9]+ seconds without a touch; immod started it again' "$(pprop Prompt)"
+if grep -q "registration mode ended by the ECU's idle timeout; restarting it" "$tmp/immod.log"; then pass "timeout logged"; else fail "timeout not logged"; fi
+ecu_in_registration() { [ "$(ecu_field immobilizer_state)" = 3 ]; }
+if wait_for 10 ecu_in_registration; then pass "ECU in registration mode again"; else fail "ECU not in registration mode: $(ctl state)"; fi
+expect_match "touch the registered key again" '"ok": *true' "$(ctl 'touch 11111111')"
+wait_step 10 pre-start-check
+expect_match "Acknowledge pre-start-check" '^$' "$(pcall Acknowledge s pre-start-check)"
+expect_match "touch a new key after the restart" '"ok": *true' "$(ctl 'touch 33333333')"
+wait_step 10 function-check
+expect_match "Keys: added 1, registered 3" '"registered" u 3 .*"added" u 1' "$(keys_prop)"
+expect_match "Acknowledge function-check" '^$' "$(pcall Acknowledge s function-check)"
+wait_step 10 done
+
+# ===== 4. the erasure window (5 s here) runs out before every declared key was touched
+start key-erasure
+expect_match "Acknowledge confirm-warning" '^$' "$(pcall Acknowledge s confirm-warning)"
+expect_match "SetKeyCount 2 (of 3)" '^$' "$(pcall SetKeyCount u 2)"
+expect_match "Acknowledge confirm-counts" '^$' "$(pcall Acknowledge s confirm-counts)"
+expect_match "Acknowledge confirm-agree" '^$' "$(pcall Acknowledge s confirm-agree)"
+expect_match "SubmitPasscode (erasure)" '^$' "$(pcall SubmitPasscode s "$(passcode)")"
+expect_match "Step touch-keys" '^s "touch-keys"$' "$(pprop Step)"
+expect_match "Deadline set" '^t [1-9][0-9]{15}$' "$(pprop Deadline)"
+expect_match "touch one of the two keys" '"ok": *true' "$(ctl 'touch 11111111')"
+if wait_for 30 state_is failed; then pass "window ran out: State failed"; else fail "State not failed: $(pprop State)"; fi
+expect_match "Error Timeout" '^s "org\.immod\.Immod1\.Error\.Timeout"$' "$(pprop Error)"
+expect_match "ErrorMessage: nothing deleted" 'window closed.*nothing was deleted' "$(pprop ErrorMessage)"
+expect_signal "Finished(failed, Timeout)" "$proc" Finished '^failed org\.immod\.Immod1\.Error\.Timeout$'
+expect_match "Deadline 0" '^t 0$' "$(pprop Deadline)"
+expect_match "ReadKeyStatus: still 3 keys" '"registered" u 3 ' "$(call ReadKeyStatus)"
+expect_match "ECU: still 3 keys" '^3$' "$(ecu_registered)"
+expect_match "audit: failed, keys 3 -> 3" '"result" s "failed".*"keys_before" i 3 "keys_after" i 3' "$(history_of)"
+expect_match "Erase after the window: WrongStep" 'Error\.WrongStep$' "$(perr Erase 'uint32 1')"
+
+# ===== 6. SIGKILL of immod during a registration and an erasure.
+# A registration goes back to smart-code-passcode (the ECU forgot the passcode and ended
+# registration mode), an erasure to declare-keys (nothing was deleted; the count is asked
+# again): the same procedure, one audit record in the end. 9: the journal keeps the
+# customer's last name, so FetchPasscode works after the restart.
+to_registration_slots
+expect_match "Acknowledge check-slots" '^$' "$(pcall Acknowledge s check-slots)"
+expect_match "Acknowledge place-keys" '^$' "$(pcall Acknowledge s place-keys)"
+expect_match "touch the registered key" '"ok": *true' "$(ctl 'touch 11111111')"
+wait_step 10 pre-start-check
+expect_match "Acknowledge pre-start-check" '^$' "$(pcall Acknowledge s pre-start-check)"
+expect_match "Step touch-new-keys" '^s "touch-new-keys"$' "$(pprop Step)"
+expect_match "journal keeps customer_last_name" '"customer_last_name": "Smith"' "$(cat "$tmp/state/procedure-${proc##*/}.json")"
+restart_immod_hard
+expect_match "ActiveProcedure: the resumed registration" "^o \"$proc\"$" "$(prop ActiveProcedure)"
+resumed_seed() { step_is smart-code-passcode && seed_shown; }
+if wait_for 20 resumed_seed; then pass "resumed at smart-code-passcode with a new Seed"; else fail "not resumed: $(pprop Step) $(pprop State) $(pprop ErrorMessage)"; fi
+expect_match "State waiting" '^s "waiting"$' "$(pprop State)"
+expect_match "Prompt says why" 'immod restarted during step touch-new-keys.*Keys registered so far stay registered' "$(pprop Prompt)"
+expect_match "ECU: registration mode over" '^0$' "$(ecu_field immobilizer_state)"
+expect_match "ECU: no key added" '^3$' "$(ecu_registered)"
+expect_match "FetchPasscode after the restart" '^OK$' "$(gcall "$proc" $PIFACE.FetchPasscode "$CRED")"
+expect_match "Step check-slots" '^s "check-slots"$' "$(pprop Step)"
+cancel_and_check "resumed registration"
+
+expect_match "Identify after the restart" "\"vin\" s \"$VIN\"" "$(call Identify)"
+start key-erasure
+expect_match "Acknowledge confirm-warning" '^$' "$(pcall Acknowledge s confirm-warning)"
+expect_match "Step declare-keys" '^s "declare-keys"$' "$(pprop Step)"
+restart_immod_hard
+resumed_declare() { step_is declare-keys && state_is waiting; }
+if wait_for 20 resumed_declare; then pass "erasure resumed at declare-keys"; else fail "not resumed: $(pprop Step) $(pprop State) $(pprop ErrorMessage)"; fi
+expect_match "Prompt says why" 'immod restarted during step declare-keys; nothing was deleted' "$(pprop Prompt)"
+expect_match "SetKeyCount 1 after the restart" '^$' "$(pcall SetKeyCount u 1)"
+expect_match "confirm-counts shows keep/delete" 'Keep 1 key\(s\) and permanently delete 2' "$(pprop Prompt)"
+expect_match "Acknowledge confirm-counts" '^$' "$(pcall Acknowledge s confirm-counts)"
+expect_match "Acknowledge confirm-agree" '^$' "$(pcall Acknowledge s confirm-agree)"
+expect_match "SubmitPasscode" '^$' "$(pcall SubmitPasscode s "$(passcode)")"
+expect_match "Step touch-keys (window open)" '^s "touch-keys"$' "$(pprop Step)"
+# killed with the window open: the new session closes it, nothing is deleted
+restart_immod_hard
+if wait_for 20 resumed_declare; then pass "erasure with an open window resumed at declare-keys"; else fail "not resumed: $(pprop Step) $(pprop State) $(pprop ErrorMessage)"; fi
+expect_match "Prompt: nothing deleted" 'immod restarted during step touch-keys; nothing was deleted' "$(pprop Prompt)"
+expect_match "Keys: declared count asked again" '"declared_present" u 0 ' "$(keys_prop)"
+expect_match "ECU: still 3 keys" '^3$' "$(ecu_registered)"
+expect_match "ECU: no erasure window" '^0$' "$(ecu_field immobilizer_state)"
+cancel_and_check "resumed erasure"
+expect_match "ECU: still 3 keys after the cancel" '^3$' "$(ecu_registered)"
+
+# ===== 8. the battery goes critical while the ECU resets: reported, the reset runs to its end
+expect_match "Identify after the restart" "\"vin\" s \"$VIN\"" "$(call Identify)"
+start immobilizer-reset
+pcall Acknowledge s confirm-erase-all >/dev/null
+ctl 'door open' >/dev/null
+pcall Acknowledge s open-driver-door >/dev/null
+pcall SubmitPasscode s "$(passcode)" >/dev/null
+pcall Acknowledge s confirm-duration >/dev/null
+expect_match "SubmitPasscode smart code (reset)" '^$' "$(pcall SubmitPasscode s "$(passcode)")"
+expect_match "Step resetting" '^s "resetting"$' "$(pprop Step)"
+# below the profile's running minimum (12.5 V), above the ECU's failure line (9 V)
+expect_match "battery 11.0" '"ok": *true' "$(ctl 'battery 11.0')"
+battery_critical() { [ "$(prop BatteryState)" = 's "critical"' ]; }
+if wait_for 20 battery_critical; then pass "BatteryState critical"; else fail "BatteryState: $(prop BatteryState)"; fi
+prompt=$(pprop Prompt)
+step=$(pprop Step)
+expect_match "Problems: battery-critical" '"battery-critical"' "$(prop Problems)"
+if [ "$step" = 's "resetting"' ]; then
+        expect_match "Prompt: connect a charger, the reset goes on" 'critically low.*battery charger.*reset goes on' "$prompt"
+else
+        fail "the reset ended before the battery was seen critical (at $step); the checks need a longer reset"
+fi
+expect_match "Cancel still refused: NotCancellable" 'Error\.NotCancellable$' "$(perr Cancel)"
+if grep -q "the battery is critical .* during the reset" "$tmp/immod.log"; then pass "critical battery logged"; else fail "critical battery not logged"; fi
+wait_step 60 done
+expect_match "reset succeeded despite the low battery" '^s "succeeded"$' "$(pprop State)"
+expect_match "BatteryMinimum 11" '^d 11$' "$(pprop BatteryMinimum)"
+expect_match "reset: keys 0" '"registered" u 0 ' "$(keys_prop)"
+expect_match "battery 13.8" '"ok": *true' "$(ctl 'battery 13.8')"
+battery_ok() { [ "$(prop BatteryState)" = 's "ok"' ]; }
+call ReadKeyStatus >/dev/null # a method call reads the battery with it
+if wait_for 10 battery_ok; then pass "BatteryState ok again"; else fail "BatteryState: $(prop BatteryState)"; fi
+
+if kill -0 "$immod_pid" 2>/dev/null; then pass "immod alive"; else fail "immod died"; fi
+echo "$failures failure(s)"
+[ "$failures" -eq 0 ]
