@@ -2,7 +2,8 @@
 # Run one command inside a small qemu VM that has the real kernel CAN stack
 # (SocketCAN, CAN_RAW, kernel ISO-TP) and a vcan0 interface.
 #
-# Usage: tests/vm/run-vm.sh [--timeout SECONDS] -- COMMAND [ARGS...]
+# Usage: tests/vm/run-vm.sh [--timeout SECONDS] [--systemd [--install BUILDDIR]]
+#                           [--output DIR] -- COMMAND [ARGS...]
 #
 # The VM is a Debian kernel (fetched by tools/fetch-vm-kernel.sh into
 # $IMMOD_VM_CACHE, default <repo>/vm-cache) under qemu TCG, with a busybox
@@ -13,6 +14,21 @@
 # /run (tmpfs) and writable /tmp and /var/tmp (a tmpfs overlay over the
 # host's, so host files there stay visible) ; lo and vcan0 are up;
 # IMMOD_IN_VM=1 is set.  Everything else is read-only.
+#
+# --systemd: boot a real systemd instead (about 20 s more).  The guest root is
+# a tmpfs overlay over the host's root (all of it writable, nothing reaches
+# the host; /tmp is an empty tmpfs), vcan0 is up, and the command runs as
+# root from a oneshot unit (immod-vm-test.service, output to the journal and
+# the console) once basic.target is reached, with the real system bus,
+# journald, udev and systemctl; getty, postgresql and the periodic timers are
+# masked, and nothing of multi-user.target is started.  The VM powers off
+# when the command ends (if it has not 30 s later, it is stopped).
+# IMMOD_VM_MODE=systemd is set.  --install BUILDDIR: "meson install" the
+# build into a scratch folder on the host first and copy that tree over the
+# guest root before systemd starts, so its units, bus files and programs are
+# where an installed system has them.
+# --output DIR: DIR (created if needed) is shared read-write with the guest at
+# the same path, and IMMOD_VM_OUTPUT=DIR is set, to keep files of the run.
 #
 # The guest console is streamed to stdout.  The exit code is the command's,
 # or: 77 = skipped (qemu, busybox-static or the kernel missing), 124 = timed
@@ -36,15 +52,23 @@ die() { echo "$prog: error: $*" >&2; exit 125; }
 skip() { echo "$prog: SKIP: $*" >&2; exit 77; }
 
 usage() {
-        echo "usage: $0 [--timeout SECONDS] -- COMMAND [ARGS...]" >&2
+        echo "usage: $0 [--timeout SECONDS] [--systemd [--install BUILDDIR]] [--output DIR] -- COMMAND [ARGS...]" >&2
         exit 125
 }
 
 timeout_s=${IMMOD_VM_TIMEOUT:-600}
+mode=quick
+install_build=
+output_dir=
 while [ $# -gt 0 ]; do
         case "$1" in
         --timeout) [ $# -ge 2 ] || usage; timeout_s=$2; shift 2 ;;
         --timeout=*) timeout_s=${1#--timeout=}; shift ;;
+        --systemd) mode=systemd; shift ;;
+        --install) [ $# -ge 2 ] || usage; install_build=$2; shift 2 ;;
+        --install=*) install_build=${1#--install=}; shift ;;
+        --output) [ $# -ge 2 ] || usage; output_dir=$2; shift 2 ;;
+        --output=*) output_dir=${1#--output=}; shift ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         --) shift; break ;;
         -*) echo "$prog: unknown option '$1'" >&2; usage ;;
@@ -53,6 +77,16 @@ while [ $# -gt 0 ]; do
 done
 [ $# -ge 1 ] || usage
 case "$timeout_s" in ''|*[!0-9]*) die "--timeout needs a whole number of seconds, not '$timeout_s'" ;; esac
+# Only the systemd mode has a writable root to install into.
+[ -z "$install_build" ] || [ "$mode" = systemd ] || die "--install needs --systemd"
+if [ -n "$install_build" ]; then
+        [ -f "$install_build/meson-private/coredata.dat" ] || die "--install: $install_build is not a meson build folder"
+        install_build=$(cd "$install_build" && pwd -P)
+fi
+if [ -n "$output_dir" ]; then
+        mkdir -p "$output_dir" || die "--output: cannot create $output_dir"
+        output_dir=$(cd "$output_dir" && pwd -P)
+fi
 
 script_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
 repo=$(cd "$script_dir/../.." && pwd)
@@ -87,6 +121,10 @@ for b in ${IMMOD_VM_BUSYBOX:-} /bin/busybox /usr/bin/busybox; do
         if is_static "$b"; then busybox=$b; break; fi
 done
 [ -n "$busybox" ] || skip "no static busybox found (apt-get install busybox-static)"
+if [ "$mode" = systemd ]; then
+        [ -x /lib/systemd/systemd ] || skip "--systemd: /lib/systemd/systemd not found (apt-get install systemd)"
+        [ -z "$install_build" ] || command -v meson >/dev/null || skip "--install: meson not found"
+fi
 
 kernel_root=
 if [ -d "$cache/kernel" ]; then
@@ -172,6 +210,9 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
 RUN_ID=unknown
+MODE=quick
+STAGE=
+OUTPUT=
 . /vm-run.conf
 
 say() { echo "vm-init: $*"; }
@@ -194,6 +235,101 @@ mkdir -p /lower
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /lower ||
         { say "cannot mount the host root over 9p"; finish 125; }
 L=/lower
+
+hostname immod-vm
+ip link set lo up
+# vcan0 before anything else: in systemd mode it is kept across switch_root.
+if ! { ip link add dev vcan0 type vcan && ip link set vcan0 up; } 2>/dev/null; then
+        ip link del dev vcan0 2>/dev/null
+        chroot $L /sbin/ip link add dev vcan0 type vcan &&
+                chroot $L /sbin/ip link set vcan0 up ||
+                say "cannot create vcan0"
+fi
+
+# A file of the systemd mode's units: unit NAME, the text on stdin.
+unit() { cat > "$N/etc/systemd/system/$1"; }
+
+if [ "$MODE" = systemd ]; then
+        # The whole root writable: a tmpfs upper over the read-only 9p lower.
+        N=/newroot
+        mkdir -p /ovl $N
+        mount -t tmpfs -o mode=755 tmpfs /ovl || { say "cannot mount a tmpfs for the overlay"; finish 125; }
+        mkdir -p /ovl/root/u /ovl/root/w
+        mount -t overlay overlay -o lowerdir=$L,upperdir=/ovl/root/u,workdir=/ovl/root/w $N ||
+                { say "cannot mount the overlay root"; finish 125; }
+        if [ -n "$STAGE" ]; then
+                cp -a "$L$STAGE/." $N/ || { say "cannot copy the installed tree $STAGE"; finish 125; }
+        fi
+        # The host may be a container: systemd would believe it runs in one.
+        rm -f $N/.dockerenv $N/run/.containerenv
+        # An empty /tmp: else systemd-tmpfiles would clean the host's /tmp
+        # through the overlay at boot, file by file over 9p.
+        mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs $N/tmp || say "cannot mount a tmpfs on /tmp"
+        if [ -n "$OUTPUT" ]; then
+                mkdir -p "$N$OUTPUT"
+                mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 hostout "$N$OUTPUT" ||
+                        say "cannot mount the output folder $OUTPUT"
+        fi
+        mkdir -p $N/etc/immod-vm $N/etc/systemd/system $N/etc/systemd/system.conf.d \
+                $N/etc/systemd/journald.conf.d
+        cp /cmd.sh $N/etc/immod-vm/cmd.sh
+        # The marker goes straight to the console: through the journal it
+        # would get a prefix, and could come after the power-off.
+        cat > $N/etc/immod-vm/run.sh <<EOF
+#!/bin/sh
+/bin/sh /etc/immod-vm/cmd.sh </dev/null
+rc=\$?
+sleep 0.5  # lets journald forward the command's last lines first
+printf '\\nIMMOD-VM-EXIT=%s run=%s\\n' "\$rc" "$RUN_ID" >/dev/console
+systemctl --no-block poweroff
+EOF
+        # Boot only to basic.target and the test; nothing of multi-user.target.
+        unit immod-vm.target <<EOF
+[Unit]
+Description=immod VM test boot
+Wants=basic.target immod-vm-test.service
+After=basic.target
+AllowIsolate=yes
+EOF
+        ln -sf immod-vm.target $N/etc/systemd/system/default.target
+        # No DefaultDependencies: the test runs even when a unit of basic.target failed.
+        unit immod-vm-test.service <<EOF
+[Unit]
+Description=immod VM test command
+DefaultDependencies=no
+Wants=basic.target dbus.socket
+After=basic.target dbus.socket
+Conflicts=shutdown.target
+Before=shutdown.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh /etc/immod-vm/run.sh
+StandardInput=null
+StandardOutput=journal+console
+StandardError=journal+console
+TimeoutStartSec=infinity
+EOF
+        # What slows the boot down or fails without real hardware.
+        for u in getty@tty1.service serial-getty@ttyS0.service getty.target \
+                postgresql.service postgresql@.service e2scrub_reap.service \
+                apt-daily.timer apt-daily-upgrade.timer man-db.timer dpkg-db-backup.timer \
+                e2scrub_all.timer fstrim.timer logrotate.timer systemd-tmpfiles-clean.timer \
+                systemd-timesyncd.service systemd-pstore.service systemd-modules-load.service \
+                cron.service ssh.service remote-fs.target proc-sys-fs-binfmt_misc.automount; do
+                ln -sf /dev/null "$N/etc/systemd/system/$u"
+        done
+        # A unit that hangs at power-off must not hold the VM for 90 s.
+        # (And only failures on the console: the test's output is what matters there.)
+        printf '[Manager]\nDefaultTimeoutStopSec=10s\nShowStatus=error\n' > $N/etc/systemd/system.conf.d/immod-vm.conf
+        printf '[Journal]\nStorage=volatile\n' > $N/etc/systemd/journald.conf.d/immod-vm.conf
+        mount -o move /dev $N/dev && mount -o move /proc $N/proc && mount -o move /sys $N/sys ||
+                { say "cannot move /dev, /proc and /sys"; finish 125; }
+        echo "vm-init: starting systemd"
+        exec switch_root $N /lib/systemd/systemd
+        echo "vm-init: switch_root failed"
+        poweroff -f
+fi
 mount -t proc proc $L/proc || { say "cannot mount $L/proc"; finish 125; }
 mount -t sysfs sysfs $L/sys || { say "cannot mount $L/sys"; finish 125; }
 mount -t devtmpfs devtmpfs $L/dev || { say "cannot mount $L/dev"; finish 125; }
@@ -222,13 +358,9 @@ for t in /tmp /var/tmp; do
         fi
 done
 
-hostname immod-vm
-ip link set lo up
-if ! { ip link add dev vcan0 type vcan && ip link set vcan0 up; } 2>/dev/null; then
-        ip link del dev vcan0 2>/dev/null
-        chroot $L /sbin/ip link add dev vcan0 type vcan &&
-                chroot $L /sbin/ip link set vcan0 up ||
-                say "cannot create vcan0"
+if [ -n "$OUTPUT" ]; then
+        mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 hostout "$L$OUTPUT" ||
+                say "cannot mount the output folder $OUTPUT"
 fi
 
 mkdir -p $L/run/immod-vm
@@ -321,7 +453,19 @@ squote() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }
 run_id=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
 cwd=$(pwd -P)
 mkdir -p "$work/run" || die "cannot create $work/run"
-echo "RUN_ID=$run_id" > "$work/run/vm-run.conf"
+stage=
+if [ -n "$install_build" ]; then
+        # Under $work, which the guest sees through the 9p root.
+        stage=$work/stage
+        meson install -C "$install_build" --destdir "$stage" --no-rebuild --quiet > "$work/install.log" 2>&1 ||
+                { cat "$work/install.log" >&2; die "meson install -C $install_build failed"; }
+fi
+{
+        echo "RUN_ID=$run_id"
+        echo "MODE=$mode"
+        echo "STAGE=$(squote "$stage")"
+        echo "OUTPUT=$(squote "$output_dir")"
+} > "$work/run/vm-run.conf"
 {
         echo "# generated by run-vm.sh"
         echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -331,6 +475,8 @@ echo "RUN_ID=$run_id" > "$work/run/vm-run.conf"
                 printf 'export %s=%s\n' "$name" "$(squote "${!name}")"
         done < <(compgen -e)
         echo "export IMMOD_IN_VM=1"
+        echo "export IMMOD_VM_MODE=$mode"
+        [ -z "$output_dir" ] || echo "export IMMOD_VM_OUTPUT=$(squote "$output_dir")"
         # A TMPDIR outside /tmp and /var/tmp would be read-only in the guest.
         echo 'if [ -n "${TMPDIR:-}" ]; then mkdir -p "$TMPDIR" 2>/dev/null; [ -d "$TMPDIR" ] && [ -w "$TMPDIR" ] || export TMPDIR=/tmp; fi'
         printf 'cd %s || { echo "run-vm: cannot enter %s in the guest" >&2; exit 125; }\n' \
@@ -349,10 +495,12 @@ extra_qemu=(${IMMOD_VM_QEMU_ARGS:-})
 qemu=(qemu-system-x86_64 -accel tcg -m 1024 -smp 1 -nographic -no-reboot -nic none
         -kernel "$boot_image" -initrd "$work/initrd.cpio"
         -append 'console=ttyS0 quiet panic=-1'
-        -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap
-        "${extra_qemu[@]}")
+        -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap)
+[ -z "$output_dir" ] ||
+        qemu+=(-virtfs "local,path=${output_dir//,/,,},mount_tag=hostout,security_model=none,multidevs=remap")
+qemu+=("${extra_qemu[@]}")
 
-echo "$prog: booting kernel $kver (timeout ${timeout_s}s): $*"
+echo "$prog: booting kernel $kver ($mode mode, timeout ${timeout_s}s): $*"
 start=$(date +%s.%N)
 {
         timeout -k 10 "$timeout_s" "${qemu[@]}" &
@@ -361,11 +509,34 @@ start=$(date +%s.%N)
         echo $? > "$work/qemu.rc"
 } < /dev/null 2>&1 | sed -u -e 's/\r$//' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1bc//g' | tee "$work/console.log" &
 pipeline=$!
+# Once the guest has reported its exit code, it gets exit_grace seconds to
+# power off (systemd stops its units first) before the VM is stopped.
+exit_grace=30
+# (Short sleeps only: a sleep left behind would hold the caller's stdout.)
+(
+        waited=-1
+        while kill -0 $pipeline 2>/dev/null; do
+                if [ $waited -lt 0 ]; then
+                        grep -a -q -E "^IMMOD-VM-EXIT=[0-9]+ run=$run_id\$" "$work/console.log" 2>/dev/null &&
+                                waited=0
+                elif [ $waited -ge $exit_grace ]; then
+                        echo "$prog: the guest did not power off ${exit_grace}s after its command ended, stopping the VM" >&2
+                        [ -s "$qemu_pid_file" ] && kill -TERM "$(cat "$qemu_pid_file")" 2>/dev/null
+                        exit 0
+                else
+                        waited=$((waited + 1))
+                fi
+                sleep 1
+        done
+) &
+watcher=$!
 while :; do
         wait $pipeline && break
         # wait returns >128 when a trapped signal interrupts it.
         kill -0 $pipeline 2>/dev/null || break
 done
+kill $watcher 2>/dev/null
+wait $watcher 2>/dev/null
 rm -f "$qemu_pid_file"
 elapsed=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN { printf "%.1f", e - s }')
 
