@@ -106,6 +106,7 @@ typedef struct Guide {
         char *shown_problems;
         char *answered_step;  /* answered successfully: not again until the step changes */
         bool status_shown;    /* a progress line is on the screen's last line */
+        unsigned said;        /* lines printed so far: a question interrupted by news is asked again */
         int last_percent;     /* the last progress printed (lines, JSON) */
         long long last_countdown;
         unsigned passcodes_used;
@@ -159,6 +160,7 @@ static void say(Guide *g, const char *format, ...) {
         va_list ap;
 
         clear_status(g);
+        g->said++;
         va_start(ap, format);
         vfprintf(g->out, format, ap);
         va_end(ap);
@@ -171,6 +173,7 @@ static void say_wrapped(Guide *g, unsigned indent, const char *text) {
         size_t col = 0;
 
         clear_status(g);
+        g->said++;
         while (*text) {
                 size_t word = strcspn(text, " \n");
                 if (col > 0 && col + 1 + word > TEXT_WIDTH - indent) {
@@ -739,10 +742,9 @@ static int guide_ask(Guide *g, const char *question, char *answer, size_t size) 
                         fputc('\n', g->out);
                         return 0;
                 }
-                bool had_news = json_array_size(g->key_events) > 0;
-                _cleanup_free_ char *before = g->shown_problems ? strdup(g->shown_problems) : NULL;
+                unsigned said = g->said;
                 show_news(g);
-                if (had_news || !streq_ptr(before, g->shown_problems)) {
+                if (g->said != said) {
                         fprintf(g->out, "%s", question);
                         fflush(g->out);
                 }
