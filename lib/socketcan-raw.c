@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <linux/can/error.h>
 #include <linux/can/raw.h>
+#include <inttypes.h>
 #include <net/if.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
@@ -11,6 +13,10 @@
 #include "log.h"
 
 #define FRAMES_PER_WAKEUP 64
+/* A 4095-byte message sent at BS 0 / STmin 0 is 586 frames in one burst; the default
+ * receive buffer (rmem_default, about 200 KiB) holds only 200-290 of them, and the kernel
+ * drops the rest without a word. 2 MiB holds several such messages. */
+#define RX_BUFFER_BYTES (2 * 1024 * 1024)
 
 /* CAN_RAW: nonblocking, close-on-exec, kernel-side receive filters, error frames for the
  * controller state (the can-utils recipe). */
@@ -19,6 +25,7 @@ typedef struct SocketCanRaw {
         char ifname[IFNAMSIZ];
         int fd;
         sd_event_source *io;
+        uint32_t dropped; /* the kernel's count of frames dropped on a full buffer (SO_RXQ_OVFL) */
 } SocketCanRaw;
 
 static LinkState state_from_error_frame(const struct can_frame *f, LinkState current) {
@@ -38,13 +45,42 @@ static LinkState state_from_error_frame(const struct can_frame *f, LinkState cur
         return current;
 }
 
+/* Says once per overflow how many frames the kernel dropped since the last one. */
+static void check_dropped(SocketCanRaw *c, struct msghdr *msg) {
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+                uint32_t total;
+
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SO_RXQ_OVFL ||
+                    cm->cmsg_len < CMSG_LEN(sizeof(total)))
+                        continue;
+                memcpy(&total, CMSG_DATA(cm), sizeof(total));
+                if (total != c->dropped)
+                        log_warning("%s: the receive buffer overflowed: the kernel dropped %" PRIu32
+                                    " frame(s); a message in transfer will time out.",
+                                    c->link.description, total - c->dropped);
+                c->dropped = total;
+        }
+}
+
 static int raw_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         SocketCanRaw *c = userdata;
         struct can_frame f;
         ssize_t n;
 
         for (unsigned i = 0; i < FRAMES_PER_WAKEUP; i++) {
-                n = read(c->fd, &f, sizeof(f));
+                struct iovec iov = { .iov_base = &f, .iov_len = sizeof(f) };
+                union {
+                        struct cmsghdr align;
+                        uint8_t buf[CMSG_SPACE(sizeof(uint32_t))];
+                } control;
+                struct msghdr msg = {
+                        .msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = &control,
+                        .msg_controllen = sizeof(control),
+                };
+
+                n = recvmsg(c->fd, &msg, 0);
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 break;
@@ -55,6 +91,7 @@ static int raw_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdat
                         log_warning_errno(errno, "%s: read failed: %m", c->link.description);
                         break;
                 }
+                check_dropped(c, &msg);
                 if ((size_t) n != sizeof(f) || f.len > CAN_MAX_DLEN)
                         continue; /* CAN FD or a short read: not ours */
                 if (f.can_id & CAN_ERR_FLAG) {
@@ -164,6 +201,13 @@ int socketcan_raw_open(sd_event *e, const char *ifname, FrameLink **ret) {
                 r = log_error_errno(errno, "%s: cannot ask for error frames: %m", desc);
                 goto fail;
         }
+        /* Above rmem_max only with CAP_NET_ADMIN (immod has it); else as much as allowed. */
+        int rcvbuf = RX_BUFFER_BYTES, one = 1;
+        if (setsockopt(c->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0 &&
+            setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0)
+                log_debug_errno(errno, "%s: cannot enlarge the receive buffer: %m", desc);
+        if (setsockopt(c->fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one)) < 0)
+                log_debug_errno(errno, "%s: cannot count dropped frames: %m", desc);
         if (bind(c->fd, (struct sockaddr *) &addr, sizeof(addr)) < 0) {
                 r = log_error_errno(errno, "%s: cannot bind: %m", desc);
                 goto fail;
