@@ -237,6 +237,17 @@ static void call_refused(PasscodeCall *call, long status, json_t *json) {
         if (streq(id, "approval-pending"))
                 return call_finish(call, -EAGAIN, IMMOD_ERROR_APPROVAL_PENDING,
                                    NULL, "The reset request waits for a manager's approval. The service says: %s", msg);
+        /* No approval holds any more: a new request is the way out, as for approval-required. */
+        if (streq(id, "approval-denied"))
+                return call_finish(call, -ENOENT, IMMOD_ERROR_APPROVAL_REQUIRED, NULL,
+                                   "A manager denied the reset request for this vehicle; a new request is needed "
+                                   "(RequestApproval). The service says: %s",
+                                   msg);
+        if (streq(id, "approval-expired"))
+                return call_finish(call, -ENOENT, IMMOD_ERROR_APPROVAL_REQUIRED, NULL,
+                                   "The reset approval for this vehicle no longer holds (it expired, or the repair "
+                                   "was completed); ask for a new one (RequestApproval). The service says: %s",
+                                   msg);
         if (streq(id, "check-character-mismatch"))
                 return call_finish(call, -EREMOTEIO, IMMOD_ERROR_SERVER_REFUSED, NULL,
                                    "The passcode service found a wrong check character in field %s: %s",

@@ -18,15 +18,6 @@ ecusim=$3
 server=$4
 src=$5
 
-for tool in openssl curl busctl dbus-daemon python3 timeout; do
-        command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
-done
-
-VIN=58ADZ1B19LU012345
-DEST=org.immod.Immod1
-OBJ=/org/immod/Immod1
-IFACE=org.immod.Immod1.Manager
-PIFACE=org.immod.Immod1.Procedure
 PW='Gu1ded-pw-8812'
 RUN_MAX=120 # bound of one immoctl run; a reset takes ~16 s here
 
@@ -34,10 +25,8 @@ harness_pids="bg_pid immod_pid sim_pid server_pid bus_pid"
 bg_pid= server_pid=
 harness_logs=("server log" server.log 30 "ecusim log" ecusim.log 40 "guided screen (pty)" guided.screen 150)
 . "$src/tests/lib/harness.sh"
+require_tools openssl curl busctl dbus-daemon python3 timeout
 
-expect_rc() { # expect_rc DESCRIPTION WANTED GOT [OUTPUT]
-        if [ "$2" -eq "$3" ]; then pass "$1 (exit $3)"; else fail "$1: wanted exit $2, got $3: ${4:-}"; fi
-}
 # immoctl on the private bus, bounded: stdout and stderr together (ic) or stdout alone, the
 # text for people in $tmp/stderr (ic_stdout); exit status in $rc.
 ic() {
@@ -48,8 +37,23 @@ ic_stdout() {
         out=$(timeout $RUN_MAX "$immoctl" --bus="$addr" "$@" 2>"$tmp/stderr")
         rc=$?
 }
-json_get() { # json_get KEY TEXT: the value of KEY in the first line's object
-        python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())[sys.argv[1]])' "$1" <<<"$2" 2>&1
+# ic_bg OUT ERR ARGS...: immoctl in the background, bounded, stdout to $tmp/OUT and stderr
+# to $tmp/ERR (with stdout when ERR is OUT); sets bg_pid. ic_bg_done DESCRIPTION waits for
+# it: exit 0 wanted, its stderr shown otherwise.
+ic_bg() {
+        bg_out=$tmp/$1 bg_err=$tmp/$2
+        shift 2
+        if [ "$bg_out" = "$bg_err" ]; then
+                timeout $RUN_MAX "$immoctl" --bus="$addr" "$@" >"$bg_out" 2>&1 &
+        else
+                timeout $RUN_MAX "$immoctl" --bus="$addr" "$@" >"$bg_out" 2>"$bg_err" &
+        fi
+        bg_pid=$!
+}
+ic_bg_done() {
+        wait "$bg_pid"
+        expect_rc "$1" 0 $? "$(cat "$bg_err")"
+        bg_pid=
 }
 # Checks JSON lines with python assertions over "events" (the objects, in order); a failed
 # assertion shows its message.
@@ -77,53 +81,12 @@ expect_rc "--passcode three times" 2 $? "$out"
 expect_match "--passcode three times: at most twice" 'at most twice' "$out"
 
 # ===== certificates, the reference passcode server
-make_ca ca && make_cert ca server || { fail "openssl"; exit 1; }
-write_master_key
-chmod 0600 "$tmp/master.key"
-port=$(free_port)
-cat >"$tmp/server.yaml" <<CONF
-listen:
-  address: 127.0.0.1
-  port: $port
-tls:
-  certificate: $tmp/server.pem
-  key: $tmp/server.key
-database: $tmp/passcodes.sqlite
-master_key_file: $tmp/master.key
-approval_validity_hours: 72
-dealers:
-  - code: D100
-    name: "Example Motors"
-users:
-  - {id: tech1, name: Tom Tech, dealer: D100, role: technician, title: Technician, password: $PW}
-  - {id: mgr1, name: Mia Manager, dealer: D100, role: manager, title: Service Manager, password: pw-m1}
-  - {id: mgr2, name: Max Manager, dealer: D100, role: manager, title: General Manager, password: pw-m2}
-CONF
-"$server" --config "$tmp/server.yaml" >>"$tmp/server.log" 2>&1 &
-server_pid=$!
-wait_for 10 listening "$port" || { fail "the passcode server did not start"; exit 1; }
+start_reference_server
 
 # ===== the private bus, the simulated ECU (one key, 11111111), immod
 start_bus
 start_ecusim --time-scale 60 --window-scale 2 --battery 13.8
-mkdir "$tmp/state"
-cat >"$tmp/immod.conf" <<CONF
-link: vbus:$tmp/vbus.sock
-profiles: $src/conf/profiles
-state_dir: $tmp/state
-group: $(id -gn)
-tester_present_ms: 2000
-battery:
-  source: ecu
-server:
-  url: https://127.0.0.1:$port
-  ca_file: $tmp/ca.pem
-  dealer_code: D100
-  timeout_s: 20
-CONF
-"$immod" --config "$tmp/immod.conf" --bus "$addr" -v >"$tmp/immod.log" 2>&1 &
-immod_pid=$!
-wait_for 10 bctl status "$DEST" || { fail "immod did not take its bus name"; exit 1; }
+start_immod ecu "https://127.0.0.1:$port" 20 || { fail "immod did not take its bus name"; exit 1; }
 
 # q PROPERTY [VALUE]: the active procedure's property, without its type and quotes; with
 # VALUE, exit 0 only when it has that value. A script: the pty driver's checks use it too.
@@ -167,9 +130,7 @@ request_no=$(json_get request_no "$out")
 ic_stdout approval status $VIN --no-ask --json "${LOGIN[@]}"
 expect_match "approval status: pending" '^pending$' "$(json_get status "$out")"
 
-mgr=$(scurl POST /login '{"user": "mgr1", "password": "pw-m1"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
-expect_match "a manager approves (curl)" '"status": *"approved"' "$(scurl POST "/reset-requests/$request_no/decision" \
-        '{"decision": "approve", "attestations": {"details_verified": true, "nicb_notice": true, "terms": true}}' "$mgr")"
+manager_approves "$request_no"
 ic_stdout approval status $VIN --no-ask --json "${LOGIN[@]}"
 expect_rc "approval status --json" 0 $rc "$(cat "$tmp/stderr")"
 expect_match "approval status: approved" '^approved$' "$(json_get status "$out")"
@@ -195,9 +156,7 @@ ic_stdout keys --json
 expect_match "after the reset: no key registered" '"registered":0' "$out"
 
 # add-key: the two new keys touched when immoctl says it waits for them
-timeout $RUN_MAX "$immoctl" --bus="$addr" --json add-key --no-ask --new-keys 2 "${FETCH[@]}" \
-        >"$tmp/add.json" 2>"$tmp/add.err" &
-bg_pid=$!
+ic_bg add.json add.err --json add-key --no-ask --new-keys 2 "${FETCH[@]}"
 if wait_for 60 grep -q '"step":"touch-new-keys"' "$tmp/add.json"; then
         pass "add-key: step touch-new-keys"
         expect_match "first new key touched" '"ok": *true' "$(ctl 'touch 22222222')"
@@ -206,9 +165,7 @@ if wait_for 60 grep -q '"step":"touch-new-keys"' "$tmp/add.json"; then
 else
         fail "add-key: touch-new-keys not reached: $(cat "$tmp/add.err")"
 fi
-wait "$bg_pid"
-expect_rc "add-key --no-ask --new-keys 2 --fetch" 0 $? "$(cat "$tmp/add.err")"
-bg_pid=
+ic_bg_done "add-key --no-ask --new-keys 2 --fetch"
 expect_events "add-key: two key-registered events, slots and keys" "$tmp/add.json" '
 k = [e for e in events if e.get("event") == "key"]
 assert [e["key_event"] for e in k] == ["key-registered", "key-registered"], k
@@ -220,18 +177,14 @@ expect_rc "keys --json" 0 $rc
 expect_match "after add-key: 2 registered" '"registered":2' "$out"
 
 # erase-keys: one customer key present and touched, the other deleted
-timeout $RUN_MAX "$immoctl" --bus="$addr" --json erase-keys --no-ask --keys-present 1 --agree-erase-keys "${FETCH[@]}" \
-        >"$tmp/erase.json" 2>"$tmp/erase.err" &
-bg_pid=$!
+ic_bg erase.json erase.err --json erase-keys --no-ask --keys-present 1 --agree-erase-keys "${FETCH[@]}"
 if wait_for 60 grep -q '"step":"touch-keys"' "$tmp/erase.json"; then
         pass "erase-keys: step touch-keys"
         expect_match "the key present touched" '"ok": *true' "$(ctl 'touch 22222222')"
 else
         fail "erase-keys: touch-keys not reached: $(cat "$tmp/erase.err")"
 fi
-wait "$bg_pid"
-expect_rc "erase-keys --no-ask --keys-present 1 --agree-erase-keys --fetch" 0 $? "$(cat "$tmp/erase.err")"
-bg_pid=
+ic_bg_done "erase-keys --no-ask --keys-present 1 --agree-erase-keys --fetch"
 expect_events "erase-keys: key-kept, then finished succeeded" "$tmp/erase.json" '
 assert "key-kept" in [e.get("key_event") for e in events], events
 assert events[-1].get("event") == "finished" and events[-1]["state"] == "succeeded", events[-1]'
@@ -382,8 +335,7 @@ expect_rc "attach with nothing running" 1 $rc "$out"
 expect_match "attach with nothing running: says so" 'No procedure is running' "$out"
 
 # ===== key touches and the erasure's countdown as text (not a terminal: plain lines)
-timeout $RUN_MAX "$immoctl" --bus="$addr" add-key --no-ask --new-keys 2 "${FETCH[@]}" >"$tmp/add.txt" 2>&1 &
-bg_pid=$!
+ic_bg add.txt add.txt add-key --no-ask --new-keys 2 "${FETCH[@]}"
 if wait_for 60 "$q" Step touch-new-keys; then
         ctl 'touch 44444444' >/dev/null
         wait_for 20 grep -q 'key registered in slot 1' "$tmp/add.txt" || fail "text add-key: first key not shown"
@@ -391,27 +343,21 @@ if wait_for 60 "$q" Step touch-new-keys; then
 else
         fail "text add-key: touch-new-keys not reached: $(cat "$tmp/add.txt")"
 fi
-wait "$bg_pid"
-expect_rc "add-key, text" 0 $? "$(cat "$tmp/add.txt")"
-bg_pid=
+ic_bg_done "add-key, text"
 out=$(cat "$tmp/add.txt")
 expect_match "add-key, text: the first touch, live" '^  beep: key registered in slot 1, 6 slots left$' "$out"
 expect_match "add-key, text: the second touch, live" '^  beep: key registered in slot 2, 5 slots left$' "$out"
 expect_match "add-key, text: Done." '^Done\.$' "$out"
 if grep -q $'\e' <<<"$out"; then fail "add-key, text: escape sequences without a terminal"; else pass "add-key, text: no terminal, no escapes"; fi
 
-timeout $RUN_MAX "$immoctl" --bus="$addr" erase-keys --no-ask --keys-present 1 --agree-erase-keys "${FETCH[@]}" \
-        >"$tmp/erase.txt" 2>&1 &
-bg_pid=$!
+ic_bg erase.txt erase.txt erase-keys --no-ask --keys-present 1 --agree-erase-keys "${FETCH[@]}"
 if wait_for 60 grep -q 's left to touch the keys: 0 of 1 touched' "$tmp/erase.txt"; then
         pass "erase-keys, text: the countdown"
         ctl 'touch 55555555' >/dev/null
 else
         fail "erase-keys, text: no countdown: $(cat "$tmp/erase.txt")"
 fi
-wait "$bg_pid"
-expect_rc "erase-keys, text" 0 $? "$(cat "$tmp/erase.txt")"
-bg_pid=
+ic_bg_done "erase-keys, text"
 out=$(cat "$tmp/erase.txt")
 expect_match "erase-keys, text: the keep/delete counts" 'Keys to delete for ever: +1$' "$out"
 expect_match "erase-keys, text: the key kept" 'beep: the key in slot 2 will be kept \(1 of 1 touched\)' "$out"
@@ -422,6 +368,6 @@ expect_match "after the text erase-keys: 1 registered" '"registered":1' "$out"
 # ===== the password never in immod's log
 if grep -qF -- "$PW" "$tmp/immod.log"; then fail "the password appears in immod's log"; else pass "password not in immod's log"; fi
 
-kill "$immod_pid"; wait "$immod_pid" 2>/dev/null; immod_pid=
+stop_immod
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

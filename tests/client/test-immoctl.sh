@@ -13,17 +13,12 @@ immod=$2
 ecusim=$3
 src=$4
 
-VIN=58ADZ1B19LU012345
 BAD_CHECK=58ADZ1B18LU012345
-DEST=org.immod.Immod1
 
 harness_pids="mon_pid immod_pid sim_pid bus_pid"
 mon_pid=
 . "$src/tests/lib/harness.sh"
 
-expect_rc() { # expect_rc DESCRIPTION WANTED GOT [OUTPUT]
-        if [ "$2" -eq "$3" ]; then pass "$1 (exit $3)"; else fail "$1: wanted exit $2, got $3: ${4:-}"; fi
-}
 # Every line of the text is one JSON object.
 expect_json_lines() {
         if python3 -c '
@@ -34,13 +29,9 @@ for l in lines:
     assert isinstance(json.loads(l), dict), l
 ' <<<"$2" 2>"$tmp/json.err"; then pass "$1 is JSON"; else fail "$1 is not JSON lines: $2 ($(cat "$tmp/json.err"))"; fi
 }
-json_get() { # json_get KEY TEXT: the value of KEY in the first line's object
-        python3 -c 'import json, sys; print(json.loads(sys.stdin.readline())[sys.argv[1]])' "$1" <<<"$2" 2>&1
-}
 
 # --- the private bus: any uid may connect and call; immod does its own checks.
 start_bus
-chmod 0777 "$tmp/bus.sock" 2>/dev/null
 
 # immoctl on the private bus; stdout and stderr together, exit status in $rc.
 ic() {
@@ -76,24 +67,11 @@ for verb in status identify "vehicle set" "vehicle show" keys history monitor; d
 done
 
 # --- the simulated ECU
-write_master_key
 start_ecusim
 
 # --- immod
-mkdir "$tmp/state"
-cat >"$tmp/immod.conf" <<CONF
-link: vbus:$tmp/vbus.sock
-profiles: $src/conf/profiles
-state_dir: $tmp/state
-group: $(id -gn)
-tester_present_ms: 2000
-battery:
-  source: none
-CONF
-"$immod" --config "$tmp/immod.conf" --bus "$addr" -v >"$tmp/immod.log" 2>&1 &
-immod_pid=$!
-wait_for 10 busctl --address="$addr" status "$DEST" || { fail "immod did not take its bus name"; exit 1; }
-wait_for 5 bash -c "busctl --address='$addr' get-property $DEST /org/immod/Immod1 org.immod.Immod1.Manager LinkState | grep -q '\"up\"'"
+start_immod none || { fail "immod did not take its bus name"; exit 1; }
+wait_for 5 link_up
 
 # --- status before anything is known
 ic status
@@ -207,7 +185,6 @@ expect_rc "history -n x" 2 $rc "$out"
 # --- a caller outside the group
 cp "$immoctl" "$tmp/immoctl"
 chmod 0755 "$tmp/immoctl"
-as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
 out=$(as_nobody "$tmp/immoctl" --bus="$addr" identify 2>&1)
 rc=$?
 expect_rc "nobody: identify refused" 3 $rc "$out"
@@ -232,9 +209,7 @@ ic identify
 expect_rc "identify after the courtesy switch" 0 $rc "$out"
 
 # --- immod gone
-kill -TERM "$immod_pid"
-wait "$immod_pid"
-immod_pid=
+stop_immod TERM
 ic status
 expect_rc "status without immod" 1 $rc "$out"
 expect_match "status without immod says so" 'immod is not running' "$out"

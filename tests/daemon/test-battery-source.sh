@@ -12,37 +12,14 @@ immod=$1
 ecusim=$2
 src=$3
 
-VIN=58ADZ1B19LU012345
-DEST=org.immod.Immod1
-OBJ=/org/immod/Immod1
-IFACE=org.immod.Immod1.Manager
-
 . "$src/tests/lib/harness.sh"
 
 # --- the private bus: any uid may connect and call; immod does its own checks.
 start_bus
-chmod 0777 "$tmp/bus.sock" 2>/dev/null
 
 # --- the simulated ECU
-write_master_key
 start_ecusim
 
-# --- immod, started with a battery source
-start_immod() { # start_immod SOURCE
-        [ -n "$immod_pid" ] && { kill "$immod_pid"; wait "$immod_pid" 2>/dev/null; immod_pid=; }
-        mkdir -p "$tmp/state"
-        cat >"$tmp/immod.conf" <<CONF
-link: vbus:$tmp/vbus.sock
-profiles: $src/conf/profiles
-state_dir: $tmp/state
-group: $(id -gn)
-tester_present_ms: 2000
-battery: {source: $1}
-CONF
-        "$immod" --config "$tmp/immod.conf" --bus "$addr" -v >>"$tmp/immod.log" 2>&1 &
-        immod_pid=$!
-        wait_for 10 bctl status "$DEST" || { fail "immod did not take its bus name"; exit 1; }
-}
 # wait_prop SECONDS PROPERTY PATTERN: until the property matches
 wait_prop() {
         local deadline=$((SECONDS + $1))
@@ -57,7 +34,7 @@ expect_prop() { # expect_prop SECONDS PROPERTY PATTERN
 
 # --- hwmon
 echo 13800 >"$tmp/in0_input"
-start_immod "hwmon:$tmp/in0_input"
+start_immod "hwmon:$tmp/in0_input" || { fail "immod did not take its bus name"; exit 1; }
 expect_match "Identify" '"profile" s "lexus-es-ux-ls-2018-2021"' "$(call Identify)"
 expect_prop 5 BatteryState '^s "ok"$'
 expect_prop 5 BatteryVoltage '^d 13\.8$'
@@ -89,7 +66,7 @@ expect_prop 2 BatteryVoltage '^d nan$'
 
 # --- ecu: A010 from the simulator, only with traffic
 ctl "battery 13.1" >/dev/null
-start_immod ecu
+start_immod ecu || { fail "immod did not take its bus name"; exit 1; }
 expect_match "ecu: BatteryState unknown before any traffic" '^s "unknown"$' "$(prop BatteryState)"
 expect_match "ecu: Identify" '"profile" s "lexus-es-ux-ls-2018-2021"' "$(call Identify)"
 expect_prop 5 BatteryVoltage '^d 13\.1$'
@@ -102,12 +79,11 @@ ctl "battery 12.9" >/dev/null
 expect_prop 8 BatteryVoltage '^d 12\.9$'
 expect_prop 2 BatteryState '^s "low"$'
 if [ -n "$proc" ]; then
-        pprop() { bctl get-property "$DEST" "$proc" org.immod.Immod1.Procedure "$1" 2>&1; }
         expect_match "BatteryMinimum follows the readings" '^d 12\.9$' "$(pprop BatteryMinimum)"
         ctl "battery 13.4" >/dev/null
         expect_prop 8 BatteryVoltage '^d 13\.4$'
         expect_match "BatteryMinimum keeps the minimum" '^d 12\.9$' "$(pprop BatteryMinimum)"
-        bctl call "$DEST" "$proc" org.immod.Immod1.Procedure Cancel >/dev/null 2>&1
+        pcall Cancel >/dev/null
 fi
 
 if [ "$failures" -ne 0 ]; then

@@ -12,35 +12,16 @@ immod=$1
 ecusim=$2
 src=$3
 
-VIN=58ADZ1B19LU012345
-DEST=org.immod.Immod1
-OBJ=/org/immod/Immod1
-IFACE=org.immod.Immod1.Manager
-
 . "$src/tests/lib/harness.sh"
 
 # --- the private bus: any uid may connect and call; immod does its own checks.
 start_bus
-chmod 0777 "$tmp/bus.sock" 2>/dev/null
 
 # --- the simulated ECU
-write_master_key
 start_ecusim
 
 # --- immod
-mkdir "$tmp/state"
-cat >"$tmp/immod.conf" <<CONF
-link: vbus:$tmp/vbus.sock
-profiles: $src/conf/profiles
-state_dir: $tmp/state
-group: $(id -gn)
-tester_present_ms: 2000
-battery:
-  source: none
-CONF
-"$immod" --config "$tmp/immod.conf" --bus "$addr" -v >"$tmp/immod.log" 2>&1 &
-immod_pid=$!
-wait_for 10 bctl status "$DEST" || { fail "immod did not take its bus name"; exit 1; }
+start_immod none || { fail "immod did not take its bus name"; exit 1; }
 
 # --- usage errors
 "$immod" --bus "nonsense" >/dev/null 2>&1
@@ -50,7 +31,7 @@ expect_match "usage error exits 2" '^2$' "$?"
 expect_match "introspection shows the Manager" "$IFACE" "$(bctl introspect "$DEST" "$OBJ" 2>&1)"
 expect_match "Version" '^s "[0-9]+\.[0-9]+\.[0-9]+"$' "$(prop Version)"
 expect_match "Link" "^s \"vbus:$tmp/vbus.sock\"$" "$(prop Link)"
-wait_for 5 bash -c "busctl --address='$addr' get-property $DEST $OBJ $IFACE LinkState | grep -q '\"up\"'"
+wait_for 5 link_up
 expect_match "LinkState up" '^s "up"$' "$(prop LinkState)"
 expect_match "EcuState unknown at start" '^s "unknown"$' "$(prop EcuState)"
 expect_match "Problems: no-vehicle" '"no-vehicle"' "$(prop Problems)"
@@ -107,14 +88,8 @@ out=$(bctl call $DEST $OBJ $IFACE SetVehicle 'sa{sv}' $VIN 2 model s 'ES 350' ye
 expect_match "SetVehicle right VIN accepted" '^$' "$out"
 
 # --- a caller outside the group
-as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups "$@"; }
-as_nobody_error() {
-        local out
-        if out=$(as_nobody gdbus call --address="$addr" --dest="$DEST" --object-path="$OBJ" --method="$IFACE.$1" 2>&1); then
-                echo OK
-        else
-                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\):.*/\1/p' <<<"$out" | head -n 1
-        fi
+as_nobody_error() { # METHOD: call_error, as nobody
+        dbus_error as_nobody gdbus call --address="$addr" --dest="$DEST" --object-path="$OBJ" --method="$IFACE.$1"
 }
 expect_match "nobody: Identify NotAuthorized" 'Error\.NotAuthorized$' "$(as_nobody_error Identify)"
 expect_match "nobody: ReadKeyStatus NotAuthorized" 'Error\.NotAuthorized$' "$(as_nobody_error ReadKeyStatus)"
@@ -137,10 +112,8 @@ expect_match "EcuState awake again" '^s "awake"$' "$(prop EcuState)"
 
 # --- still alive, and stops cleanly
 if kill -0 "$immod_pid" 2>/dev/null; then pass "immod alive"; else fail "immod died"; fi
-kill -TERM "$immod_pid"
-wait "$immod_pid"
+stop_immod TERM
 rc=$?
-immod_pid=
 expect_match "immod exits 0 on SIGTERM" '^0$' "$rc"
 
 echo "$failures failure(s)"

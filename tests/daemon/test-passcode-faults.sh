@@ -7,7 +7,7 @@
 # without Content-Length), malformed JSON and JSON without the expected fields; after
 # each fault immod is alive, the procedure still waits at its step and the ECU is still
 # in its extended session (tester present unaffected). Then against the reference
-# server: once the repair is marked complete, FetchPasscode gets approval-expired.
+# server: once the repair is marked complete, FetchPasscode gets approval-expired (ApprovalRequired).
 #
 # usage: test-passcode-faults.sh IMMOD IMMO_ECUSIM IMMO_PASSCODE_SERVER SOURCE_ROOT
 
@@ -18,26 +18,18 @@ ecusim=$2
 server=$3
 src=$4
 
-for tool in openssl curl busctl gdbus dbus-daemon python3; do
-        command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
-done
-
-VIN=58ADZ1B19LU012345
-DEST=org.immod.Immod1
-OBJ=/org/immod/Immod1
-IFACE=org.immod.Immod1.Manager
-PIFACE=org.immod.Immod1.Procedure
 PW='Tr1cky-pw-4417'
 
 harness_pids="immod_pid sim_pid server_pid fake_pid bus_pid"
 server_pid= fake_pid=
 harness_logs=("fake server log" fake.log 50 "server log" server.log 50 "ecusim log" ecusim.log 30)
 . "$src/tests/lib/harness.sh"
+require_tools openssl curl busctl gdbus dbus-daemon python3
 
 now_ms() { date +%s%3N; }
 
-# --- certificates
-make_ca ca && make_cert ca server || { fail "openssl"; exit 1; }
+# --- the reference server (and the certificates the fake server uses too)
+start_reference_server
 
 # --- the fake server: its answer depends on the mode written in $tmp/mode; it logs
 # "METHOD PATH" per request in $tmp/requests
@@ -124,75 +116,13 @@ python3 "$tmp/fake.py" "$fake_port" "$tmp/server.pem" "$tmp/server.key" "$tmp" "
 fake_pid=$!
 wait_for 10 listening "$fake_port" || { fail "the fake server did not start"; exit 1; }
 
-# --- the reference server
-write_master_key
-chmod 0600 "$tmp/master.key"
-port=$(free_port)
-cat >"$tmp/server.yaml" <<CONF
-listen:
-  address: 127.0.0.1
-  port: $port
-tls:
-  certificate: $tmp/server.pem
-  key: $tmp/server.key
-database: $tmp/passcodes.sqlite
-master_key_file: $tmp/master.key
-approval_validity_hours: 72
-dealers:
-  - code: D100
-    name: "Example Motors"
-users:
-  - {id: tech1, name: Tom Tech, dealer: D100, role: technician, title: Technician, password: $PW}
-  - {id: mgr1, name: Mia Manager, dealer: D100, role: manager, title: Service Manager, password: pw-m1}
-  - {id: mgr2, name: Max Manager, dealer: D100, role: manager, title: General Manager, password: pw-m2}
-CONF
-"$server" --config "$tmp/server.yaml" >>"$tmp/server.log" 2>&1 &
-server_pid=$!
-wait_for 10 listening "$port" || { fail "the passcode server did not start"; exit 1; }
-
 # --- the private bus
 start_bus
-
-pcall() { bctl --timeout=60 call "$DEST" "$proc" "$PIFACE" "$@" 2>&1; }
 
 # --- the simulated ECU
 start_ecusim --time-scale 60 --window-scale 2 --battery 13.8
 
-# --- immod, with the passcode service at URL
-mkdir "$tmp/state"
-start_immod() { # URL TIMEOUT_S
-        [ -n "$immod_pid" ] && { kill "$immod_pid"; wait "$immod_pid" 2>/dev/null; immod_pid=; }
-        cat >"$tmp/immod.conf" <<CONF
-link: vbus:$tmp/vbus.sock
-profiles: $src/conf/profiles
-state_dir: $tmp/state
-group: $(id -gn)
-tester_present_ms: 2000
-battery:
-  source: ecu
-server:
-  url: $1
-  ca_file: $tmp/ca.pem
-  dealer_code: D100
-  timeout_s: $2
-CONF
-        "$immod" --config "$tmp/immod.conf" --bus "$addr" -v >>"$tmp/immod.log" 2>&1 &
-        immod_pid=$!
-        wait_for 10 bctl status "$DEST"
-}
 CRED="{'user': <'tech1'>, 'password': <'$PW'>}"
-start_reset() { # runs an immobilizer reset to its immobilizer-passcode step; sets $proc
-        local out
-        expect_match "Identify" "\"vin\" s \"$VIN\"" "$(call Identify)"
-        out=$(call StartProcedure 'sa{sv}' immobilizer-reset 3 technician s tech1 repair_order s RO-42 \
-                customer_last_name s Smith)
-        proc=$(sed -n 's/^o "\(.*\)"$/\1/p' <<<"$out")
-        [ -n "$proc" ] && pass "StartProcedure: $proc" || fail "StartProcedure: $out"
-        pcall Acknowledge s confirm-erase-all >/dev/null
-        ctl 'door open' >/dev/null
-        pcall Acknowledge s open-driver-door >/dev/null
-        wait_step 10 immobilizer-passcode
-}
 unaffected() { # WHAT: immod alive, the procedure waiting at its step, the ECU still in its extended session
         if kill -0 "$immod_pid" 2>/dev/null; then pass "$1: immod alive"; else fail "$1: immod died"; fi
         expect_match "$1: still at immobilizer-passcode" '^s "immobilizer-passcode"$' "$(pprop Step)"
@@ -212,7 +142,7 @@ timed_fetch() { # sets $answer and $elapsed_ms
 }
 
 # ===== the fake server
-start_immod "https://127.0.0.1:$fake_port" 5 || { fail "immod did not start"; exit 1; }
+start_immod ecu "https://127.0.0.1:$fake_port" 5 || { fail "immod did not start"; exit 1; }
 start_reset
 sleep 3 # a few tester present periods
 expect_match "before any fault: ECU in the extended session" '"session": *"extended"' "$(ctl state)"
@@ -288,23 +218,18 @@ wait_for 10 bash -c "busctl --address='$addr' get-property $DEST $proc $PIFACE S
         pass "procedure cancelled" || fail "cancel: $(pprop State)"
 
 # ===== the reference server: the repair completed, the approval no longer valid
-start_immod "https://127.0.0.1:$port" 10 || { fail "immod did not restart"; exit 1; }
-out=$(call RequestApproval 'a{sv}a{sv}' 5 vin s "$VIN" repair_order s RO-42 customer_last_name s Smith \
-        approvers as 2 mgr1 mgr2 attestations as 4 customer_authority photo_id registration terms \
-        2 user s tech1 password s "$PW")
-expect_match "RequestApproval: pending" '"status" s "pending"' "$out"
-request_no=$(sed -n 's/.*"request_no" s "\([^"]*\)".*/\1/p' <<<"$out")
-[ -n "$request_no" ] && pass "request_no $request_no" || fail "no request_no: $out"
-mgr=$(scurl POST /login '{"user": "mgr1", "password": "pw-m1"}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
-expect_match "a manager approves (curl)" '"status": *"approved"' "$(scurl POST "/reset-requests/$request_no/decision" \
-        '{"decision": "approve", "attestations": {"details_verified": true, "nicb_notice": true, "terms": true}}' "$mgr")"
+start_immod ecu "https://127.0.0.1:$port" 10 || { fail "immod did not restart"; exit 1; }
+request_approval
+manager_approves "$request_no"
 expect_match "the repair is marked complete (curl)" '"status": *"completed"' \
         "$(scurl POST "/reset-requests/$request_no/complete" '' "$mgr")"
 expect_match "GetApproval: completed" "\"status\" s \"completed\" \"request_no\" s \"$request_no\"" \
         "$(call GetApproval 'sa{sv}' "$VIN" 2 user s tech1 password s "$PW")"
 start_reset
-expect_match "FetchPasscode after completion: ServerRefused, approval no longer valid" \
-        "ServerRefused: .*approval-expired.*$request_no no longer holds" "$(gcall "$proc" $PIFACE.FetchPasscode "$CRED")"
+# approval-expired: a new request is the way out, as for approval-required
+expect_match "FetchPasscode after completion: ApprovalRequired, its own sentence and the service's" \
+        "ApprovalRequired: The reset approval for this vehicle no longer holds .*RequestApproval.*$request_no no longer holds" \
+        "$(gcall "$proc" $PIFACE.FetchPasscode "$CRED")"
 expect_match "after completion: Server reachable" '^s "reachable"$' "$(prop Server)"
 unaffected "approval expired"
 pcall Cancel >/dev/null
@@ -312,6 +237,6 @@ pcall Cancel >/dev/null
 # ===== the password never in immod's log nor its state
 if grep -rqF -- "$PW" "$tmp/immod.log" "$tmp/state"; then fail "the password appears in immod's log or state"; else pass "password not in immod's log or state"; fi
 
-kill "$immod_pid"; wait "$immod_pid" 2>/dev/null; immod_pid=
+stop_immod
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]

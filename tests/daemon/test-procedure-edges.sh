@@ -23,16 +23,6 @@ ecusim=$2
 server=$3
 src=$4
 
-for tool in openssl busctl gdbus dbus-daemon python3 setpriv; do
-        command -v "$tool" >/dev/null || { echo "SKIP: $tool is not installed"; exit 77; }
-done
-[ "$(id -u)" -eq 0 ] || { echo "SKIP: calling as another uid needs root"; exit 77; }
-
-VIN=58ADZ1B19LU012345
-DEST=org.immod.Immod1
-OBJ=/org/immod/Immod1
-IFACE=org.immod.Immod1.Manager
-PIFACE=org.immod.Immod1.Procedure
 PW='Edge-pw-8812'
 CRED="{'user': <'tech1'>, 'password': <'$PW'>}"
 
@@ -40,71 +30,26 @@ harness_pids="immod_pid mon_pid sim_pid server_pid bus_pid"
 mon_pid= server_pid=
 harness_logs=("ecusim log" ecusim.log 60 "server log" server.log 20)
 . "$src/tests/lib/harness.sh"
+require_tools openssl busctl gdbus dbus-daemon python3 setpriv
+[ "$(id -u)" -eq 0 ] || { echo "SKIP: calling as another uid needs root"; exit 77; }
 
 # --- the reference passcode server, for FetchPasscode after a restart
-make_ca ca && make_cert ca server || { fail "openssl"; exit 1; }
-write_master_key
-chmod 0600 "$tmp/master.key"
-port=$(free_port)
-cat >"$tmp/server.yaml" <<CONF
-listen:
-  address: 127.0.0.1
-  port: $port
-tls:
-  certificate: $tmp/server.pem
-  key: $tmp/server.key
-database: $tmp/passcodes.sqlite
-master_key_file: $tmp/master.key
-approval_validity_hours: 72
-dealers:
-  - code: D100
-    name: "Example Motors"
-users:
-  - {id: tech1, name: Tom Tech, dealer: D100, role: technician, title: Technician, password: $PW}
-  - {id: mgr1, name: Mia Manager, dealer: D100, role: manager, title: Service Manager, password: pw-m1}
-  - {id: mgr2, name: Max Manager, dealer: D100, role: manager, title: General Manager, password: pw-m2}
-CONF
-"$server" --config "$tmp/server.yaml" >>"$tmp/server.log" 2>&1 &
-server_pid=$!
-wait_for 10 listening "$port" || { fail "the passcode server did not start"; exit 1; }
+start_reference_server
 
 # --- the private bus: any uid may connect and call; immod does its own checks.
 start_bus
-chmod 0777 "$tmp/bus.sock" 2>/dev/null
 
 # --- the simulated ECU: time scale 40 (lockout 15 s, reset 24 s), window scale 6 (erasure
 # window 5 s, registration idle timeout 10 s).
 start_ecusim --time-scale 40 --window-scale 6 --battery 13.8
 
 # --- immod
-mkdir "$tmp/state"
-cat >"$tmp/immod.conf" <<CONF
-link: vbus:$tmp/vbus.sock
-profiles: $src/conf/profiles
-state_dir: $tmp/state
-group: $(id -gn)
-tester_present_ms: 2000
-battery:
-  source: ecu
-server:
-  url: https://127.0.0.1:$port
-  ca_file: $tmp/ca.pem
-  dealer_code: D100
-  timeout_s: 20
-CONF
-start_immod() {
-        "$immod" --config "$tmp/immod.conf" --bus "$addr" -v >>"$tmp/immod.log" 2>&1 &
-        immod_pid=$!
-        wait_for 10 bctl status "$DEST"
-}
 restart_immod_hard() { # SIGKILL, as a crash or a power cut would
-        kill -KILL "$immod_pid"
-        wait "$immod_pid" 2>/dev/null
-        immod_pid=
+        stop_immod KILL
         start_immod || { fail "immod did not restart"; exit 1; }
         pass "immod killed and restarted"
 }
-start_immod || { fail "immod did not take its bus name"; exit 1; }
+start_immod ecu "https://127.0.0.1:$port" 20 || { fail "immod did not take its bus name"; exit 1; }
 
 # --- every signal of the Procedure objects, as JSON lines
 bctl monitor --json=short --match "type='signal',interface='$PIFACE'" >"$tmp/signals.json" 2>/dev/null &
@@ -134,46 +79,11 @@ expect_signal() { # DESCRIPTION PATH MEMBER ARGS-REGEX (signals are delivered as
         if wait_for 10 signal_seen "$2" "$3" "$4"; then pass "$1"; else fail "$1: no $3 signal matching /$4/ on $2"; fi
 }
 
-pcall() { bctl --timeout=60 call "$DEST" "$proc" "$PIFACE" "$@" 2>&1; }
-pjson() { bctl --json=short get-property "$DEST" "$proc" "$PIFACE" "$1" 2>&1; }
-perr() { # the error name of a Procedure method, or OK
-        local method=$1
-        shift
-        local out
-        if out=$(gdbus call --timeout 60 --address="$addr" --dest="$DEST" --object-path="$proc" --method="$PIFACE.$method" "$@" 2>&1); then
-                echo OK
-        else
-                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\):.*/\1/p' <<<"$out" | head -n 1
-        fi
-}
-# The same, called by uid 65534, outside the configured group.
-as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+# The error name of a method called by uid 65534, outside the configured group, or OK.
 nobody_err() { # OBJECT IFACE.METHOD ARGS...
-        local o=$1 m=$2 out
+        local o=$1 m=$2
         shift 2
-        if out=$(as_nobody gdbus call --timeout 60 --address="$addr" --dest="$DEST" --object-path="$o" --method="$m" "$@" 2>&1); then
-                echo OK
-        else
-                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\):.*/\1/p' <<<"$out" | head -n 1
-        fi
-}
-state_is() { [ "$(pprop State)" = "s \"$1\"" ]; }
-# The passcode for the Seed shown now (vehicle-protocol.md §6).
-passcode() {
-        pjson Seed | python3 -c '
-import hashlib, hmac, json, sys
-m = bytes.fromhex(open(sys.argv[1]).read().strip())
-seed = {k: v["data"] for k, v in json.load(sys.stdin)["data"].items()}
-kvin = hmac.new(m, b"immod/vin-key/v1:" + sys.argv[2].encode(), hashlib.sha256).digest()
-if seed["kind"] == "immobilizer":
-    h = hmac.new(kvin, b"immod/immobilizer-reset/v1:" + bytes.fromhex(seed["seed"]), hashlib.sha256).digest()
-    o = h[31] & 0x0f
-    v = ((h[o] & 0x7f) << 24 | h[o + 1] << 16 | h[o + 2] << 8 | h[o + 3]) % 1000000
-    print("%06d" % v)
-else:
-    msg = "immod/smart-code/v1:%s:%s:%s:%s" % (seed["vin"], seed["data1"].upper(), seed["data2"].upper(), seed["data3"].upper())
-    print(hmac.new(kvin, msg.encode(), hashlib.sha256).digest()[:6].hex().upper())
-' "$tmp/master.key" "$VIN"
+        dbus_error as_nobody gdbus call --timeout 60 --address="$addr" --dest="$DEST" --object-path="$o" --method="$m" "$@"
 }
 wrong_passcode() { # a passcode for the Seed shown now that is certainly wrong
         local pc
@@ -182,11 +92,7 @@ wrong_passcode() { # a passcode for the Seed shown now that is certainly wrong
 }
 seed_shown() { pprop Seed | grep -q '"kind" s'; }
 start() { # start KIND: sets $proc
-        local out
-        out=$(call StartProcedure 'sa{sv}' "$1" 3 technician s "T. Tester" repair_order s "RO-77" \
-                customer_last_name s "Smith")
-        proc=$(sed -n 's/^o "\(.*\)"$/\1/p' <<<"$out")
-        if [ -n "$proc" ]; then pass "StartProcedure $1: $proc"; else fail "StartProcedure $1: $out"; fi
+        start_procedure "$1" 3 technician s "T. Tester" repair_order s "RO-77" customer_last_name s "Smith"
 }
 keys_prop() { pprop Keys; }
 ecu_registered() { ctl state | python3 -c 'import json, sys; print(json.load(sys.stdin)["registered"])'; }
@@ -220,6 +126,16 @@ to_registration_slots() {
         expect_match "Acknowledge confirm-instructions" '^$' "$(pcall Acknowledge s confirm-instructions)"
         expect_match "SubmitPasscode (registration)" '^$' "$(pcall SubmitPasscode s "$(passcode)")"
         expect_match "Step check-slots" '^s "check-slots"$' "$(pprop Step)"
+}
+# On to touch-new-keys in registration mode 1 (one key registered, touched first).
+to_touch_new_keys() {
+        to_registration_slots
+        expect_match "Acknowledge check-slots" '^$' "$(pcall Acknowledge s check-slots)"
+        expect_match "Acknowledge place-keys" '^$' "$(pcall Acknowledge s place-keys)"
+        expect_match "touch the registered key" '"ok": *true' "$(ctl 'touch 11111111')"
+        wait_step 10 pre-start-check
+        expect_match "Acknowledge pre-start-check" '^$' "$(pcall Acknowledge s pre-start-check)"
+        expect_match "Step touch-new-keys" '^s "touch-new-keys"$' "$(pprop Step)"
 }
 
 expect_match "Identify" "\"vin\" s \"$VIN\"" "$(call Identify)"
@@ -305,13 +221,7 @@ expect_signal "Finished(succeeded)" "$proc" Finished '^succeeded $'
 expect_match "audit: keys 1 -> 2" '"result" s "succeeded".*"keys_before" i 1 "keys_after" i 2' "$(history_of)"
 
 # ===== 3. the ECU ends registration mode by its idle timeout (10 s here); immod starts it again
-to_registration_slots
-expect_match "Acknowledge check-slots" '^$' "$(pcall Acknowledge s check-slots)"
-expect_match "Acknowledge place-keys" '^$' "$(pcall Acknowledge s place-keys)"
-expect_match "touch the registered key" '"ok": *true' "$(ctl 'touch 11111111')"
-wait_step 10 pre-start-check
-expect_match "Acknowledge pre-start-check" '^$' "$(pcall Acknowledge s pre-start-check)"
-expect_match "Step touch-new-keys" '^s "touch-new-keys"$' "$(pprop Step)"
+to_touch_new_keys
 # nobody touches a key: the ECU times out; mode 1 starts again with the registered key
 wait_step 30 touch-registered-key
 expect_signal "KeyEvent timed-out" "$proc" KeyEvent '^timed-out 0 0$'
@@ -353,13 +263,7 @@ expect_match "Erase after the window: WrongStep" 'Error\.WrongStep$' "$(perr Era
 # registration mode), an erasure to declare-keys (nothing was deleted; the count is asked
 # again): the same procedure, one audit record in the end. 9: the journal keeps the
 # customer's last name, so FetchPasscode works after the restart.
-to_registration_slots
-expect_match "Acknowledge check-slots" '^$' "$(pcall Acknowledge s check-slots)"
-expect_match "Acknowledge place-keys" '^$' "$(pcall Acknowledge s place-keys)"
-expect_match "touch the registered key" '"ok": *true' "$(ctl 'touch 11111111')"
-wait_step 10 pre-start-check
-expect_match "Acknowledge pre-start-check" '^$' "$(pcall Acknowledge s pre-start-check)"
-expect_match "Step touch-new-keys" '^s "touch-new-keys"$' "$(pprop Step)"
+to_touch_new_keys
 expect_match "journal keeps customer_last_name" '"customer_last_name": "Smith"' "$(cat "$tmp/state/procedure-${proc##*/}.json")"
 restart_immod_hard
 expect_match "ActiveProcedure: the resumed registration" "^o \"$proc\"$" "$(prop ActiveProcedure)"

@@ -12,75 +12,17 @@ immod=$1
 ecusim=$2
 src=$3
 
-VIN=58ADZ1B19LU012345
-DEST=org.immod.Immod1
-OBJ=/org/immod/Immod1
-IFACE=org.immod.Immod1.Manager
-
 . "$src/tests/lib/harness.sh"
 
 # --- the private bus: any uid may connect and call; immod does its own checks.
 start_bus
-chmod 0777 "$tmp/bus.sock" 2>/dev/null
 
 # --- the simulated ECU
-write_master_key
 start_ecusim --time-scale 60 --window-scale 2 --battery 13.8
 # --- immod
-mkdir "$tmp/state"
-cat >"$tmp/immod.conf" <<CONF
-link: vbus:$tmp/vbus.sock
-profiles: $src/conf/profiles
-state_dir: $tmp/state
-group: $(id -gn)
-tester_present_ms: 2000
-battery:
-  source: ecu
-CONF
-start_immod() {
-        "$immod" --config "$tmp/immod.conf" --bus "$addr" -v >>"$tmp/immod.log" 2>&1 &
-        immod_pid=$!
-        wait_for 10 bctl status "$DEST"
-}
-start_immod || { fail "immod did not take its bus name"; exit 1; }
+start_immod ecu || { fail "immod did not take its bus name"; exit 1; }
 
-PIFACE=org.immod.Immod1.Procedure
-pcall() { bctl call "$DEST" "$proc" "$PIFACE" "$@" 2>&1; }
-pjson() { bctl --json=short get-property "$DEST" "$proc" "$PIFACE" "$1" 2>&1; }
-perr() { # the error name of a Procedure method, or OK
-        local method=$1
-        shift
-        local out
-        if out=$(gdbus call --address="$addr" --dest="$DEST" --object-path="$proc" --method="$PIFACE.$method" "$@" 2>&1); then
-                echo OK
-        else
-                sed -n 's/.*GDBus\.Error:\([A-Za-z0-9_.]*\):.*/\1/p' <<<"$out" | head -n 1
-        fi
-}
-state_is() { [ "$(pprop State)" = "s \"$1\"" ]; }
-# The passcode for the Seed shown now (vehicle-protocol.md §6).
-passcode() {
-        pjson Seed | python3 -c '
-import hashlib, hmac, json, sys
-m = bytes.fromhex(open(sys.argv[1]).read().strip())
-seed = {k: v["data"] for k, v in json.load(sys.stdin)["data"].items()}
-kvin = hmac.new(m, b"immod/vin-key/v1:" + sys.argv[2].encode(), hashlib.sha256).digest()
-if seed["kind"] == "immobilizer":
-    h = hmac.new(kvin, b"immod/immobilizer-reset/v1:" + bytes.fromhex(seed["seed"]), hashlib.sha256).digest()
-    o = h[31] & 0x0f
-    v = ((h[o] & 0x7f) << 24 | h[o + 1] << 16 | h[o + 2] << 8 | h[o + 3]) % 1000000
-    print("%06d" % v)
-else:
-    msg = "immod/smart-code/v1:%s:%s:%s:%s" % (seed["vin"], seed["data1"].upper(), seed["data2"].upper(), seed["data3"].upper())
-    print(hmac.new(kvin, msg.encode(), hashlib.sha256).digest()[:6].hex().upper())
-' "$tmp/master.key" "$VIN"
-}
-start() { # start KIND: sets $proc
-        local out
-        out=$(call StartProcedure 'sa{sv}' "$1" 2 technician s "T. Tester" repair_order s "RO-42")
-        proc=$(sed -n 's/^o "\(.*\)"$/\1/p' <<<"$out")
-        if [ -n "$proc" ]; then pass "StartProcedure $1: $proc"; else fail "StartProcedure $1: $out"; fi
-}
+start() { start_procedure "$1" 2 technician s "T. Tester" repair_order s "RO-42"; } # start KIND: sets $proc
 keys_prop() { pprop Keys; }
 
 expect_match "StartProcedure without a vehicle: NoVehicle" 'Error\.NoVehicle$' \
@@ -218,7 +160,7 @@ pcall Acknowledge s confirm-duration >/dev/null
 pcall SubmitPasscode s "$(passcode)" >/dev/null
 expect_match "second reset running" '^s "resetting"$' "$(pprop Step)"
 sleep 2
-kill -KILL "$immod_pid"; wait "$immod_pid" 2>/dev/null
+stop_immod KILL
 start_immod || fail "immod did not restart"
 proc=$kill_proc
 expect_match "resumed procedure at resetting" '^s "(resetting|done)"$' "$(pprop Step)"
