@@ -17,8 +17,8 @@
 #
 # --systemd: boot a real systemd instead (about 20 s more).  The guest root is
 # a tmpfs overlay over the host's root (all of it writable, nothing reaches
-# the host; /tmp is an empty tmpfs), vcan0 is up, and the command runs as
-# root from a oneshot unit (immod-vm-test.service, output to the journal and
+# the host; the host's /tmp is visible and never cleaned), vcan0 is up, and
+# the command runs as root from a oneshot unit (immod-vm-test.service, output to the journal and
 # the console) once basic.target is reached, with the real system bus,
 # journald, udev and systemctl; getty, postgresql and the periodic timers are
 # masked, and nothing of multi-user.target is started.  The VM powers off
@@ -262,9 +262,13 @@ if [ "$MODE" = systemd ]; then
         fi
         # The host may be a container: systemd would believe it runs in one.
         rm -f $N/.dockerenv $N/run/.containerenv
-        # An empty /tmp: else systemd-tmpfiles would clean the host's /tmp
-        # through the overlay at boot, file by file over 9p.
-        mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs $N/tmp || say "cannot mount a tmpfs on /tmp"
+        # The host's /tmp stays visible (the source or build tree may live
+        # there, as in a CI clone), writable through the overlay; but
+        # systemd-tmpfiles must not empty it at boot ("D /tmp"), which would
+        # also be slow, file by file over 9p: /etc/tmpfiles.d/tmp.conf
+        # overrides Debian's with a plain "d".
+        mkdir -p $N/etc/tmpfiles.d
+        printf 'd /tmp 1777 root root -\nd /var/tmp 1777 root root -\n' > $N/etc/tmpfiles.d/tmp.conf
         if [ -n "$OUTPUT" ]; then
                 mkdir -p "$N$OUTPUT"
                 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 hostout "$N$OUTPUT" ||
