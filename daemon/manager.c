@@ -17,6 +17,10 @@
  * handler for itself, so the Manager reads the state rather than being told. */
 /* Bound on strings from callers (VIN, option values), before any closer check. */
 #define STRING_ARG_MAX 64U
+/* While the ECU sleeps and no procedure runs, how often 3E 00 asks whether it woke (the
+ * person at the car pressed the courtesy switch). A sleeping ECU ignores the frames, so
+ * this does not keep it awake; once it answers, immod goes quiet again. */
+#define WAKE_PROBE_INTERVAL_USEC (2 * USEC_PER_SEC)
 
 typedef enum Problem {
         PROBLEM_LINK_DOWN = 1U << 0,
@@ -62,7 +66,14 @@ struct Manager {
         uint64_t next_id;
         sd_bus_slot *procedure_slot, *enumerator_slot;
         BatteryWatch *battery;
+        sd_event_source *wake_timer;   /* armed while EcuState is asleep */
+        struct WakeProbe *wake_probe;  /* the 3E 00 on its way, NULL when none */
 };
+
+/* Outlives the Manager when immod stops with a probe on its way. */
+typedef struct WakeProbe {
+        Manager *manager;
+} WakeProbe;
 
 /* One method call waiting for the ECU; answered from the UDS callback. */
 typedef struct EcuCall {
@@ -147,11 +158,74 @@ static void manager_emit(Manager *m, const char *a, const char *b) {
                 log_warning_errno(r, "Failed to announce changed properties: %m");
 }
 
+static void on_wake_probe_answer(UdsClient *c, const UdsResponse *resp, void *userdata) {
+        WakeProbe *w = userdata;
+        Manager *m = w->manager;
+
+        free(w);
+        if (!m)
+                return;
+        m->wake_probe = NULL;
+        /* any answer, even a refusal, means it woke; no answer: still asleep */
+        if (resp->error == 0 && m->ecu_state == ECU_STATE_ASLEEP && !m->active)
+                manager_set_ecu_state(m, ECU_STATE_AWAKE);
+}
+
+static int on_wake_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        static const uint8_t probe[2] = { UDS_TESTER_PRESENT, 0x00 };
+        Manager *m = userdata;
+        int r;
+
+        if (m->ecu_state != ECU_STATE_ASLEEP)
+                return 0;
+        /* a running procedure probes by itself */
+        if (!m->active && !m->wake_probe && !link_is_down(m->link_state)) {
+                WakeProbe *w = calloc(1, sizeof(*w));
+                if (w) {
+                        w->manager = m;
+                        r = uds_link_request(m->daemon->link, probe, sizeof(probe), on_wake_probe_answer, w);
+                        if (r < 0) {
+                                log_debug_errno(r, "Cannot send the wake probe: %m");
+                                free(w);
+                        } else
+                                m->wake_probe = w;
+                }
+        }
+        r = sd_event_source_set_time_relative(s, WAKE_PROBE_INTERVAL_USEC);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        if (r < 0)
+                log_warning_errno(r, "Cannot re-arm the wake probe: %m");
+        return 0;
+}
+
+/* Asleep: ask now and then whether the ECU woke, so that EcuState and Problems follow the
+ * courtesy switch without waiting for the next method call. */
+static void manager_arm_wake_probe(Manager *m, bool on) {
+        int r;
+
+        if (!on) {
+                (void) sd_event_source_set_enabled(m->wake_timer, SD_EVENT_OFF);
+                return;
+        }
+        if (!m->wake_timer)
+                r = sd_event_add_time_relative(m->daemon->event, &m->wake_timer, CLOCK_MONOTONIC,
+                                               WAKE_PROBE_INTERVAL_USEC, 0, on_wake_timer, m);
+        else {
+                r = sd_event_source_set_time_relative(m->wake_timer, WAKE_PROBE_INTERVAL_USEC);
+                if (r >= 0)
+                        r = sd_event_source_set_enabled(m->wake_timer, SD_EVENT_ONESHOT);
+        }
+        if (r < 0)
+                log_warning_errno(r, "Cannot arm the wake probe: %m");
+}
+
 void manager_set_ecu_state(Manager *m, EcuState s) {
         if (m->ecu_state == s)
                 return;
         log_info("ECU: %s -> %s.", ecu_state_to_string(m->ecu_state), ecu_state_to_string(s));
         m->ecu_state = s;
+        manager_arm_wake_probe(m, s == ECU_STATE_ASLEEP);
         manager_emit(m, "EcuState", NULL);
 }
 
@@ -1530,6 +1604,9 @@ Manager *manager_free(Manager *m) {
                 procedure_free(m->procedures[i]);
         free(m->procedures);
         m->battery = battery_watch_free(m->battery);
+        m->wake_timer = sd_event_source_disable_unref(m->wake_timer);
+        if (m->wake_probe)
+                m->wake_probe->manager = NULL; /* its answer (ECANCELED) frees it */
         free(m);
         return NULL;
 }

@@ -105,7 +105,15 @@ out=$(call_error Identify)
 expect_match "Identify on a sleeping ECU" 'Error\.(EcuAsleep|EcuUnreachable)$' "$out"
 expect_match "EcuState asleep" '^s "(asleep|unreachable)"$' "$(prop EcuState)"
 expect_match "Problems: ecu-asleep" '"ecu-(asleep|unreachable)"' "$(prop Problems)"
+ecu_awake() { [ "$(prop EcuState)" = 's "awake"' ]; }
+# asleep with no procedure: immod asks now and then by itself, no method call needed
+sleep 3
+expect_match "still asleep before the courtesy switch" '^s "asleep"$' "$(prop EcuState)"
 expect_match "ecusim courtesy" '"ok": *true' "$(ctl courtesy)"
+if wait_for 15 ecu_awake; then pass "EcuState awake after the courtesy switch, without a call"; else
+        fail "EcuState still $(prop EcuState) 15 s after the courtesy switch"; fi
+if prop Problems | grep -q ecu-asleep; then fail "Problems still lists ecu-asleep: $(prop Problems)"; else
+        pass "Problems: no ecu-asleep any more"; fi
 out=$(call Identify)
 expect_match "Identify after courtesy" "\"vin\" s \"$VIN\"" "$out"
 expect_match "EcuState awake again" '^s "awake"$' "$(prop EcuState)"
