@@ -153,23 +153,22 @@ int verb_erase_keys(Context *c, int argc, char **argv) {
 }
 
 /*
- * The procedure an argument names: a number ("3"), a path, or nothing for the active one.
- * Returns 0 with *ret (a new string), or an exit status.
+ * The procedure the verb's argument names: a number ("3"), a path, or nothing for the
+ * active one. Returns 0 with the bus and *ret (a new string), or an exit status.
  */
-static int resolve_procedure(Context *c, sd_bus *bus, const char *arg, char **ret) {
+static int resolve_procedure(Context *c, int argc, char **argv, sd_bus **ret_bus, char **ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-        const char *path;
-        char *p;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        const char *path, *arg = argc > 1 ? argv[1] : NULL;
+        _cleanup_free_ char *p = NULL;
         unsigned n;
         int r;
 
-        if (arg) {
-                if (parse_unsigned_range(arg, 1, UINT32_MAX, &n) >= 0) {
-                        if (asprintf(&p, PROCEDURE_PATH_PREFIX "%u", n) < 0)
-                                return log_oom();
-                        *ret = p;
-                        return 0;
-                }
+        /* A usage error is said before anything goes on the bus. */
+        if (arg && parse_unsigned_range(arg, 1, UINT32_MAX, &n) >= 0) {
+                if (asprintf(&p, PROCEDURE_PATH_PREFIX "%u", n) < 0)
+                        return log_oom();
+        } else if (arg) {
                 const char *tail = startswith(arg, PROCEDURE_PATH_PREFIX);
                 if (!tail || parse_unsigned_range(tail, 1, UINT32_MAX, &n) < 0) {
                         log_error("\"%s\" names no procedure: give its number (as \"immoctl status\" shows) or "
@@ -177,24 +176,32 @@ static int resolve_procedure(Context *c, sd_bus *bus, const char *arg, char **re
                                   arg);
                         return IMMOCTL_EXIT_USAGE;
                 }
-                *ret = strdup(arg);
-                return *ret ? 0 : log_oom();
+                p = strdup(arg);
+                if (!p)
+                        return log_oom();
         }
 
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        r = sd_bus_get_property(bus, IMMOD_BUS_NAME, IMMOD_MANAGER_PATH, IMMOD_MANAGER_INTERFACE, "ActiveProcedure",
-                                &error, &reply, "o");
+        r = context_get_bus(c, ret_bus);
         if (r < 0)
-                return bus_log_error(&error, r, "find the running procedure");
-        r = sd_bus_message_read(reply, "o", &path); /* positioned inside the variant */
-        if (r < 0)
-                return log_error_errno(r, "Failed to read ActiveProcedure: %m");
-        if (streq(path, "/")) {
-                log_error("No procedure is running. \"immoctl history\" lists the ones that ended.");
                 return IMMOCTL_EXIT_FAILURE;
+        if (!p) {
+                r = sd_bus_get_property(*ret_bus, IMMOD_BUS_NAME, IMMOD_MANAGER_PATH, IMMOD_MANAGER_INTERFACE,
+                                        "ActiveProcedure", &error, &reply, "o");
+                if (r < 0)
+                        return bus_log_error(&error, r, "find the running procedure");
+                r = sd_bus_message_read(reply, "o", &path); /* positioned inside the variant */
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read ActiveProcedure: %m");
+                if (streq(path, "/")) {
+                        log_error("No procedure is running. \"immoctl history\" lists the ones that ended.");
+                        return IMMOCTL_EXIT_FAILURE;
+                }
+                p = strdup(path);
+                if (!p)
+                        return log_oom();
         }
-        *ret = strdup(path);
-        return *ret ? 0 : log_oom();
+        *ret = TAKE_PTR(p);
+        return 0;
 }
 
 int verb_attach(Context *c, int argc, char **argv) {
@@ -202,10 +209,7 @@ int verb_attach(Context *c, int argc, char **argv) {
         sd_bus *bus;
         int r;
 
-        r = context_get_bus(c, &bus);
-        if (r < 0)
-                return r;
-        r = resolve_procedure(c, bus, argc > 1 ? argv[1] : NULL, &path);
+        r = resolve_procedure(c, argc, argv, &bus, &path);
         if (r != 0)
                 return r;
         return guide_procedure(c, path);
@@ -217,10 +221,7 @@ int verb_cancel(Context *c, int argc, char **argv) {
         sd_bus *bus;
         int r;
 
-        r = context_get_bus(c, &bus);
-        if (r < 0)
-                return r;
-        r = resolve_procedure(c, bus, argc > 1 ? argv[1] : NULL, &path);
+        r = resolve_procedure(c, argc, argv, &bus, &path);
         if (r != 0)
                 return r;
         r = sd_bus_call_method(bus, IMMOD_BUS_NAME, path, IMMOD_PROCEDURE_INTERFACE, "Cancel", &error, NULL, NULL);
