@@ -222,6 +222,19 @@ void procedure_bus_emit_finished(Procedure *p) {
 
 /* Methods: read, validate, authorize, act */
 
+/* A background poll holds the ECU for one round trip: a call that comes meanwhile waits for
+ * its answer (procedure_bus_run_deferred()) instead of failing with Busy, which a client
+ * could not have foreseen. 1 when deferred; 0 to go on now. */
+static int defer_behind_poll(Procedure *p, sd_bus_message *msg, sd_bus_message_handler_t handler) {
+        if (!p->busy || p->pending || p->deferred)
+                return 0;
+        p->deferred = sd_bus_message_ref(msg);
+        p->deferred_handler = handler;
+        log_debug("Procedure %" PRIu64 ": %s() waits for the answer to a poll.", p->id, sd_bus_message_get_member(msg));
+        return 1;
+}
+
+
 static int method_acknowledge(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Procedure *p = userdata;
         const char *step;
@@ -234,6 +247,9 @@ static int method_acknowledge(sd_bus_message *msg, void *userdata, sd_bus_error 
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The step id is too long.");
         r = manager_authorize(p->manager, msg, error);
         if (r < 0)
+                return r;
+        r = defer_behind_poll(p, msg, method_acknowledge);
+        if (r != 0)
                 return r;
         return procedure_acknowledge(p, msg, step, error);
 }
@@ -250,6 +266,9 @@ static int method_submit_passcode(sd_bus_message *msg, void *userdata, sd_bus_er
                 return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_PASSCODE_FORMAT, "The passcode is too long.");
         r = manager_authorize(p->manager, msg, error);
         if (r < 0)
+                return r;
+        r = defer_behind_poll(p, msg, method_submit_passcode);
+        if (r != 0)
                 return r;
         if (p->fetch)
                 return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
@@ -268,6 +287,8 @@ typedef struct PasscodeFetch {
         PasscodeCredentials cred; /* point into message */
         PasscodeCall *call;
         bool reading_version;
+        bool ready; /* the passcode came while a poll held the ECU: submitted after its answer */
+        char passcode[PASSCODE_ARG_MAX + 1];
         /* the Seed the passcode is asked for */
         PasscodeKind kind;
         uint8_t imm_seed[PASSCODE_SEED_SIZE];
@@ -282,6 +303,7 @@ static void fetch_free(PasscodeFetch *f) {
         passcode_call_cancel(f->call);
         sd_bus_message_unref(f->message);
         explicit_bzero(&f->cred, sizeof(f->cred));
+        explicit_bzero(f->passcode, sizeof(f->passcode));
         free(f);
 }
 
@@ -309,37 +331,73 @@ static bool fetch_seed_current(const PasscodeFetch *f, const Procedure *p) {
                streq(p->data3, f->sc[3]);
 }
 
-static void on_fetched(const PasscodeResult *res, void *userdata) {
+/* The passcode from the service, to the ECU exactly as SubmitPasscode() sends it. */
+static void fetch_submit(PasscodeFetch *f) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-        PasscodeFetch *f = userdata;
         Procedure *p = f->procedure;
-        char passcode[PASSCODE_ARG_MAX + 1];
         int r;
 
-        f->call = NULL;
-        if (res->error < 0)
-                return fetch_reply_error(f, res->bus_error, "%s", res->message);
-        if (!p)
-                return fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "The procedure is gone.");
         p->fetch = NULL;
         if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE || !fetch_seed_current(f, p))
                 return fetch_reply_error(f, IMMOD_ERROR_WRONG_STEP,
                                          "The procedure moved on while the passcode was fetched (now at %s, %s); "
                                          "the passcode was not sent.",
                                          procedure_step_id(p), journal_state_to_string(p->state));
-
-        snprintf(passcode, sizeof(passcode), "%s", json_string_value(json_object_get(res->json, "passcode")) ?: "");
-        log_info("Procedure %" PRIu64 ": passcode fetched from the passcode service (transaction %.40s).", p->id,
-                 json_string_value(json_object_get(res->json, "transaction_id")) ?: "?");
-        /* From here exactly as SubmitPasscode(): the procedure answers the call. */
-        r = procedure_submit_passcode(p, f->message, passcode, &e);
-        explicit_bzero(passcode, sizeof(passcode));
+        /* From here the procedure answers the call. */
+        r = procedure_submit_passcode(p, f->message, f->passcode, &e);
         if (r < 0) {
                 r = sd_bus_reply_method_error(f->message, &e);
                 if (r < 0)
                         log_debug_errno(r, "Failed to answer FetchPasscode(): %m");
         }
         fetch_free(f);
+}
+
+static void on_fetched(const PasscodeResult *res, void *userdata) {
+        PasscodeFetch *f = userdata;
+        Procedure *p = f->procedure;
+
+        f->call = NULL;
+        if (res->error < 0)
+                return fetch_reply_error(f, res->bus_error, "%s", res->message);
+        if (!p)
+                return fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "The procedure is gone.");
+
+        snprintf(f->passcode, sizeof(f->passcode), "%s",
+                 json_string_value(json_object_get(res->json, "passcode")) ?: "");
+        log_info("Procedure %" PRIu64 ": passcode fetched from the passcode service (transaction %.40s).", p->id,
+                 json_string_value(json_object_get(res->json, "transaction_id")) ?: "?");
+        if (p->busy && !p->pending) {
+                f->ready = true; /* a poll holds the ECU: procedure_bus_run_deferred() sends it */
+                log_debug("Procedure %" PRIu64 ": the fetched passcode waits for the answer to a poll.", p->id);
+                return;
+        }
+        fetch_submit(f);
+}
+
+void procedure_bus_run_deferred(Procedure *p) {
+        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = TAKE_PTR(p->deferred);
+        sd_bus_message_handler_t handler = p->deferred_handler;
+        PasscodeFetch *f = p->fetch;
+        int r;
+
+        if (f && f->ready && !p->busy)
+                fetch_submit(f);
+        if (!m)
+                return;
+        p->deferred_handler = NULL;
+        /* from the start: the handler reads its arguments again */
+        r = sd_bus_message_rewind(m, true);
+        if (r >= 0)
+                r = handler(m, p, &e);
+        if (r >= 0 && !sd_bus_error_is_set(&e))
+                return; /* answered, or answered when its chain ends */
+        if (!sd_bus_error_is_set(&e))
+                sd_bus_error_set_errno(&e, r);
+        r = sd_bus_reply_method_error(m, &e);
+        if (r < 0)
+                log_debug_errno(r, "Failed to answer a deferred %s(): %m", sd_bus_message_get_member(m));
 }
 
 static json_t *fetch_body(PasscodeFetch *f, const Procedure *p, const char *software_version) {
@@ -422,6 +480,9 @@ static int method_fetch_passcode(sd_bus_message *msg, void *userdata, sd_bus_err
         r = manager_authorize(p->manager, msg, error);
         if (r < 0)
                 return r;
+        r = defer_behind_poll(p, msg, method_fetch_passcode);
+        if (r != 0)
+                return r;
         if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE)
                 return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP, "FetchPasscode() does not end the current step.");
         if (p->fetch || p->busy || p->pending)
@@ -477,6 +538,9 @@ static int method_set_key_count(sd_bus_message *msg, void *userdata, sd_bus_erro
         r = manager_authorize(p->manager, msg, error);
         if (r < 0)
                 return r;
+        r = defer_behind_poll(p, msg, method_set_key_count);
+        if (r != 0)
+                return r;
         return procedure_set_key_count(p, msg, n, error);
 }
 
@@ -491,6 +555,9 @@ static int method_erase(sd_bus_message *msg, void *userdata, sd_bus_error *error
         r = manager_authorize(p->manager, msg, error);
         if (r < 0)
                 return r;
+        r = defer_behind_poll(p, msg, method_erase);
+        if (r != 0)
+                return r;
         return procedure_erase(p, msg, n, error);
 }
 
@@ -498,6 +565,9 @@ static int method_finish(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         Procedure *p = userdata;
         int r = manager_authorize(p->manager, msg, error);
         if (r < 0)
+                return r;
+        r = defer_behind_poll(p, msg, method_finish);
+        if (r != 0)
                 return r;
         return procedure_finish_registration(p, msg, error);
 }

@@ -194,8 +194,7 @@ static void reply_error(Procedure *p, const char *name, const char *fmt, ...) {
 
 /* ECU requests: one at a time; the continuation runs only for an answer. */
 
-static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata) {
-        Procedure *p = userdata;
+static void handle_answer(Procedure *p, const UdsResponse *resp) {
         ProcedureCont cont = p->cont;
 
         p->busy = false;
@@ -234,6 +233,15 @@ static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata) {
         }
         if (cont)
                 cont(p, resp);
+}
+
+static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata) {
+        Procedure *p = userdata;
+
+        handle_answer(p, resp);
+        /* the ECU is free again, unless the continuation asked it something more */
+        if (!p->busy)
+                procedure_bus_run_deferred(p);
 }
 
 static int request(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont) {
@@ -995,6 +1003,10 @@ Procedure *procedure_free(Procedure *p) {
         if (!p)
                 return NULL;
         procedure_bus_abort_fetch(p);
+        if (p->deferred) {
+                (void) sd_bus_reply_method_errorf(p->deferred, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
+                p->deferred = sd_bus_message_unref(p->deferred);
+        }
         p->poll = sd_event_source_disable_unref(p->poll);
         p->pending = sd_bus_message_unref(p->pending);
         free(p->customer_last_name);

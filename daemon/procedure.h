@@ -92,6 +92,11 @@ struct Procedure {
         bool busy;
         ProcedureCont cont;
         sd_bus_message *pending; /* the method call answered when the chain ends */
+        /* A call that came while a background poll (tester present, routine results) was on
+         * its way to the ECU: it runs once the answer is in, rather than failing with Busy
+         * (procedure-bus.c). At most one; a second call gets Busy. */
+        sd_bus_message *deferred;
+        sd_bus_message_handler_t deferred_handler;
         sd_event_source *poll;
         bool asleep;
         usec_t last_probe;
@@ -134,3 +139,5 @@ void procedure_bus_emit_key_event(Procedure *p, const char *event, unsigned slot
 void procedure_bus_emit_finished(Procedure *p);
 /* Ends a FetchPasscode() under way with Cancelled; for procedure_free(). */
 void procedure_bus_abort_fetch(Procedure *p);
+/* Runs the deferred call, if any; called when the ECU's answer is in. */
+void procedure_bus_run_deferred(Procedure *p);

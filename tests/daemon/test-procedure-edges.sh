@@ -12,6 +12,7 @@
 #   - SIGKILL of immod during a registration and an erasure, and what it resumes;
 #   - FetchPasscode after a restart (the journal keeps customer_last_name);
 #   - the battery going critical while the ECU resets: reported, the reset never aborted.
+#   - a call that comes while a background poll waits for the ECU: it waits, never Busy.
 # The simulator's time scales keep it short; every wait is bounded, no assertion is timed.
 #
 # usage: test-procedure-edges.sh IMMOD IMMO_ECUSIM IMMO_PASSCODE_SERVER SOURCE_ROOT
@@ -170,6 +171,18 @@ start key-erasure
 expect_match "Acknowledge confirm-warning" '^$' "$(pcall Acknowledge s confirm-warning)"
 expect_match "erasure at declare-keys" '^s "declare-keys"$' "$(pprop Step)"
 cancel_and_check "erasure at declare-keys"
+
+# ===== 9. a call that comes while a background poll waits for the ECU waits too, never Busy
+# The ECU holds its next answer for 30 x 0x78 (3 s); immod's tester-present probe (every
+# second at a waiting step) is then on its way when Acknowledge comes.
+start key-erasure
+expect_match "fault pending 30" '"ok": *true' "$(ctl 'fault pending 30')"
+sleep 1.5
+expect_match "Acknowledge while a poll waits: OK, not Busy" '^OK$' "$(perr Acknowledge "'confirm-warning'")"
+expect_match "and the step moved on" '^s "declare-keys"$' "$(pprop Step)"
+if grep -q 'Acknowledge() waits for the answer to a poll' "$tmp/immod.log"; then pass "the call waited behind the poll"; else
+        fail "the call did not wait behind a poll (see immod.log)"; fi
+cancel_and_check "erasure after a call behind a poll"
 
 # ===== 1. wrong passcodes until the ECU locks out, then on with a right one
 start key-registration
