@@ -264,6 +264,28 @@ static int read_dict_key(sd_bus_message *m, char type, char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+/* The values up to the end of the container m is in, as a JSON array (arrays, structs). */
+static int read_json_items(sd_bus_message *m, json_t **ret) {
+        _cleanup_(json_decrefp) json_t *j = json_array();
+        int r;
+
+        if (!j)
+                return -ENOMEM;
+        while ((r = sd_bus_message_at_end(m, false)) == 0) {
+                json_t *item;
+
+                r = bus_message_read_json(m, &item);
+                if (r < 0)
+                        return r;
+                if (json_array_append_new(j, item) < 0)
+                        return -ENOMEM;
+        }
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(j);
+        return 0;
+}
+
 int bus_message_read_json(sd_bus_message *m, json_t **ret) {
         _cleanup_(json_decrefp) json_t *j = NULL;
         const char *contents;
@@ -320,18 +342,7 @@ int bus_message_read_json(sd_bus_message *m, json_t **ret) {
                         if (r < 0)
                                 return r;
                 } else {
-                        j = json_array();
-                        if (!j)
-                                return -ENOMEM;
-                        while ((r = sd_bus_message_at_end(m, false)) == 0) {
-                                json_t *item;
-
-                                r = bus_message_read_json(m, &item);
-                                if (r < 0)
-                                        return r;
-                                if (json_array_append_new(j, item) < 0)
-                                        return -ENOMEM;
-                        }
+                        r = read_json_items(m, &j);
                         if (r < 0)
                                 return r;
                 }
@@ -344,18 +355,7 @@ int bus_message_read_json(sd_bus_message *m, json_t **ret) {
                 r = sd_bus_message_enter_container(m, type, contents);
                 if (r < 0)
                         return r;
-                j = json_array();
-                if (!j)
-                        return -ENOMEM;
-                while ((r = sd_bus_message_at_end(m, false)) == 0) {
-                        json_t *item;
-
-                        r = bus_message_read_json(m, &item);
-                        if (r < 0)
-                                return r;
-                        if (json_array_append_new(j, item) < 0)
-                                return -ENOMEM;
-                }
+                r = read_json_items(m, &j);
                 if (r < 0)
                         return r;
                 r = sd_bus_message_exit_container(m);
