@@ -222,10 +222,17 @@ void procedure_bus_emit_finished(Procedure *p) {
 
 /* Methods: read, validate, authorize, act */
 
-/* A background poll holds the ECU for one round trip: a call that comes meanwhile waits for
- * its answer (procedure_bus_run_deferred()) instead of failing with Busy, which a client
- * could not have foreseen. 1 when deferred; 0 to go on now. */
-static int defer_behind_poll(Procedure *p, sd_bus_message *msg, sd_bus_message_handler_t handler) {
+/* The caller must be allowed (< 0 otherwise). A background poll holds the ECU for one round
+ * trip: a call that comes meanwhile waits for its answer (procedure_bus_run_deferred())
+ * instead of failing with Busy, which a client could not have foreseen. 1 when deferred; 0
+ * to go on now. */
+static int authorize_or_defer(Procedure *p, sd_bus_message *msg, sd_bus_message_handler_t handler,
+                              sd_bus_error *error) {
+        int r;
+
+        r = manager_authorize(p->manager, msg, error);
+        if (r < 0)
+                return r;
         if (!p->busy || p->pending || p->deferred)
                 return 0;
         p->deferred = sd_bus_message_ref(msg);
@@ -245,10 +252,7 @@ static int method_acknowledge(sd_bus_message *msg, void *userdata, sd_bus_error 
                 return r;
         if (strnlen(step, 65) > 64)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The step id is too long.");
-        r = manager_authorize(p->manager, msg, error);
-        if (r < 0)
-                return r;
-        r = defer_behind_poll(p, msg, method_acknowledge);
+        r = authorize_or_defer(p, msg, method_acknowledge, error);
         if (r != 0)
                 return r;
         return procedure_acknowledge(p, msg, step, error);
@@ -264,10 +268,7 @@ static int method_submit_passcode(sd_bus_message *msg, void *userdata, sd_bus_er
                 return r;
         if (strnlen(passcode, PASSCODE_ARG_MAX + 1) > PASSCODE_ARG_MAX)
                 return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_PASSCODE_FORMAT, "The passcode is too long.");
-        r = manager_authorize(p->manager, msg, error);
-        if (r < 0)
-                return r;
-        r = defer_behind_poll(p, msg, method_submit_passcode);
+        r = authorize_or_defer(p, msg, method_submit_passcode, error);
         if (r != 0)
                 return r;
         if (p->fetch)
@@ -477,10 +478,7 @@ static int method_fetch_passcode(sd_bus_message *msg, void *userdata, sd_bus_err
         r = manager_read_credentials(msg, &cred, error);
         if (r < 0)
                 return r;
-        r = manager_authorize(p->manager, msg, error);
-        if (r < 0)
-                return r;
-        r = defer_behind_poll(p, msg, method_fetch_passcode);
+        r = authorize_or_defer(p, msg, method_fetch_passcode, error);
         if (r != 0)
                 return r;
         if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE)
@@ -535,10 +533,7 @@ static int method_set_key_count(sd_bus_message *msg, void *userdata, sd_bus_erro
         r = sd_bus_message_read(msg, "u", &n);
         if (r < 0)
                 return r;
-        r = manager_authorize(p->manager, msg, error);
-        if (r < 0)
-                return r;
-        r = defer_behind_poll(p, msg, method_set_key_count);
+        r = authorize_or_defer(p, msg, method_set_key_count, error);
         if (r != 0)
                 return r;
         return procedure_set_key_count(p, msg, n, error);
@@ -552,10 +547,7 @@ static int method_erase(sd_bus_message *msg, void *userdata, sd_bus_error *error
         r = sd_bus_message_read(msg, "u", &n);
         if (r < 0)
                 return r;
-        r = manager_authorize(p->manager, msg, error);
-        if (r < 0)
-                return r;
-        r = defer_behind_poll(p, msg, method_erase);
+        r = authorize_or_defer(p, msg, method_erase, error);
         if (r != 0)
                 return r;
         return procedure_erase(p, msg, n, error);
@@ -563,10 +555,7 @@ static int method_erase(sd_bus_message *msg, void *userdata, sd_bus_error *error
 
 static int method_finish(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Procedure *p = userdata;
-        int r = manager_authorize(p->manager, msg, error);
-        if (r < 0)
-                return r;
-        r = defer_behind_poll(p, msg, method_finish);
+        int r = authorize_or_defer(p, msg, method_finish, error);
         if (r != 0)
                 return r;
         return procedure_finish_registration(p, msg, error);
