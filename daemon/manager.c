@@ -919,6 +919,14 @@ static int manager_add_procedure(Manager *m, Procedure *p) {
         return 0;
 }
 
+/* A late answer belongs to the running procedure, if to anyone. */
+static void on_unexpected_answer(UdsLink *l, const uint8_t *data, size_t size, void *userdata) {
+        Manager *m = userdata;
+
+        if (m->active)
+                procedure_late_answer(m->active, data, size);
+}
+
 void manager_procedure_ended(Manager *m, Procedure *p) {
         if (m->active != p)
                 return;
@@ -1571,6 +1579,7 @@ int manager_new(Daemon *d, Manager **ret) {
 
         /* the transport tells when the link changes: nothing to poll */
         uds_link_set_link_state_handler(d->link, on_link_state, m);
+        uds_link_set_unexpected_handler(d->link, on_unexpected_answer, m);
         if (d->passcode)
                 passcode_client_set_state_handler(d->passcode, on_server_state, m);
 
@@ -1595,6 +1604,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
         uds_link_set_link_state_handler(m->daemon->link, NULL, NULL);
+        uds_link_set_unexpected_handler(m->daemon->link, NULL, NULL);
         if (m->daemon->passcode)
                 passcode_client_set_state_handler(m->daemon->passcode, NULL, NULL);
         sd_bus_slot_unref(m->slot);

@@ -233,7 +233,7 @@ static int authorize_or_defer(Procedure *p, sd_bus_message *msg, sd_bus_message_
         r = manager_authorize(p->manager, msg, error);
         if (r < 0)
                 return r;
-        if (!p->busy || p->pending || p->deferred)
+        if (!procedure_busy(p) || p->pending || p->deferred || p->cancel)
                 return 0;
         p->deferred = sd_bus_message_ref(msg);
         p->deferred_handler = handler;
@@ -368,7 +368,7 @@ static void on_fetched(const PasscodeResult *res, void *userdata) {
                  json_string_value(json_object_get(res->json, "passcode")) ?: "");
         log_info("Procedure %" PRIu64 ": passcode fetched from the passcode service (transaction %.40s).", p->id,
                  json_string_value(json_object_get(res->json, "transaction_id")) ?: "?");
-        if (p->busy && !p->pending) {
+        if (procedure_busy(p) && !p->pending) {
                 f->ready = true; /* a poll holds the ECU: procedure_bus_run_deferred() sends it */
                 log_debug("Procedure %" PRIu64 ": the fetched passcode waits for the answer to a poll.", p->id);
                 return;
@@ -383,7 +383,7 @@ void procedure_bus_run_deferred(Procedure *p) {
         PasscodeFetch *f = p->fetch;
         int r;
 
-        if (f && f->ready && !p->busy)
+        if (f && f->ready && !procedure_busy(p))
                 fetch_submit(f);
         if (!m)
                 return;
@@ -422,18 +422,19 @@ static json_t *fetch_body(PasscodeFetch *f, const Procedure *p, const char *soft
                          f->sc[3], "cd", "vin", cd[0], "data1", cd[1], "data2", cd[2], "data3", cd[3]);
 }
 
-static void on_software_version(UdsClient *client, const UdsResponse *resp, void *userdata) {
-        PasscodeFetch *f = userdata;
-        Procedure *p = f->procedure;
+/* Through the procedure's gate: not called once the procedure dropped the request (Cancel,
+ * its end), which procedure_bus_abort_fetch() answers. */
+static void on_software_version(Procedure *p, const UdsResponse *resp) {
+        PasscodeFetch *f = p->fetch;
         char sw[SOFTWARE_VERSION_MAX + 1] = "unknown";
         json_t *body;
         int r;
 
+        if (!f)
+                return;
         f->reading_version = false;
         if (resp->error == -ECANCELED)
                 return fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
-        if (!p)
-                return fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "The procedure is gone.");
         /* The version is only recorded in the service's transaction: without it, ask anyway. */
         if (resp->error >= 0 && resp->nrc == 0 && resp->data && resp->size > 3) {
                 size_t k = 0;
@@ -463,9 +464,8 @@ void procedure_bus_abort_fetch(Procedure *p) {
                 return;
         p->fetch = NULL;
         f->procedure = NULL;
-        if (f->reading_version)
-                return; /* freed by on_software_version(), which the UDS link always calls */
-        fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "The procedure is gone.");
+        fetch_reply_error(f, IMMOD_ERROR_CANCELLED,
+                          procedure_is_active(p) ? "The procedure is being cancelled." : "The procedure is gone.");
 }
 
 static int method_fetch_passcode(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -483,7 +483,7 @@ static int method_fetch_passcode(sd_bus_message *msg, void *userdata, sd_bus_err
                 return r;
         if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE)
                 return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP, "FetchPasscode() does not end the current step.");
-        if (p->fetch || p->busy || p->pending)
+        if (p->fetch || procedure_busy(p) || p->pending || p->cancel || p->readback != READBACK_NONE)
                 return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
                                          "A passcode for this step is being fetched or checked already.");
         if (!p->daemon->passcode)
@@ -513,13 +513,14 @@ static int method_fetch_passcode(sd_bus_message *msg, void *userdata, sd_bus_err
         snprintf(f->sc[3], sizeof(f->sc[3]), "%s", p->data3);
 
         put_be16(req + 1, p->profile->dids.software_version);
-        r = uds_link_request(p->daemon->link, req, sizeof(req), on_software_version, f);
+        p->fetch = f;
+        r = procedure_send(p, req, sizeof(req), on_software_version);
         if (r < 0) {
+                p->fetch = NULL;
                 fetch_free(f);
                 return sd_bus_error_setf(error, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot ask the ECU: %s.", strerror(-r));
         }
         f->reading_version = true;
-        p->fetch = f;
         log_info("Procedure %" PRIu64 ": fetching the %s passcode from the passcode service for user %s.", p->id,
                  p->seed_kind == PASSCODE_IMMOBILIZER ? "immobilizer" : "smart code", cred.user);
         return 1; /* answered when the service and the ECU have */

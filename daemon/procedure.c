@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <assert.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,8 +26,17 @@ static const char *const event_names[] = {
 
 static const char *const fail_reasons[] = { "none", "the battery voltage fell too low", "an internal ECU error" };
 
+struct EcuRequest {
+        Procedure *owner; /* NULL once dropped: the answer is then never acted on */
+        ProcedureCont cont;
+        uint8_t head[4]; /* the request's first bytes, to know its late answer */
+        size_t n_head;
+        bool changes_car; /* its continuation records what the car did, even during a Cancel */
+        bool raw;         /* its continuation sees every outcome, errors included (FetchPasscode) */
+};
+
 static void enter_step(Procedure *p, size_t idx);
-static void wake_up(Procedure *p);
+static void readback(Procedure *p, Readback why);
 static void finish(Procedure *p, JournalState state, const char *error, const char *fmt, ...) _printf_(4, 5);
 
 const char *procedure_step_id(const Procedure *p) {
@@ -37,8 +47,12 @@ bool procedure_is_active(const Procedure *p) {
         return p->state == JOURNAL_STATE_RUNNING || p->state == JOURNAL_STATE_WAITING;
 }
 
-static bool at_step(const Procedure *p, const char *id) {
-        return procedure_is_active(p) && streq(procedure_step_id(p), id);
+static const StepInfo *step_info(const Procedure *p) {
+        return &p->steps[p->step];
+}
+
+bool procedure_busy(const Procedure *p) {
+        return p->inflight;
 }
 
 static void set_prompt(Procedure *p, const char *fmt, ...) _printf_(2, 3);
@@ -105,7 +119,7 @@ void procedure_battery_state(Procedure *p, BatteryState s) {
         p->battery_state = s;
         if (s == before || !procedure_is_active(p))
                 return;
-        bool resetting = p->kind == PROCEDURE_IMMOBILIZER_RESET && streq(procedure_step_id(p), "resetting");
+        bool resetting = step_info(p)->poll == POLL_RESET;
         if (s != BATTERY_STATE_CRITICAL) {
                 /* recovered: the reset's own prompt again */
                 if (resetting && before == BATTERY_STATE_CRITICAL) {
@@ -192,69 +206,192 @@ static void reply_error(Procedure *p, const char *name, const char *fmt, ...) {
                 log_debug_errno(r, "Failed to reply with %s: %m", name);
 }
 
-/* ECU requests: one at a time; the continuation runs only for an answer. */
+/* The gate to the ECU. A request belongs to the procedure through its handle; one at a time.
+ * An answer later than P2 is not taken for sleep: a 3E 00 probe asks first, and the late
+ * answer, if it comes meanwhile, is acted on as if in time (key events are reported once by
+ * the ECU: dropping them would lose a beep the technician heard). */
 
-static void handle_answer(Procedure *p, const UdsResponse *resp) {
-        ProcedureCont cont = p->cont;
+#define LOST_ANSWER (-ENOMSG) /* the ECU answered the probe but never this request */
 
-        p->busy = false;
-        p->cont = NULL;
+static const uint8_t tester_present_probe[2] = { UDS_TESTER_PRESENT, 0x00 };
 
+static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata);
+
+static int request_full(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont, bool changes_car, bool raw) {
+        EcuRequest *q;
+        int r;
+
+        assert(p);
+        assert(data && n > 0);
+        if (p->inflight)
+                return -EBUSY;
+        q = calloc(1, sizeof(*q));
+        if (!q)
+                return -ENOMEM;
+        *q = (EcuRequest) { .owner = p, .cont = cont, .n_head = MIN(n, sizeof(q->head)), .changes_car = changes_car,
+                            .raw = raw };
+        memcpy(q->head, data, q->n_head);
+        r = uds_link_request(p->daemon->link, data, n, on_answer, q);
+        if (r < 0) {
+                free(q);
+                return r;
+        }
+        p->inflight = q;
+        return 0;
+}
+
+static int request(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont) {
+        return request_full(p, data, n, cont, false, false);
+}
+
+int procedure_send(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont) {
+        return request_full(p, data, n, cont, false, true);
+}
+
+static void drop_request(EcuRequest **q) {
+        if (*q)
+                (*q)->owner = NULL; /* freed by on_answer(), which the link always calls */
+        *q = NULL;
+}
+
+/* The ECU is free again: a Cancel waiting for it goes on, then a call that waited behind a
+ * poll. */
+static void procedure_idle(Procedure *p);
+
+static void decide_cancel(Procedure *p);
+
+static void went_to_sleep(Procedure *p) {
+        if (p->readback == READBACK_CANCEL) {
+                /* Sleep itself ends registration mode and the erasure window (never a reset). */
+                snprintf(p->readback_note, sizeof(p->readback_note),
+                         "the ECU fell asleep, which ends registration mode and the erasure window; the key count "
+                         "is the one read last (%u).",
+                         p->registered);
+                p->a002_state = 0;
+                decide_cancel(p);
+                return;
+        }
+        if (!p->asleep) {
+                p->asleep = true;
+                manager_set_ecu_state(p->manager, ECU_STATE_ASLEEP);
+                set_prompt(p, "The ECU does not answer: it is asleep. Press the driver's door courtesy switch to wake it. "
+                              "Do NOT cycle the engine switch.");
+        }
+        reply_error(p, IMMOD_ERROR_ECU_ASLEEP,
+                    "The ECU does not answer; press the driver's door courtesy switch to wake it (do not cycle the "
+                    "engine switch) and try again.");
+}
+
+static void run_cont(Procedure *p, ProcedureCont cont, bool changes_car, bool raw, const UdsResponse *resp) {
+        if (raw) {
+                if (!p->cancel && procedure_is_active(p))
+                        cont(p, resp);
+                return;
+        }
         if (resp->error == -ECANCELED) {
                 reply_error(p, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
                 return;
         }
-        if (resp->error == -ETIMEDOUT) {
-                if (!p->asleep) {
-                        p->asleep = true;
-                        manager_set_ecu_state(p->manager, ECU_STATE_ASLEEP);
-                        set_prompt(p, "The ECU does not answer: it is asleep. Press the driver's door courtesy "
-                                      "switch to wake it. Do NOT cycle the engine switch.");
-                }
-                reply_error(p, IMMOD_ERROR_ECU_ASLEEP,
-                            "The ECU does not answer; press the driver's door courtesy switch to wake it (do not "
-                            "cycle the engine switch) and try again.");
+        if (resp->error == -ETIMEDOUT) { /* the probe, too, went unanswered */
+                went_to_sleep(p);
                 return;
         }
-        if (resp->error < 0) {
+        if (resp->error < 0 && resp->error != LOST_ANSWER) {
                 manager_set_ecu_state(p->manager, ECU_STATE_UNREACHABLE);
                 reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "The link to the ECU failed: %s.", strerror(-resp->error));
                 return;
         }
         manager_set_ecu_state(p->manager, ECU_STATE_AWAKE);
         if (p->asleep) {
-                /* It woke in the default session, locked: whatever this answer says is
-                 * stale. Re-enter the session first. */
+                /* It woke in the default session, locked: whatever this answer says is stale.
+                 * Read the car back and go on from what it shows. */
                 p->asleep = false;
                 reply_error(p, IMMOD_ERROR_ECU_ASLEEP,
                             "The ECU was asleep and has just woken up; immod re-entered the session. Try again.");
-                wake_up(p);
+                readback(p, p->readback == READBACK_CANCEL ? READBACK_CANCEL : READBACK_RESUME);
                 return;
         }
-        if (cont)
+        /* During a Cancel only what records a change of the car goes on. */
+        if (p->cancel && !changes_car && p->readback != READBACK_CANCEL)
+                return;
+        if (resp->error == LOST_ANSWER && changes_car) {
+                /* whether the car changed is unknown: it says */
+                reply_error(p, IMMOD_ERROR_TIMEOUT,
+                            "The ECU did not answer in time; immod reads the vehicle back and goes on from what it "
+                            "shows.");
+                readback(p, READBACK_RESUME);
+                return;
+        }
+        if (cont && procedure_is_active(p))
                 cont(p, resp);
 }
 
-static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata) {
-        Procedure *p = userdata;
+/* The probe's answer decides what became of the request that timed out (p->late). */
+static void on_probe(Procedure *p, const UdsResponse *resp) {
+        _cleanup_free_ EcuRequest *late = TAKE_PTR(p->late);
+        UdsResponse lost = { .error = LOST_ANSWER, .sid = late ? late->head[0] : 0 };
 
-        handle_answer(p, resp);
-        /* the ECU is free again, unless the continuation asked it something more */
-        if (!p->busy)
-                procedure_bus_run_deferred(p);
+        if (!late)
+                return;
+        if (p->late_size > 0) { /* the late answer came while the probe was out */
+                UdsResponse r = { .sid = late->head[0], .data = p->late_answer, .size = p->late_size };
+                if (p->late_answer[0] == UDS_NEGATIVE_RESPONSE && p->late_size >= 3)
+                        r.nrc = p->late_answer[2];
+                p->late_size = 0;
+                log_info("Procedure %" PRIu64 ": a late answer (service 0x%02X) was read after all.", p->id, r.sid);
+                run_cont(p, late->cont, late->changes_car, late->raw, &r);
+        } else if (resp->error == 0) {
+                log_info("Procedure %" PRIu64 ": the ECU answers, but its answer to service 0x%02X was lost.", p->id,
+                         lost.sid);
+                run_cont(p, late->cont, late->changes_car, late->raw, &lost);
+        } else
+                run_cont(p, late->cont, late->changes_car, late->raw, resp); /* asleep, or the link failed */
 }
 
-static int request(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont) {
-        int r;
+static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata) {
+        EcuRequest *q = userdata;
+        Procedure *p = q->owner;
 
-        if (p->busy)
-                return -EBUSY;
-        r = uds_link_request(p->daemon->link, data, n, on_answer, p);
-        if (r < 0)
-                return r;
-        p->busy = true;
-        p->cont = cont;
-        return 0;
+        if (!p) { /* dropped */
+                free(q);
+                return;
+        }
+        assert(p->inflight == q);
+        p->inflight = NULL;
+        if (resp->error == -ETIMEDOUT && q->head[0] != UDS_TESTER_PRESENT && !p->late) {
+                /* Late, or asleep? A probe tells; the answer stays welcome meanwhile. */
+                p->late = q;
+                p->late_size = 0;
+                if (request(p, tester_present_probe, sizeof(tester_present_probe), on_probe) >= 0) {
+                        log_info("Procedure %" PRIu64 ": no answer to service 0x%02X within P2; probing the ECU.",
+                                 p->id, q->head[0]);
+                        return;
+                }
+                p->late = NULL;
+        }
+        if (q->cont == on_probe)
+                on_probe(p, resp);
+        else
+                run_cont(p, q->cont, q->changes_car, q->raw, resp);
+        free(q);
+        if (!p->inflight)
+                procedure_idle(p);
+}
+
+void procedure_late_answer(Procedure *p, const uint8_t *data, size_t size) {
+        EcuRequest *late = p ? p->late : NULL;
+
+        if (!late || size == 0 || size > sizeof(p->late_answer) || p->late_size > 0)
+                return;
+        bool negative = size >= 3 && data[0] == UDS_NEGATIVE_RESPONSE && data[1] == late->head[0];
+        bool positive = data[0] == (uint8_t) (late->head[0] + 0x40) && size >= late->n_head &&
+                        memcmp(data + 1, late->head + 1, late->n_head - 1) == 0;
+        if (!negative && !positive)
+                return;
+        if (negative && data[2] == UDS_NRC_RESPONSE_PENDING)
+                return;
+        memcpy(p->late_answer, data, size);
+        p->late_size = size; /* acted on when the probe's answer is in */
 }
 
 /* Sends, or answers the pending call with the failure. */
@@ -270,11 +407,18 @@ static void read_did(Procedure *p, uint16_t did, ProcedureCont cont) {
         send_or_fail(p, req, sizeof(req), cont);
 }
 
-static void routine(Procedure *p, uint8_t sub, uint16_t rid, int option, ProcedureCont cont) {
-        uint8_t req[5] = { UDS_ROUTINE_CONTROL, sub };
+static size_t routine_request(uint8_t req[static 5], uint8_t sub, uint16_t rid, int option) {
+        req[0] = UDS_ROUTINE_CONTROL;
+        req[1] = sub;
         put_be16(req + 2, rid);
         req[4] = (uint8_t) option;
-        send_or_fail(p, req, option >= 0 ? 5 : 4, cont);
+        return option >= 0 ? 5 : 4;
+}
+
+static void routine(Procedure *p, uint8_t sub, uint16_t rid, int option, ProcedureCont cont) {
+        uint8_t req[5];
+        size_t n = routine_request(req, sub, rid, option);
+        send_or_fail(p, req, n, cont);
 }
 
 static void routine_command_text(uint8_t sub, uint16_t rid, int option, char *buf, size_t n) {
@@ -284,23 +428,33 @@ static void routine_command_text(uint8_t sub, uint16_t rid, int option, char *bu
                 snprintf(buf, n, "31 %02X %02X %02X", sub, rid >> 8, rid & 0xff);
 }
 
-/* A command that changes the car: journalled first, never sent without the journal. */
+/* A command that changes the car: journalled first, never sent without the journal; its
+ * continuation runs even during a Cancel, so that what the car did is never forgotten. */
 static void routine_journalled(Procedure *p, uint8_t sub, uint16_t rid, int option, ProcedureCont cont) {
         char cmd[JOURNAL_COMMAND_MAX_BYTES];
+        uint8_t req[5];
+        size_t n = routine_request(req, sub, rid, option);
+        int r;
 
         routine_command_text(sub, rid, option, cmd, sizeof(cmd));
         if (journal(p, cmd) < 0) {
                 reply_error(p, SD_BUS_ERROR_IO_ERROR, "The journal cannot be written; nothing was sent to the car.");
                 return;
         }
-        routine(p, sub, rid, option, cont);
+        r = request_full(p, req, n, cont, true, false);
+        if (r < 0)
+                reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.", strerror(-r));
 }
 
 /* Checks a positive answer of at least `min` bytes; otherwise answers the pending call
- * with EcuRefused and returns false. */
+ * with EcuRefused (or Timeout for a lost answer) and returns false. */
 static bool answer_ok(Procedure *p, const UdsResponse *r, size_t min, const char *what) {
         char text[160];
 
+        if (r->error == LOST_ANSWER) {
+                reply_error(p, IMMOD_ERROR_TIMEOUT, "%s: the ECU did not answer in time; try again.", what);
+                return false;
+        }
         if (r->nrc != 0) {
                 uds_nrc_describe(r->sid, r->nrc, text, sizeof(text));
                 log_info("Procedure %" PRIu64 ": %s: %s", p->id, what, text);
@@ -425,23 +579,22 @@ static void handle_events(Procedure *p, const uint8_t *ev, size_t n_events) {
                         set_uint(p, &p->touched, p->touched + 1, PROP_KEYS);
                 procedure_bus_emit_key_event(p, e < ELEMENTSOF(event_names) && event_names[e] ? event_names[e] : "unknown-key",
                                              slot, beeps);
-                if (e == 1 && at_step(p, "touch-registered-key"))
+                /* the registered key recognised ends the step that waits for it */
+                if (e == 1 && procedure_is_active(p) && !p->cancel && p->readback == READBACK_NONE &&
+                    step_info(p)->end == STEP_END_ECU_EVENT &&
+                    step_info(p)->enter == ENTER_REGISTRATION_MODE_1)
                         enter_step(p, p->step + 1);
         }
 }
 
 static void on_final_keys(Procedure *p, const UdsResponse *r) {
-        if (r->nrc == 0 && r->size >= 6)
+        if (r->nrc == 0 && r->error == 0 && r->size >= 6)
                 keys_from_a001(p, r->data + 3);
         finish(p, JOURNAL_STATE_SUCCEEDED, NULL, NULL);
 }
 
-static void read_keys_then_done(Procedure *p) {
-        read_did(p, p->profile->dids.key_status, on_final_keys);
-}
-
 static void on_a101_results(Procedure *p, const UdsResponse *r) {
-        if (r->nrc != 0 || r->size < 9)
+        if (r->error != 0 || r->nrc != 0 || r->size < 9)
                 return; /* polled again */
         const uint8_t *d = r->data + 4;
         unsigned status = d[0], progress = MIN(d[1], 100U), remaining = be16(d + 2), reason = d[4];
@@ -449,23 +602,45 @@ static void on_a101_results(Procedure *p, const UdsResponse *r) {
         set_uint(p, &p->percentage, procedure_percentage(p->kind, p->step, progress * 10), PROP_PERCENTAGE);
         set_uint(p, &p->remaining_s, remaining, PROP_REMAINING);
         if (status == 2) {
+                p->open = ECU_OPEN_NOTHING;
                 set_uint(p, &p->remaining_s, 0, PROP_REMAINING);
-                read_keys_then_done(p);
-        } else if (status == 3)
+                read_did(p, p->profile->dids.key_status, on_final_keys);
+        } else if (status == 3) {
+                p->open = ECU_OPEN_NOTHING;
                 finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
                        "The ECU reports the reset failed: %s. Nothing was erased.",
                        reason < ELEMENTSOF(fail_reasons) ? fail_reasons[reason] : "an unknown reason");
-        else if (status == 0 && p->resumed)
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
-                       "After immod restarted, the ECU reports no reset running or finished; it was not started "
-                       "again. Read the key status before trying again.");
+        } else if (status == 0) {
+                /* no reset runs or ran since the ECU started: it never did */
+                p->open = ECU_OPEN_NOTHING;
+                readback(p, READBACK_RESUME);
+        }
         procedure_bus_emit(p);
 }
 
 static void on_a102_started(Procedure *p, const UdsResponse *r);
 
+static void restart_registration_mode(Procedure *p) {
+        unsigned timeout_s = p->profile->durations.registration_timeout_s;
+
+        log_info("Procedure %" PRIu64 ": registration mode ended by the ECU's idle timeout; restarting it.", p->id);
+        p->open = ECU_OPEN_NOTHING;
+        if (p->reg_mode == 1) {
+                /* Mode 1 starts again by waiting for a registered key: back to that step, which
+                 * starts the mode again. */
+                enter_step(p, (size_t) procedure_step_entering(p->kind, ENTER_REGISTRATION_MODE_1));
+                set_prompt(p, "Registration mode ended after %u seconds without a touch; immod started it again. "
+                              "Touch the engine switch with the registered key first.",
+                           timeout_s);
+        } else {
+                set_prompt(p, "Registration mode ended after %u seconds without a touch; immod started it again. %s",
+                           timeout_s, step_info(p)->prompt);
+                routine_journalled(p, 0x01, p->profile->rids.key_registration, p->reg_mode, on_a102_started);
+        }
+}
+
 static void on_a102_results(Procedure *p, const UdsResponse *r) {
-        if (r->nrc != 0 || r->size < 8)
+        if (r->error != 0 || r->nrc != 0 || r->size < 8)
                 return;
         const uint8_t *d = r->data + 4;
         unsigned status = d[0], n = d[3];
@@ -475,50 +650,41 @@ static void on_a102_results(Procedure *p, const UdsResponse *r) {
         if (r->size < 8 + 6 * (size_t) n)
                 n = (unsigned) ((r->size - 8) / 6);
         handle_events(p, d + 4, n);
+        if (status == 3)
+                p->open = ECU_OPEN_NOTHING;
+        if (p->cancel || p->readback != READBACK_NONE || !procedure_is_active(p)) {
+                /* a readback reads the last events, then closes */
+                procedure_bus_emit(p);
+                return;
+        }
 
-        if (at_step(p, "touch-new-keys")) {
+        if (step_info(p)->enter == ENTER_REGISTRATION_MODE_2) { /* touch-new-keys */
                 bool one_done = p->reg_mode == 1 && p->added > 0;
                 bool full = p->reg_mode == 2 && p->available == 0;
                 /* In mode 2 only Finish or full slots end the step: an idle timeout after some
                  * keys restarts registration mode like any other (dbus-api.md). */
                 if (one_done || full) {
+                        if (status != 3) /* mode 2 with full slots: the ECU may still wait */
+                                p->open = ECU_OPEN_REGISTRATION;
                         enter_step(p, p->step + 1);
                         procedure_bus_emit(p);
                         return;
                 }
         }
-        if (status == 3 && procedure_is_active(p) && p->reg_mode > 0) {
-                unsigned timeout_s = p->profile->durations.registration_timeout_s;
-
-                log_info("Procedure %" PRIu64 ": registration mode ended by the ECU's idle timeout; restarting it.",
-                         p->id);
-                if (p->reg_mode == 1) {
-                        /* Mode 1 starts again by waiting for a registered key: back to that step,
-                         * which starts the mode again. */
-                        enter_step(p, (size_t) procedure_step_index(p->kind, "touch-registered-key"));
-                        set_prompt(p, "Registration mode ended after %u seconds without a touch; immod started it "
-                                      "again. Touch the engine switch with the registered key first.",
-                                   timeout_s);
-                } else {
-                        set_prompt(p, "Registration mode ended after %u seconds without a touch; immod started it "
-                                      "again. %s",
-                                   timeout_s, p->steps[p->step].prompt);
-                        routine_journalled(p, 0x01, p->profile->rids.key_registration, p->reg_mode,
-                                           on_a102_started);
-                }
-        }
+        if (status == 3 && p->reg_mode > 0)
+                restart_registration_mode(p);
         procedure_bus_emit(p);
 }
 
 static void on_a103_results(Procedure *p, const UdsResponse *r) {
-        if (r->nrc != 0 || r->size < 10)
+        if (r->error != 0 || r->nrc != 0 || r->size < 10)
                 return;
         const uint8_t *d = r->data + 4;
         unsigned status = d[0], n = d[5];
 
         set_uint(p, &p->to_delete, d[2], PROP_KEYS);
         set_uint(p, &p->remaining_s, (be16(d + 3) + 999) / 1000, PROP_REMAINING);
-        if (status == 1) {
+        if (status == 1 && !p->cancel) {
                 /* the ECU's own clock (scaled in the simulator) decides when the window ends */
                 usec_t end = now_usec(CLOCK_REALTIME) + (usec_t) be16(d + 3) * USEC_PER_MSEC;
                 if (end > p->deadline + 500 * USEC_PER_MSEC || end + 500 * USEC_PER_MSEC < p->deadline) {
@@ -530,37 +696,46 @@ static void on_a103_results(Procedure *p, const UdsResponse *r) {
                 n = (unsigned) ((r->size - 10) / 6);
         handle_events(p, d + 6, n);
         set_uint(p, &p->touched, d[1], PROP_KEYS);
+        if (status != 1)
+                p->open = ECU_OPEN_NOTHING;
+        if (p->cancel || p->readback != READBACK_NONE || !procedure_is_active(p)) {
+                procedure_bus_emit(p);
+                return;
+        }
         if (status == 3)
                 finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_TIMEOUT,
                        "The erasure window closed before Erase; nothing was deleted.");
         else if (status == 4)
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED, "The ECU reports the erasure failed.");
+                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
+                       "The ECU reports the erasure failed; nothing was deleted.");
         procedure_bus_emit(p);
 }
 
 static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
         Procedure *p = userdata;
+        const StepInfo *st;
 
         (void) sd_event_source_set_time(s, usec + POLL_INTERVAL_USEC);
-        if (!procedure_is_active(p) || p->busy || p->pending)
+        if (!procedure_is_active(p) || p->inflight || p->late || p->pending)
                 return 0;
+        if ((p->cancel || p->readback != READBACK_NONE) && !p->asleep)
+                return 0; /* only a sleeping ECU is asked, so that they can go on */
+        st = step_info(p);
 
-        if (at_step(p, "resetting"))
+        if (st->poll == POLL_RESET)
                 routine(p, 0x03, p->profile->rids.smart_code_reset, -1, on_a101_results);
-        else if (p->reg_mode > 0 &&
-                 (at_step(p, "touch-registered-key") || at_step(p, "pre-start-check") || at_step(p, "touch-new-keys")))
+        else if (st->poll == POLL_REGISTRATION && p->open == ECU_OPEN_REGISTRATION)
                 routine(p, 0x03, p->profile->rids.key_registration, -1, on_a102_results);
-        else if (at_step(p, "touch-keys"))
+        else if (st->poll == POLL_ERASURE && p->open == ECU_OPEN_ERASURE)
                 routine(p, 0x03, p->profile->rids.key_erasure, -1, on_a103_results);
-        else if (p->steps[p->step].end == STEP_END_PASSCODE && !p->have_seed && p->lockout_s > 0 &&
+        else if (st->end == STEP_END_PASSCODE && !p->have_seed && p->lockout_s > 0 &&
                  usec >= p->last_probe + PROBE_INTERVAL_USEC) {
                 p->last_probe = usec;
                 read_did(p, p->profile->dids.security_attempts, on_lockout_poll);
         } else if (p->asleep || usec >= p->last_probe + PROBE_INTERVAL_USEC) {
                 /* 3E 80 has no answer: ask with 3E 00 now and then whether the ECU is still there */
-                uint8_t tp[2] = { UDS_TESTER_PRESENT, 0x00 };
                 p->last_probe = usec;
-                (void) request(p, tp, sizeof(tp), NULL);
+                (void) request(p, tester_present_probe, sizeof(tester_present_probe), NULL);
         }
         return 0;
 }
@@ -570,16 +745,19 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
 static void on_a102_started(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 4, "Starting registration mode"))
                 return;
+        p->open = ECU_OPEN_REGISTRATION;
         reply_ok(p);
 }
 
 static void on_a103_started(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 4, "Opening the erasure window")) {
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED, "The ECU refused to open the erasure window.");
+                if (!p->cancel)
+                        finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
+                               "The ECU refused to open the erasure window; nothing was deleted.");
                 return;
         }
-        p->deadline = now_usec(CLOCK_REALTIME) +
-                      (usec_t) p->profile->durations.erasure_window_s * USEC_PER_SEC;
+        p->open = ECU_OPEN_ERASURE;
+        p->deadline = now_usec(CLOCK_REALTIME) + (usec_t) p->profile->durations.erasure_window_s * USEC_PER_SEC;
         p->dirty |= PROP_DEADLINE;
         reply_ok(p);
 }
@@ -593,13 +771,43 @@ static void on_a001_slots(Procedure *p, const UdsResponse *r) {
         reply_ok(p);
 }
 
+static void request_seed(Procedure *p);
+
+static void do_enter(Procedure *p, StepEnter what) {
+        switch (what) {
+        case ENTER_IMMOBILIZER_SEED:
+                p->seed_kind = PASSCODE_IMMOBILIZER;
+                return request_seed(p);
+        case ENTER_SMART_CODE_SEED:
+                p->seed_kind = PASSCODE_SMART_CODE;
+                return request_seed(p);
+        case ENTER_READ_SLOTS:
+                return read_did(p, p->profile->dids.key_status, on_a001_slots);
+        case ENTER_REGISTRATION_MODE_1:
+                p->reg_mode = 1;
+                return routine_journalled(p, 0x01, p->profile->rids.key_registration, 1, on_a102_started);
+        case ENTER_REGISTRATION_MODE_2:
+                if (p->reg_mode == 1)
+                        break; /* mode 1 is open since the registered key was recognised */
+                p->reg_mode = 2;
+                return routine_journalled(p, 0x01, p->profile->rids.key_registration, 2, on_a102_started);
+        case ENTER_ERASURE_WINDOW:
+                return routine_journalled(p, 0x01, p->profile->rids.key_erasure, (int) p->declared, on_a103_started);
+        case ENTER_FINAL_KEYS:
+                return read_did(p, p->profile->dids.key_status, on_final_keys);
+        case ENTER_NOTHING:
+                break;
+        }
+        reply_ok(p);
+}
+
 static void enter_step(Procedure *p, size_t idx) {
         const StepInfo *s;
 
-        /* touch-registered-key is skipped when no key is registered (mode 2). */
-        if (p->kind == PROCEDURE_KEY_REGISTRATION && idx < p->n_steps && streq(p->steps[idx].id, "touch-registered-key") &&
-            p->registered == 0)
+        /* a step for a registered key is skipped when none is registered (mode 2) */
+        if (idx < p->n_steps && p->steps[idx].needs_key && p->registered == 0)
                 idx++;
+        assert(idx < p->n_steps);
         s = &p->steps[idx];
 
         p->step = idx;
@@ -616,27 +824,7 @@ static void enter_step(Procedure *p, size_t idx) {
         (void) journal(p, NULL);
         procedure_bus_emit(p);
         procedure_bus_emit_step(p);
-
-        if (streq(s->id, "immobilizer-passcode")) {
-                p->seed_kind = PASSCODE_IMMOBILIZER;
-                request_seed(p);
-        } else if (streq(s->id, "smart-code-passcode")) {
-                p->seed_kind = PASSCODE_SMART_CODE;
-                request_seed(p);
-        } else if (streq(s->id, "check-slots"))
-                read_did(p, p->profile->dids.key_status, on_a001_slots);
-        else if (streq(s->id, "touch-registered-key")) {
-                p->reg_mode = 1;
-                routine_journalled(p, 0x01, p->profile->rids.key_registration, 1, on_a102_started);
-        } else if (streq(s->id, "touch-new-keys") && p->reg_mode == 0) {
-                p->reg_mode = 2;
-                routine_journalled(p, 0x01, p->profile->rids.key_registration, 2, on_a102_started);
-        } else if (streq(s->id, "touch-keys"))
-                routine_journalled(p, 0x01, p->profile->rids.key_erasure, (int) p->declared, on_a103_started);
-        else if (streq(s->id, "done"))
-                read_keys_then_done(p);
-        else
-                reply_ok(p);
+        do_enter(p, s->enter);
 }
 
 /* The end */
@@ -659,7 +847,10 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
                 p->step = p->n_steps - 1;
                 p->dirty |= PROP_STEP;
                 set_uint(p, &p->percentage, 100, PROP_PERCENTAGE);
-                set_prompt(p, "%s", p->steps[p->step].prompt);
+                if (msg[0])
+                        set_prompt(p, "%s", msg);
+                else
+                        set_prompt(p, "%s", step_info(p)->prompt);
         } else {
                 free(p->error);
                 free(p->error_message);
@@ -668,6 +859,7 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
                 p->dirty |= PROP_ERROR;
                 set_prompt(p, "%s", msg);
         }
+        explicit_bzero(p->passcode, sizeof(p->passcode));
         clear_seed(p);
         set_uint(p, &p->remaining_s, 0, PROP_REMAINING);
         if (p->deadline) {
@@ -675,6 +867,8 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
                 p->dirty |= PROP_DEADLINE;
         }
         set_state(p, state);
+        /* nothing of an ended procedure acts any more: its requests are dropped */
+        drop_request(&p->inflight);
         p->poll = sd_event_source_disable_unref(p->poll);
         uds_link_set_tester_present(p->daemon->link, 0);
         log_info("Procedure %" PRIu64 " (%s) %s%s%s", p->id, procedure_kind_to_string(p->kind),
@@ -707,15 +901,279 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
                         log_warning_errno(r, "Procedure %" PRIu64 ": failed to remove the journal: %m", p->id);
         }
 
-        if (state == JOURNAL_STATE_SUCCEEDED)
-                reply_ok(p);
-        else
-                reply_error(p, p->error, "%s", msg);
+        if (p->pending) {
+                if (state == JOURNAL_STATE_SUCCEEDED && !p->cancel)
+                        reply_ok(p);
+                else
+                        reply_error(p, p->error ?: IMMOD_ERROR_CANCELLED, "%s",
+                                    msg[0] ? msg : "The procedure has ended.");
+        }
+        if (p->cancel) {
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *c = TAKE_PTR(p->cancel);
+                if (state == JOURNAL_STATE_CANCELLED || p->readback == READBACK_CANCEL)
+                        r = sd_bus_reply_method_return(c, NULL);
+                else
+                        r = sd_bus_reply_method_errorf(c, IMMOD_ERROR_NOT_CANCELLABLE,
+                                                       "The procedure ended before it could be cancelled (%s): %s",
+                                                       journal_state_to_string(state),
+                                                       msg[0] ? msg : step_info(p)->prompt);
+                if (r < 0)
+                        log_debug_errno(r, "Failed to answer Cancel(): %m");
+        }
+        p->readback = READBACK_NONE;
         procedure_bus_emit(p);
         if (state == JOURNAL_STATE_SUCCEEDED)
                 procedure_bus_emit_step(p);
         procedure_bus_emit_finished(p);
         manager_procedure_ended(p->manager, p);
+}
+
+/* Reading the car back: DID A002 (what is open), the open routine's last results (its key
+ * events), the end of what is open (10 01: a drop to the default session ends registration
+ * mode and the erasure window in every reading of the protocol, never a running reset; a
+ * repeated 10 03 may not), A002 again to see it closed, then for a resume the extended
+ * session and A101's results, and DID A001 (the keys). Then decide() goes on from what the
+ * car shows. */
+
+#define CLOSE_TRIES_MAX 3U
+
+static void rb_keys(Procedure *p);
+static void rb_decide(Procedure *p);
+
+static void rb_on_keys(Procedure *p, const UdsResponse *r) {
+        if (r->error == 0 && r->nrc == 0 && r->size >= 6)
+                keys_from_a001(p, r->data + 3);
+        else
+                log_warning("Procedure %" PRIu64 ": the key status (DID A001) could not be read back.", p->id);
+        rb_decide(p);
+}
+
+static void rb_keys(Procedure *p) {
+        read_did(p, p->profile->dids.key_status, rb_on_keys);
+}
+
+static void rb_on_a101(Procedure *p, const UdsResponse *r) {
+        p->a101_status = r->error == 0 && r->nrc == 0 && r->size >= 9 ? r->data[4] : -1;
+        rb_keys(p);
+}
+
+static void rb_on_session(Procedure *p, const UdsResponse *r) {
+        if (r->error == 0 && r->nrc == 0) {
+                unsigned ms = p->daemon->config.tester_present_ms ?: p->profile->timing.tester_present_ms;
+                uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
+        }
+        if (p->kind == PROCEDURE_IMMOBILIZER_RESET)
+                routine(p, 0x03, p->profile->rids.smart_code_reset, -1, rb_on_a101);
+        else
+                rb_keys(p);
+}
+
+static void rb_after_closed(Procedure *p) {
+        static const uint8_t extended[2] = { UDS_SESSION_CONTROL, 0x03 };
+
+        if (p->readback == READBACK_CANCEL)
+                return rb_keys(p);
+        send_or_fail(p, extended, sizeof(extended), rb_on_session);
+}
+
+static void rb_close(Procedure *p);
+
+static void rb_on_verify(Procedure *p, const UdsResponse *r) {
+        unsigned s = r->error == 0 && r->nrc == 0 && r->size >= 4 ? r->data[3] : 0xff;
+
+        if (r->error == 0 && (s == 3 || s == 4) && p->close_tries < CLOSE_TRIES_MAX)
+                return rb_close(p);
+        if (s == 3 || s == 4) {
+                snprintf(p->readback_note, sizeof(p->readback_note),
+                         "The ECU still reports %s after %u attempts to end it.",
+                         s == 3 ? "registration mode open" : "the erasure window open", p->close_tries);
+                log_error("Procedure %" PRIu64 ": %s", p->id, p->readback_note);
+        } else {
+                p->open = ECU_OPEN_NOTHING;
+                p->a002_state = s == 0xff ? p->a002_state : s;
+        }
+        rb_after_closed(p);
+}
+
+static void rb_on_default_session(Procedure *p, const UdsResponse *r) {
+        /* answered or not, A002 tells whether it closed */
+        uds_link_set_tester_present(p->daemon->link, 0);
+        read_did(p, p->profile->dids.immobilizer_state, rb_on_verify);
+}
+
+static void rb_close(Procedure *p) {
+        static const uint8_t default_session[2] = { UDS_SESSION_CONTROL, 0x01 };
+
+        p->close_tries++;
+        log_info("Procedure %" PRIu64 ": ending %s in the ECU.", p->id,
+                 p->a002_state == 3 ? "registration mode" : "the erasure window");
+        send_or_fail(p, default_session, sizeof(default_session), rb_on_default_session);
+}
+
+static void rb_on_results(Procedure *p, const UdsResponse *r) {
+        /* the events since the last poll: a key touched meanwhile counts */
+        if (p->a002_state == 3)
+                on_a102_results(p, r);
+        else
+                on_a103_results(p, r);
+        if (!procedure_is_active(p))
+                return;
+        rb_close(p);
+}
+
+static void rb_on_state(Procedure *p, const UdsResponse *r) {
+        bool known = r->error == 0 && r->nrc == 0 && r->size >= 4;
+
+        p->a002_state = known ? r->data[3] : 0xff;
+        if (!known)
+                log_warning("Procedure %" PRIu64 ": the immobilizer state (DID A002) could not be read back.", p->id);
+        if (p->a002_state == 3)
+                routine(p, 0x03, p->profile->rids.key_registration, -1, rb_on_results);
+        else if (p->a002_state == 4)
+                routine(p, 0x03, p->profile->rids.key_erasure, -1, rb_on_results);
+        else {
+                if (known)
+                        p->open = p->a002_state == 1 ? ECU_OPEN_RESET : ECU_OPEN_NOTHING;
+                rb_after_closed(p);
+        }
+}
+
+static void readback(Procedure *p, Readback why) {
+        assert(why != READBACK_NONE);
+        if (!procedure_is_active(p))
+                return;
+        p->readback = why;
+        p->close_tries = 0;
+        p->a101_status = -1;
+        p->readback_note[0] = 0;
+        clear_seed(p);
+        set_state(p, JOURNAL_STATE_RUNNING);
+        procedure_bus_emit(p);
+        log_info("Procedure %" PRIu64 ": reading the vehicle back (%s).", p->id,
+                 why == READBACK_CANCEL ? "cancel" : "resume");
+        read_did(p, p->profile->dids.immobilizer_state, rb_on_state);
+}
+
+/* Cancel: what the car shows is the result. A procedure that changed the car is never
+ * "cancelled". */
+static void decide_cancel(Procedure *p) {
+        int before = p->keys_before;
+
+        if (p->a002_state == 1) {
+                /* the reset started after all: it must not be interrupted */
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *c = TAKE_PTR(p->cancel);
+                p->readback = READBACK_NONE;
+                p->open = ECU_OPEN_RESET;
+                p->reset_sent = true;
+                enter_step(p, (size_t) procedure_step_index(p->kind, "resetting"));
+                if (c)
+                        (void) sd_bus_reply_method_errorf(c, IMMOD_ERROR_NOT_CANCELLABLE,
+                                                          "The ECU had already started the reset when Cancel came; "
+                                                          "it must not be interrupted: wait for it to end.");
+                return;
+        }
+        if (p->readback_note[0] && p->a002_state != 0)
+                return finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
+                              "Cancelled, but %s Check the vehicle (immoctl status).", p->readback_note);
+        if (before >= 0 && (int) p->registered > before)
+                return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
+                              "Cancelled after %d new key(s) were registered: they stay registered (%u keys now).",
+                              (int) p->registered - before, p->registered);
+        if (before >= 0 && (int) p->registered < before)
+                return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
+                              "Cancelled after %d key(s) were erased: they are gone for good (%u keys now).",
+                              before - (int) p->registered, p->registered);
+        finish(p, JOURNAL_STATE_CANCELLED, IMMOD_ERROR_CANCELLED,
+               "The procedure was cancelled; nothing was changed on the vehicle (%u keys registered)%s%s", p->registered,
+               p->readback_note[0] ? ": " : ".", p->readback_note);
+}
+
+/* Resume: after a restart, a wake-up, or a lost answer to a command that changes the car. */
+static void decide_resume(Procedure *p) {
+        const char *at = p->stopped_at ?: procedure_step_id(p);
+        size_t to = procedure_resume_index(p->kind, p->step);
+        int before = p->keys_before;
+
+        p->readback = READBACK_NONE;
+        if (p->kind == PROCEDURE_IMMOBILIZER_RESET && p->reset_sent) {
+                if (p->a002_state == 1 || p->a101_status == 1) {
+                        p->open = ECU_OPEN_RESET;
+                        enter_step(p, (size_t) procedure_step_index(p->kind, "resetting"));
+                        log_info("Procedure %" PRIu64 ": the reset runs in the ECU; following it to its end.", p->id);
+                        return;
+                }
+                if (p->a101_status == 2 || p->a002_state == 2)
+                        return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
+                                      "The immobilizer was reset while immod was away: %u keys are registered now.",
+                                      p->registered);
+                if (p->a101_status == 3 || p->a002_state == 5)
+                        return finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
+                                      "The ECU reports the reset failed; nothing was erased (%u keys registered).",
+                                      p->registered);
+                /* it never started: the passcodes were spent, nothing was erased */
+                p->reset_sent = false;
+        }
+        if (p->kind == PROCEDURE_KEY_ERASURE && p->erase_sent && before >= 0 && (int) p->registered < before)
+                return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
+                              "The Erase reached the vehicle before immod stopped: %d key(s) were erased (%u keys "
+                              "now).",
+                              before - (int) p->registered, p->registered);
+        p->erase_sent = false;
+        if (p->steps[p->step].end == STEP_END_NONE)
+                return finish(p, JOURNAL_STATE_SUCCEEDED, NULL, NULL);
+
+        bool restarted = p->stopped_at;
+        p->stopped_at = NULL;
+        if (!restarted && !(p->steps[to].end == STEP_END_PASSCODE)) {
+                /* A wake-up or a lost answer: what immod holds in memory (the declared counts)
+                 * is still good; only the passcode and what was open in the ECU are lost. */
+                to = p->step;
+                for (size_t i = 0; i <= p->step; i++)
+                        if (p->steps[i].end == STEP_END_PASSCODE)
+                                to = i;
+        }
+        if (p->kind == PROCEDURE_KEY_REGISTRATION && before >= 0)
+                set_uint(p, &p->added, p->registered > (unsigned) before ? p->registered - (unsigned) before : 0,
+                         PROP_KEYS);
+        enter_step(p, to);
+        if (!restarted && to == p->step && p->steps[to].end != STEP_END_PASSCODE)
+                set_prompt(p, "The ECU is awake again. %s", step_info(p)->prompt);
+        else if (!restarted && p->kind == PROCEDURE_IMMOBILIZER_RESET)
+                set_prompt(p, "The ECU fell asleep (or lost its session) and forgot the immobilizer passcode: both "
+                              "passcodes must be entered in one session. Get the immobilizer passcode for the new seed "
+                              "shown.");
+        else if (!restarted)
+                set_prompt(p, "The ECU fell asleep (or lost its session) and the seed shown before is no longer "
+                              "valid%s: get the passcode for the new seed shown.",
+                           p->added > 0 ? "; the keys registered so far stay registered" : "");
+        else if (p->kind == PROCEDURE_KEY_REGISTRATION)
+                set_prompt(p, "immod restarted during step %s: the ECU forgot the passcode%s. Keys registered so far "
+                              "stay registered (%u now, %u added). Get the smart code passcode for the new seed shown "
+                              "and enter it; or Cancel, which keeps them.",
+                           at, p->open == ECU_OPEN_NOTHING && p->a002_state == 3 ? " and registration mode was ended" : "",
+                           p->registered, p->added);
+        else if (p->kind == PROCEDURE_IMMOBILIZER_RESET && step_info(p)->enter == ENTER_IMMOBILIZER_SEED)
+                set_prompt(p, "immod restarted during step %s: the reset did not start and nothing was erased. Both "
+                              "passcodes must be entered in one session: get the immobilizer passcode for the new "
+                              "seed shown.",
+                           at);
+        else if (p->kind == PROCEDURE_KEY_ERASURE && step_info(p)->end == STEP_END_KEY_COUNT)
+                set_prompt(p, "immod restarted during step %s; nothing was deleted. Enter the number of customer keys "
+                              "that are present again.",
+                           at);
+        else if (step_info(p)->end == STEP_END_PASSCODE)
+                set_prompt(p, "immod restarted during step %s; the seed shown before is no longer valid. %s", at,
+                           step_info(p)->prompt);
+        else
+                set_prompt(p, "immod restarted during step %s. %s", at, step_info(p)->prompt);
+        procedure_bus_emit(p);
+}
+
+static void rb_decide(Procedure *p) {
+        if (p->readback == READBACK_CANCEL)
+                decide_cancel(p);
+        else
+                decide_resume(p);
 }
 
 /* Creation */
@@ -741,6 +1199,7 @@ static int procedure_alloc(Manager *m, uint64_t id, ProcedureKind kind, const ch
         p->technician = strdup(technician ?: "");
         p->repair_order = strdup(repair_order ?: "");
         p->keys_before = -1;
+        p->a101_status = -1;
         p->battery_min = NAN;
         p->state = JOURNAL_STATE_RUNNING;
         p->battery_trace = malloc(sizeof(BatteryTrace));
@@ -768,54 +1227,10 @@ static void hold_session(Procedure *p) {
         uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
 }
 
-static void request_seed(Procedure *p);
-
-static void on_resume_keys(Procedure *p, const UdsResponse *r);
-
-static void on_wake_session(Procedure *p, const UdsResponse *r) {
-        const char *step = procedure_step_id(p);
-
-        if (r->nrc != 0) {
-                set_prompt(p, "The ECU woke up but refused the extended session; immod keeps trying.");
-                return;
-        }
-        hold_session(p);
-        if (p->resuming) {
-                read_did(p, p->profile->dids.key_status, on_resume_keys);
-                return;
-        }
-        set_prompt(p, "%s", p->steps[p->step].prompt);
-        procedure_bus_emit(p);
-
-        /* Sleep re-locks security: a seed shown is void, and in a reset the immobilizer
-         * level unlocked before it is lost (both must be unlocked in one session). */
-        if (p->kind == PROCEDURE_IMMOBILIZER_RESET &&
-            (streq(step, "confirm-duration") || streq(step, "smart-code-passcode"))) {
-                enter_step(p, (size_t) procedure_step_index(p->kind, "immobilizer-passcode"));
-                set_prompt(p, "The ECU fell asleep and forgot the immobilizer passcode: both passcodes must be "
-                              "entered in one session. Get the immobilizer passcode for the new seed shown.");
-                procedure_bus_emit(p);
-        } else if (p->steps[p->step].end == STEP_END_PASSCODE) {
-                request_seed(p);
-                set_prompt(p, "The ECU fell asleep and the seed shown before is no longer valid: get the passcode "
-                              "for the new seed shown.");
-                procedure_bus_emit(p);
-        } else if (p->reg_mode > 0 || streq(step, "touch-keys"))
-                /* A session drop ended registration or erasure in the ECU. */
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_ASLEEP,
-                       "The ECU fell asleep, which ended %s; nothing more was changed. Start the procedure again.",
-                       p->reg_mode > 0 ? "registration mode" : "the erasure window");
-}
-
-static void wake_up(Procedure *p) {
-        static const uint8_t extended[2] = { UDS_SESSION_CONTROL, 0x03 };
-        log_info("Procedure %" PRIu64 ": the ECU is awake again; re-entering the extended session.", p->id);
-        (void) request(p, extended, sizeof(extended), on_wake_session);
-}
-
 static void on_start_keys(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 6, "Reading the key status (DID A001)")) {
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED, "The ECU did not give its key status.");
+                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
+                       "The ECU did not give its key status; nothing was changed.");
                 return;
         }
         keys_from_a001(p, r->data + 3);
@@ -829,7 +1244,8 @@ static void on_start_keys(Procedure *p, const UdsResponse *r) {
 
 static void on_start_session(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 2, "Entering the extended session")) {
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED, "The ECU refused the extended session.");
+                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
+                       "The ECU refused the extended session; nothing was changed.");
                 return;
         }
         hold_session(p);
@@ -857,93 +1273,18 @@ int procedure_start(Manager *m, uint64_t id, ProcedureKind kind, const char *vin
         return 0;
 }
 
-static void on_resume_session(Procedure *p, const UdsResponse *r) {
-        if (r->nrc == 0)
-                hold_session(p);
-        /* the poll timer reads A101's results from here on */
-}
-
 /*
- * A registration or an erasure after a restart. immod's new session (10 03, a session change
- * even if the old one was still open) re-locked security and ended any registration mode or
- * erasure window in the ECU (vehicle-protocol.md §4), so nothing can go on where it stopped.
- * A technician expects the procedure to pick up where it can safely be repeated, rather than
- * to start over with a new one: the same procedure object, one audit record in the end.
- *   key-registration: confirm-instructions stays; any later step goes back to
- *     smart-code-passcode (a new seed). Keys registered so far stay registered; nothing that
- *     registration sends can harm the car when sent again.
- *   key-erasure: confirm-warning stays; any later step goes back to declare-keys: the declared
- *     count and its confirmations are not journalled and are asked again. An open window
- *     deleted nothing.
- *   an Erase being sent (journalled "31 02 A1 03 ..") may have deleted keys: it is never sent
- *     again; the procedure ends as failed with the key status read now in its audit record.
+ * A procedure that was running when immod stopped goes on from what the car shows, never
+ * from what immod had planned (readback()): a reset that runs is followed to its end, one
+ * that ended is recorded as the ECU says, one that never started goes back to its first
+ * passcode; a registration or an erasure has what it left open in the ECU ended (the keys
+ * touched meanwhile counted) and goes back to its step that is safe to repeat (the step
+ * tables' resume_at); an Erase that reached the car is recorded as done. Same procedure
+ * object, one audit record in the end.
  */
-static size_t resume_step(ProcedureKind kind, const char *step) {
-        int i = procedure_step_index(kind, step);
-        int safe = procedure_step_index(kind, kind == PROCEDURE_KEY_REGISTRATION ? "smart-code-passcode" : "declare-keys");
-
-        if (i < 0)
-                return 0;
-        if (streq(step, "done")) /* it ended; only its record was not written */
-                return (size_t) i;
-        return (size_t) MIN(i, safe);
-}
-
-static void on_resume_keys(Procedure *p, const UdsResponse *r) {
-        const char *stopped_at = p->stopped_at ?: procedure_step_id(p);
-
-        if (!procedure_is_active(p)) /* cancelled meanwhile */
-                return;
-        if (!answer_ok(p, r, 6, "Reading the key status (DID A001)")) {
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
-                       "After immod restarted, the ECU did not give its key status; the procedure ended. Start it "
-                       "again.");
-                return;
-        }
-        keys_from_a001(p, r->data + 3);
-        p->resuming = false;
-        if (p->erase_sent) {
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_CANCELLED,
-                       "immod stopped while the Erase command was sent: it may have reached the car and is never "
-                       "sent again. %u key(s) are registered now, %d before. Check the keys before starting again.",
-                       p->registered, p->keys_before);
-                return;
-        }
-        enter_step(p, p->step);
-        if (p->kind == PROCEDURE_KEY_REGISTRATION && streq(procedure_step_id(p), "smart-code-passcode") &&
-            streq(stopped_at, "smart-code-passcode"))
-                set_prompt(p, "immod restarted; the seed shown before is no longer valid. Get the smart code "
-                              "passcode for the new seed shown and enter it.");
-        else if (p->kind == PROCEDURE_KEY_REGISTRATION && streq(procedure_step_id(p), "smart-code-passcode"))
-                set_prompt(p, "immod restarted during step %s: the ECU forgot the passcode and ended registration "
-                              "mode. Keys registered so far stay registered (%u now). Get the smart code passcode "
-                              "for the new seed shown and enter it.",
-                           stopped_at, p->registered);
-        else if (p->kind == PROCEDURE_KEY_ERASURE && streq(procedure_step_id(p), "declare-keys"))
-                set_prompt(p, "immod restarted during step %s; nothing was deleted. Enter the number of customer "
-                              "keys that are present again.",
-                           stopped_at);
-        else
-                set_prompt(p, "immod restarted; continue with this step. %s", p->steps[p->step].prompt);
-        procedure_bus_emit(p);
-}
-
-static void on_resume_safe_session(Procedure *p, const UdsResponse *r) {
-        if (!procedure_is_active(p))
-                return;
-        if (r->nrc != 0) {
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
-                       "After immod restarted, the ECU refused the extended session; the procedure ended. Start it "
-                       "again.");
-                return;
-        }
-        hold_session(p);
-        read_did(p, p->profile->dids.key_status, on_resume_keys);
-}
-
 int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *profile, Procedure **ret) {
-        static const uint8_t extended[2] = { UDS_SESSION_CONTROL, 0x03 };
         Procedure *p;
+        char erase[JOURNAL_COMMAND_MAX_BYTES], reset[JOURNAL_COMMAND_MAX_BYTES];
         int r;
 
         r = procedure_alloc(m, j->id, j->kind, j->vin, profile, j->owner, j->technician, j->repair_order, &p);
@@ -953,7 +1294,6 @@ int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *p
         p->keys_before = j->keys_before;
         p->battery_min = j->battery_min;
         p->passcode_attempts = j->passcode_attempts;
-        p->resumed = true;
         if (j->customer_last_name && j->customer_last_name[0] &&
             !(p->customer_last_name = strdup(j->customer_last_name))) {
                 procedure_free(p);
@@ -961,41 +1301,19 @@ int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *p
         }
         r = procedure_step_index(j->kind, j->step);
         p->step = r >= 0 ? (size_t) r : 0;
-        p->state = j->state;
+        p->state = JOURNAL_STATE_RUNNING;
+        p->stopped_at = p->steps[p->step].id;
 
-        bool reset_sent = j->kind == PROCEDURE_IMMOBILIZER_RESET &&
-                          (streq(j->step, "resetting") || (j->sent_command && startswith(j->sent_command, "31 01 A1 01")));
-        if (reset_sent) {
-                p->step = (size_t) procedure_step_index(j->kind, "resetting");
-                p->state = JOURNAL_STATE_RUNNING;
-                set_prompt(p, "%s", p->steps[p->step].prompt);
-                log_info("Procedure %" PRIu64 ": a reset was running when immod stopped; following it to its end.",
-                         p->id);
-                (void) request(p, extended, sizeof(extended), on_resume_session);
-        } else if (j->kind != PROCEDURE_IMMOBILIZER_RESET) {
-                char erase[JOURNAL_COMMAND_MAX_BYTES];
-
-                routine_command_text(0x02, profile->rids.key_erasure, -1, erase, sizeof(erase));
-                p->erase_sent = j->kind == PROCEDURE_KEY_ERASURE && j->sent_command && startswith(j->sent_command, erase);
-                p->resuming = true;
-                p->stopped_at = j->step;
-                p->step = resume_step(j->kind, j->step);
-                p->state = JOURNAL_STATE_RUNNING;
-                set_prompt(p, "immod restarted; reading the vehicle's key status.");
-                log_info("Procedure %" PRIu64 ": immod stopped during step %s; going on from step %s.", p->id, j->step,
-                         procedure_step_id(p));
-                r = request(p, extended, sizeof(extended), on_resume_safe_session);
-                if (r < 0)
-                        finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_UNREACHABLE,
-                               "After immod restarted, the ECU cannot be reached: %s. Start the procedure again.",
-                               strerror(-r));
-        } else {
-                set_prompt(p, "%s", p->steps[p->step].prompt);
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_CANCELLED,
-                       "immod stopped during step %s; the procedure ended there%s. Start it again.", j->step,
-                       j->sent_command ? " (the last command may have reached the car)" : "");
-        }
+        routine_command_text(0x01, profile->rids.smart_code_reset, -1, reset, sizeof(reset));
+        routine_command_text(0x02, profile->rids.key_erasure, -1, erase, sizeof(erase));
+        p->reset_sent = j->kind == PROCEDURE_IMMOBILIZER_RESET &&
+                        (p->steps[p->step].poll == POLL_RESET || (j->sent_command && startswith(j->sent_command, reset)));
+        p->erase_sent = j->kind == PROCEDURE_KEY_ERASURE && j->sent_command && startswith(j->sent_command, erase);
+        set_prompt(p, "immod restarted; reading the vehicle back before going on.");
+        log_info("Procedure %" PRIu64 ": immod stopped during step %s%s%s; reading the vehicle back.", p->id, j->step,
+                 j->sent_command ? " after sending " : "", j->sent_command ?: "");
         *ret = p;
+        readback(p, READBACK_RESUME);
         return 0;
 }
 
@@ -1007,6 +1325,13 @@ Procedure *procedure_free(Procedure *p) {
                 (void) sd_bus_reply_method_errorf(p->deferred, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
                 p->deferred = sd_bus_message_unref(p->deferred);
         }
+        if (p->cancel) {
+                (void) sd_bus_reply_method_errorf(p->cancel, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
+                p->cancel = sd_bus_message_unref(p->cancel);
+        }
+        drop_request(&p->inflight);
+        free(p->late);
+        explicit_bzero(p->passcode, sizeof(p->passcode));
         p->poll = sd_event_source_disable_unref(p->poll);
         p->pending = sd_bus_message_unref(p->pending);
         free(p->customer_last_name);
@@ -1022,7 +1347,12 @@ Procedure *procedure_free(Procedure *p) {
 /* Methods */
 
 static int check_idle(Procedure *p, sd_bus_error *error) {
-        if (p->busy || p->pending)
+        if (p->cancel || p->readback == READBACK_CANCEL)
+                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "The procedure is being cancelled.");
+        if (p->readback != READBACK_NONE)
+                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
+                                         "immod is reading the vehicle back before going on; try again in a moment.");
+        if (p->inflight || p->pending)
                 return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "The procedure is talking to the ECU; try again.");
         return 0;
 }
@@ -1049,7 +1379,9 @@ static void on_door(Procedure *p, const UdsResponse *r) {
 int procedure_acknowledge(Procedure *p, sd_bus_message *msg, const char *step, sd_bus_error *error) {
         int r;
 
-        if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_ACKNOWLEDGE || !streq(step, procedure_step_id(p)))
+        assert(p);
+        assert(msg);
+        if (!procedure_is_active(p) || step_info(p)->end != STEP_END_ACKNOWLEDGE || !streq(step, procedure_step_id(p)))
                 return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP, "The current step is %s, not %s.",
                                          procedure_is_active(p) ? procedure_step_id(p) : journal_state_to_string(p->state),
                                          step);
@@ -1057,35 +1389,44 @@ int procedure_acknowledge(Procedure *p, sd_bus_message *msg, const char *step, s
         if (r < 0)
                 return r;
 
-        if (streq(step, "check-slots") && p->available == 0)
-                return sd_bus_error_setf(error, IMMOD_ERROR_ECU_REFUSED,
-                                         "No key slot is free (%u of %u used): no key can be added.", p->registered,
-                                         p->max);
-        p->pending = sd_bus_message_ref(msg);
-        if (streq(step, "open-driver-door"))
+        switch (step_info(p)->check) {
+        case CHECK_FREE_SLOT:
+                if (p->available == 0)
+                        return sd_bus_error_setf(error, IMMOD_ERROR_ECU_REFUSED,
+                                                 "No key slot is free (%u of %u used): no key can be added.",
+                                                 p->registered, p->max);
+                break;
+        case CHECK_DOOR_OPEN:
+                p->pending = sd_bus_message_ref(msg);
                 read_did(p, p->profile->dids.vehicle_status, on_door);
-        else
-                enter_step(p, p->step + 1);
+                return 1;
+        case CHECK_NOTHING:
+                break;
+        }
+        p->pending = sd_bus_message_ref(msg);
+        enter_step(p, p->step + 1);
         return 1;
 }
 
 static void on_reset_started(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 4, "Starting the smart code reset")) {
-                /* NRC: the reset did not start; the passcode is spent. */
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED, "The ECU refused to start the reset.");
+                /* NRC: the reset did not start and erased nothing; the passcodes are spent. */
+                p->reset_sent = false;
+                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
+                       "The ECU refused to start the reset; nothing was erased.");
                 return;
         }
+        p->open = ECU_OPEN_RESET;
         enter_step(p, p->step + 1);
 }
 
 static void start_reset(Procedure *p) {
+        p->reset_sent = true;
         routine_journalled(p, 0x01, p->profile->rids.smart_code_reset, -1, on_reset_started);
 }
 
-static void on_battery(Procedure *p, const UdsResponse *r);
-
 static void on_passcode_refused_attempts(Procedure *p, const UdsResponse *r) {
-        if (r->nrc == 0 && r->size >= 7) {
+        if (r->error == 0 && r->nrc == 0 && r->size >= 7) {
                 const uint8_t *d = r->data + 3;
                 set_uint(p, &p->attempts_left, p->seed_kind == PASSCODE_IMMOBILIZER ? d[0] : d[1], PROP_ATTEMPTS);
                 set_uint(p, &p->lockout_s, be16(d + 2), PROP_LOCKOUT);
@@ -1109,17 +1450,24 @@ static void on_passcode(Procedure *p, const UdsResponse *r) {
                 read_did(p, p->profile->dids.security_attempts, on_passcode_refused_attempts);
                 return;
         }
+        if (r->error == LOST_ANSWER) {
+                /* unlocked or not, the seed is spent: a fresh one, and the caller tries again */
+                p->rejected = false;
+                reply_error(p, IMMOD_ERROR_TIMEOUT,
+                            "The ECU did not answer the passcode in time; the seed is spent. A new seed is shown: get "
+                            "the passcode for it.");
+                request_seed(p);
+                return;
+        }
         if (!answer_ok(p, r, 2, "Sending the passcode"))
                 return;
         set_uint(p, &p->lockout_s, 0, PROP_LOCKOUT);
         clear_seed(p);
-        if (p->kind == PROCEDURE_IMMOBILIZER_RESET && streq(procedure_step_id(p), "smart-code-passcode"))
+        if (step_info(p)->passcode == PASSCODE_START_RESET)
                 start_reset(p);
         else
                 enter_step(p, p->step + 1);
 }
-
-static char normalized_passcode[PASSCODE_SMART_CODE_LEN + 1];
 
 static void send_passcode(Procedure *p) {
         uint8_t req[2 + PASSCODE_SMART_CODE_LEN / 2] = { UDS_SECURITY_ACCESS };
@@ -1127,46 +1475,58 @@ static void send_passcode(Procedure *p) {
 
         if (p->seed_kind == PASSCODE_IMMOBILIZER) {
                 req[1] = 0x02;
-                memcpy(req + 2, normalized_passcode, PASSCODE_IMMOBILIZER_LEN);
+                memcpy(req + 2, p->passcode, PASSCODE_IMMOBILIZER_LEN);
                 n = 2 + PASSCODE_IMMOBILIZER_LEN;
         } else {
                 req[1] = 0x04;
-                (void) hex_decode(normalized_passcode, req + 2, PASSCODE_SMART_CODE_LEN / 2);
+                (void) hex_decode(p->passcode, req + 2, PASSCODE_SMART_CODE_LEN / 2);
                 n = 2 + PASSCODE_SMART_CODE_LEN / 2;
         }
-        explicit_bzero(normalized_passcode, sizeof(normalized_passcode));
+        explicit_bzero(p->passcode, sizeof(p->passcode));
         p->passcode_attempts++;
         send_or_fail(p, req, n, on_passcode);
         explicit_bzero(req, sizeof(req));
 }
 
-/* The watch's monitor, with this vehicle's rules (the Manager's vehicle may differ from the
- * procedure's only if SetVehicle was called while it ran; then the procedure's own rules win). */
-static bool check_battery(Procedure *p, const char **reason) {
-        BatteryMonitor *wm = battery_watch_monitor(manager_battery(p->manager)), bm = *wm;
+/* A reset needs a known voltage at or above the profile's minimum, whatever battery.source
+ * says: the ECU's own +B (DID A010) is read first; the configured source's last reading
+ * stands in only when the ECU gives none. */
+static void on_reset_battery(Procedure *p, const UdsResponse *r) {
+        BatteryWatch *w = manager_battery(p->manager);
+        double volts = NAN, min_v = p->profile->battery.start_min_v;
+        const char *source = "the ECU's +B (DID A010)";
 
-        if (bm.start_min_v != p->profile->battery.start_min_v || bm.running_min_v != p->profile->battery.warn_below_v)
-                (void) battery_monitor_set_rules(&bm, p->profile->battery.start_min_v, p->profile->battery.warn_below_v);
-        bool ok = battery_allows_reset(&bm, reason);
-        memcpy(wm->reason, bm.reason, sizeof(wm->reason)); /* *reason must outlive bm */
-        if (*reason)
-                *reason = wm->reason;
-        return ok;
-}
-
-static void on_battery(Procedure *p, const UdsResponse *r) {
-        const char *reason = NULL;
-        double volts = NAN;
-
-        if (r->nrc == 0)
+        if (r->error == 0 && r->nrc == 0)
                 (void) battery_parse_answer(p->profile->dids.battery, r->data, r->size, &volts);
-        /* the watch's sample handler adds it to this procedure's trace and minimum */
-        battery_watch_feed(manager_battery(p->manager), volts);
-        if (!check_battery(p, &reason)) {
-                explicit_bzero(normalized_passcode, sizeof(normalized_passcode));
-                reply_error(p, IMMOD_ERROR_BATTERY_LOW, "%s", reason ?: "The battery voltage is unknown.");
+        if (isnan(volts) && battery_watch_enabled(w)) {
+                volts = battery_monitor_voltage(battery_watch_monitor(w));
+                source = "the configured battery source";
+        } else if (!isnan(volts)) {
+                if (p->daemon->config.battery_source == BATTERY_SOURCE_ECU)
+                        battery_watch_feed(w, volts); /* the watch adds it to the trace */
+                else
+                        note_battery(p, volts);
+        }
+        if (isnan(volts)) {
+                explicit_bzero(p->passcode, sizeof(p->passcode));
+                reply_error(p, IMMOD_ERROR_BATTERY_LOW,
+                            "No battery voltage can be read: the ECU does not report its +B (DID A010) and no other "
+                            "source is configured. A reset needs a known voltage of at least %.1f V: connect a power "
+                            "supply holding 13.5 V and try again; the passcode was not sent.",
+                            min_v);
                 return;
         }
+        if (volts < min_v) {
+                explicit_bzero(p->passcode, sizeof(p->passcode));
+                reply_error(p, IMMOD_ERROR_BATTERY_LOW,
+                            "The battery is at %.2f V (%s), below the %.1f V this vehicle needs for a reset: connect "
+                            "a battery charger or a power supply holding 13.5 V, then try again; the passcode was "
+                            "not sent.",
+                            volts, source, min_v);
+                return;
+        }
+        log_info("Procedure %" PRIu64 ": battery %.2f V (%s) allows the reset (minimum %.1f V).", p->id, volts, source,
+                 min_v);
         send_passcode(p);
 }
 
@@ -1174,7 +1534,9 @@ int procedure_submit_passcode(Procedure *p, sd_bus_message *msg, const char *pas
         const char *reason = NULL;
         int r;
 
-        if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE)
+        assert(p);
+        assert(msg);
+        if (!procedure_is_active(p) || step_info(p)->end != STEP_END_PASSCODE)
                 return wrong_step(p, "SubmitPasscode", error);
         r = check_idle(p, error);
         if (r < 0)
@@ -1186,39 +1548,31 @@ int procedure_submit_passcode(Procedure *p, sd_bus_message *msg, const char *pas
                 request_seed(p);
                 return 1;
         }
-        r = passcode_normalize(p->seed_kind, passcode, normalized_passcode, sizeof(normalized_passcode), &reason);
-        if (r < 0)
+        r = passcode_normalize(p->seed_kind, passcode, p->passcode, sizeof(p->passcode), &reason);
+        if (r < 0) {
+                explicit_bzero(p->passcode, sizeof(p->passcode));
                 return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_PASSCODE_FORMAT, "%s",
                                          reason ?: "The passcode is malformed.");
+        }
 
         p->pending = sd_bus_message_ref(msg);
-        if (p->kind == PROCEDURE_IMMOBILIZER_RESET && p->seed_kind == PASSCODE_SMART_CODE) {
-                BatteryWatch *w = manager_battery(p->manager);
-                if (p->daemon->config.battery_source == BATTERY_SOURCE_ECU) {
-                        read_did(p, p->profile->dids.battery, on_battery);
-                        return 1;
-                }
-                if (!battery_watch_enabled(w))
-                        log_info("Procedure %" PRIu64 ": the battery is not watched (battery: {source: none}); "
-                                 "skipping the reset's battery check.",
-                                 p->id);
-                else {
-                        battery_watch_sample_now(w);
-                        if (!check_battery(p, &reason)) {
-                                explicit_bzero(normalized_passcode, sizeof(normalized_passcode));
-                                reply_error(p, IMMOD_ERROR_BATTERY_LOW, "%s",
-                                            reason ?: "The battery voltage is unknown.");
-                                return 1;
-                        }
-                }
-        }
-        send_passcode(p);
+        if (step_info(p)->passcode == PASSCODE_START_RESET)
+                read_did(p, p->profile->dids.battery, on_reset_battery);
+        else
+                send_passcode(p);
         return 1;
 }
 
 int procedure_set_key_count(Procedure *p, sd_bus_message *msg, uint32_t present, sd_bus_error *error) {
-        if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_KEY_COUNT)
+        int r;
+
+        assert(p);
+        assert(msg);
+        if (!procedure_is_active(p) || step_info(p)->end != STEP_END_KEY_COUNT)
                 return wrong_step(p, "SetKeyCount", error);
+        r = check_idle(p, error);
+        if (r < 0)
+                return r;
         if (present == 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "At least one key must be present; with no key left, run an immobilizer reset.");
@@ -1228,26 +1582,32 @@ int procedure_set_key_count(Procedure *p, sd_bus_message *msg, uint32_t present,
         p->declared = present;
         p->to_delete = p->registered - present;
         p->dirty |= PROP_KEYS;
+        p->pending = sd_bus_message_ref(msg);
         enter_step(p, p->step + 1);
         set_prompt(p, "Keep %u key(s) and permanently delete %u key(s). Confirm the counts.", p->declared, p->to_delete);
         procedure_bus_emit(p);
-        return sd_bus_reply_method_return(msg, NULL);
+        return 1;
 }
 
 static void on_erased_keys(Procedure *p, const UdsResponse *r) {
-        if (r->nrc == 0 && r->size >= 6)
+        if (r->error == 0 && r->nrc == 0 && r->size >= 6)
                 keys_from_a001(p, r->data + 3);
         enter_step(p, p->step + 1);
 }
 
 static void on_erase(Procedure *p, const UdsResponse *r) {
-        if (r->nrc == UDS_NRC_CONDITIONS_NOT_CORRECT && now_usec(CLOCK_REALTIME) >= p->deadline) {
+        if (r->error == 0 && r->nrc == UDS_NRC_CONDITIONS_NOT_CORRECT && now_usec(CLOCK_REALTIME) >= p->deadline) {
+                p->erase_sent = false;
+                p->open = ECU_OPEN_NOTHING;
                 reply_error(p, IMMOD_ERROR_TIMEOUT, "The erasure window closed; nothing was deleted.");
                 finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_TIMEOUT, "The erasure window closed before Erase; nothing was deleted.");
                 return;
         }
-        if (!answer_ok(p, r, 4, "Erasing the keys"))
+        if (!answer_ok(p, r, 4, "Erasing the keys")) {
+                p->erase_sent = false; /* refused: nothing was deleted */
                 return;
+        }
+        p->open = ECU_OPEN_NOTHING;
         p->deadline = 0;
         p->dirty |= PROP_DEADLINE;
         read_did(p, p->profile->dids.key_status, on_erased_keys);
@@ -1256,61 +1616,96 @@ static void on_erase(Procedure *p, const UdsResponse *r) {
 int procedure_erase(Procedure *p, sd_bus_message *msg, uint32_t expected, sd_bus_error *error) {
         int r;
 
-        if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_ERASE)
+        assert(p);
+        assert(msg);
+        if (!procedure_is_active(p) || step_info(p)->end != STEP_END_ERASE)
                 return wrong_step(p, "Erase", error);
         r = check_idle(p, error);
         if (r < 0)
                 return r;
-        if (p->deadline > 0 && now_usec(CLOCK_REALTIME) >= p->deadline) {
-                finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_TIMEOUT, "The erasure window closed before Erase; nothing was deleted.");
-                return sd_bus_error_setf(error, IMMOD_ERROR_TIMEOUT, "The erasure window closed; nothing was deleted.");
-        }
+        if (p->deadline > 0 && now_usec(CLOCK_REALTIME) >= p->deadline)
+                return sd_bus_error_setf(error, IMMOD_ERROR_TIMEOUT,
+                                         "The erasure window has closed; nothing was deleted. The procedure ends as "
+                                         "soon as the ECU confirms it.");
         if (p->touched != p->declared || p->registered < p->touched || expected != p->registered - p->touched)
                 return sd_bus_error_setf(error, IMMOD_ERROR_COUNT_MISMATCH,
                                          "%u of %u declared keys were touched and %u would be deleted, not %u; nothing "
                                          "was deleted.",
                                          p->touched, p->declared, p->registered - MIN(p->touched, p->registered), expected);
         p->pending = sd_bus_message_ref(msg);
+        p->erase_sent = true;
         routine_journalled(p, 0x02, p->profile->rids.key_erasure, (int) expected, on_erase);
         return 1;
 }
 
 static void on_registration_stopped(Procedure *p, const UdsResponse *r) {
         /* NRC 0x22 here: registration mode had already ended */
+        p->open = ECU_OPEN_NOTHING;
+        if (r->error == LOST_ANSWER) {
+                reply_error(p, IMMOD_ERROR_TIMEOUT,
+                            "The ECU did not answer in time; immod reads the vehicle back and goes on from what it "
+                            "shows.");
+                readback(p, READBACK_RESUME);
+                return;
+        }
         enter_step(p, p->step + 1);
 }
 
 int procedure_finish_registration(Procedure *p, sd_bus_message *msg, sd_bus_error *error) {
         int r;
 
-        if (!at_step(p, "touch-new-keys") || p->reg_mode != 2)
+        assert(p);
+        assert(msg);
+        if (!procedure_is_active(p) || step_info(p)->enter != ENTER_REGISTRATION_MODE_2 || p->reg_mode != 2)
                 return wrong_step(p, "Finish", error);
         r = check_idle(p, error);
         if (r < 0)
                 return r;
         p->pending = sd_bus_message_ref(msg);
-        routine(p, 0x02, p->profile->rids.key_registration, -1, on_registration_stopped);
+        routine_journalled(p, 0x02, p->profile->rids.key_registration, -1, on_registration_stopped);
         return 1;
 }
 
-static void ignore_answer(UdsClient *c, const UdsResponse *r, void *userdata) {
+/* Cancel goes on once nothing of the procedure is in flight: the answers that came meanwhile
+ * were acted on only where they record a change of the car. */
+static void cancel_proceed(Procedure *p) {
+        if (!procedure_is_active(p) || p->readback == READBACK_CANCEL)
+                return;
+        if (step_info(p)->poll == POLL_RESET) {
+                /* the answer in flight started the reset */
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *c = TAKE_PTR(p->cancel);
+                (void) sd_bus_reply_method_errorf(c, IMMOD_ERROR_NOT_CANCELLABLE,
+                                                  "The ECU had already started the reset when Cancel came; it must "
+                                                  "not be interrupted: wait for it to end.");
+                return;
+        }
+        procedure_bus_abort_fetch(p);
+        reply_error(p, IMMOD_ERROR_CANCELLED, "The procedure was cancelled.");
+        readback(p, READBACK_CANCEL);
+}
+
+static void procedure_idle(Procedure *p) {
+        if (p->cancel && procedure_is_active(p) && p->readback != READBACK_CANCEL && !p->late)
+                cancel_proceed(p);
+        if (!p->inflight)
+                procedure_bus_run_deferred(p);
 }
 
 int procedure_cancel(Procedure *p, sd_bus_message *msg, sd_bus_error *error) {
+        assert(p);
+        assert(msg);
         if (!procedure_is_active(p))
                 return wrong_step(p, "Cancel", error);
-        if (!p->steps[p->step].cancellable)
+        if (step_info(p)->poll == POLL_RESET)
                 return sd_bus_error_setf(error, IMMOD_ERROR_NOT_CANCELLABLE,
                                          "The ECU reset is running and must not be interrupted; wait for it to end.");
-        if (p->reg_mode > 0 && !p->busy) {
-                /* leave registration mode; the answer does not matter */
-                uint8_t req[4] = { UDS_ROUTINE_CONTROL, 0x02 };
-                put_be16(req + 2, p->profile->rids.key_registration);
-                (void) uds_link_request(p->daemon->link, req, sizeof(req), ignore_answer, NULL);
-        }
-        /* An open erasure window is left to expire: stopping it would delete keys. */
-        if (p->pending)
-                reply_error(p, IMMOD_ERROR_CANCELLED, "The procedure was cancelled.");
-        finish(p, JOURNAL_STATE_CANCELLED, IMMOD_ERROR_CANCELLED, "The procedure was cancelled.");
-        return sd_bus_reply_method_return(msg, NULL);
+        if (p->cancel || p->readback == READBACK_CANCEL)
+                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "The procedure is being cancelled already.");
+        p->cancel = sd_bus_message_ref(msg);
+        log_info("Procedure %" PRIu64 ": cancel requested at step %s%s.", p->id, procedure_step_id(p),
+                 p->inflight ? ", waiting for the ECU's answer in flight" : "");
+        if (!p->inflight && !p->late)
+                cancel_proceed(p);
+        /* else: the answer in flight comes first (procedure_idle()) */
+        return 1;
 }

@@ -23,6 +23,23 @@
 
 typedef struct Procedure Procedure;
 typedef void (*ProcedureCont)(Procedure *p, const UdsResponse *r);
+typedef struct EcuRequest EcuRequest;
+
+/* What the procedure has opened in the ECU, as far as immod knows: Cancel and the end of a
+ * procedure close it, a restart reads it back (DID A002). */
+typedef enum EcuOpen {
+        ECU_OPEN_NOTHING,
+        ECU_OPEN_REGISTRATION, /* A102 runs: a key touched now would be registered */
+        ECU_OPEN_ERASURE,      /* A103's window: Erase would delete the untouched keys */
+        ECU_OPEN_RESET,        /* A101 runs: it must not be interrupted */
+} EcuOpen;
+
+/* Why the car is read back (DID A002, the routine results, DID A001). */
+typedef enum Readback {
+        READBACK_NONE,
+        READBACK_RESUME, /* after a restart, a wake-up or a lost answer: go on from what the car shows */
+        READBACK_CANCEL, /* Cancel: end what is open, then record what the car shows */
+} Readback;
 
 /* Properties, as bits of Procedure.dirty. */
 enum {
@@ -59,6 +76,7 @@ struct Procedure {
         char *repair_order;
         char *customer_last_name; /* for a smart code from the passcode service; NULL when not given */
         void *fetch;              /* FetchPasscode() under way (procedure-bus.c) */
+        char passcode[PASSCODE_SMART_CODE_LEN + 1]; /* normalised, until sent; wiped on every path */
 
         JournalState state;
         char *error;
@@ -82,16 +100,25 @@ struct Procedure {
         usec_t battery_emit_at;      /* BatteryMinimum: at most 4 PropertiesChanged a second */
         unsigned passcode_attempts;
         int reg_mode; /* A102 mode, 0 when none started */
-        bool resumed;
-        bool resuming;   /* a registration or erasure after a restart, until the key status is read */
-        bool erase_sent; /* ... whose Erase may have reached the car */
-        const char *stopped_at; /* ... the step it stopped at (static step table) */
+        EcuOpen open;
+        bool reset_sent; /* 31 01 A101 left (journalled): the reset may run */
+        bool erase_sent; /* 31 02 A103 left (journalled): keys may be deleted */
+        const char *stopped_at; /* the step a restart interrupted (static step table) */
         bool rejected; /* the seed being fetched follows a wrong passcode */
 
-        /* one ECU request at a time */
-        bool busy;
-        ProcedureCont cont;
+        /* One ECU request at a time, through a handle that the procedure drops when it ends:
+         * a dropped handle's answer is never acted on. */
+        EcuRequest *inflight;
+        EcuRequest *late;        /* timed out; its answer is still welcome while a probe asks */
+        uint8_t late_answer[64]; /* ... and here when it came during the probe */
+        size_t late_size;
         sd_bus_message *pending; /* the method call answered when the chain ends */
+        sd_bus_message *cancel;  /* Cancel(), answered once nothing is in flight and all is closed */
+        Readback readback;
+        unsigned a002_state;    /* as read back */
+        unsigned close_tries;
+        int a101_status;        /* as read back; -1: unknown */
+        char readback_note[256]; /* what the readback found, for the prompt and the record */
         /* A call that came while a background poll (tester present, routine results) was on
          * its way to the ECU: it runs once the answer is in, rather than failing with Busy
          * (procedure-bus.c). At most one; a second call gets Busy. */
@@ -137,6 +164,12 @@ void procedure_bus_emit(Procedure *p);
 void procedure_bus_emit_step(Procedure *p);
 void procedure_bus_emit_key_event(Procedure *p, const char *event, unsigned slot, unsigned beeps);
 void procedure_bus_emit_finished(Procedure *p);
+/* One request to the ECU on behalf of the procedure (FetchPasscode's software version);
+ * -EBUSY while another is in flight. */
+int procedure_send(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont);
+bool procedure_busy(const Procedure *p);
+/* An answer that matched no request: maybe the late answer to a request that timed out. */
+void procedure_late_answer(Procedure *p, const uint8_t *data, size_t size);
 /* Ends a FetchPasscode() under way with Cancelled; for procedure_free(). */
 void procedure_bus_abort_fetch(Procedure *p);
 /* Runs the deferred call, if any; called when the ECU's answer is in. */

@@ -10,6 +10,8 @@ struct UdsLink {
         DeadlineTimer timer;
         UdsLinkStateHandler link_state_handler;
         void *link_state_userdata;
+        UdsLinkUnexpectedHandler unexpected_handler;
+        void *unexpected_userdata;
 };
 
 static void rearm(UdsLink *l) {
@@ -25,8 +27,10 @@ static int io_send(void *userdata, const uint8_t *data, size_t size) {
 
 static void io_unexpected(void *userdata, const uint8_t *data, size_t size) {
         UdsLink *l = userdata;
-        log_debug("%s: ignored an answer that matches no request (%zu bytes, first 0x%02X)",
-                  transport_describe(l->transport), size, data[0]);
+        log_debug("%s: an answer that matches no request (%zu bytes, first 0x%02X)", transport_describe(l->transport),
+                  size, data[0]);
+        if (l->unexpected_handler)
+                l->unexpected_handler(l, data, size, l->unexpected_userdata);
 }
 
 static void on_received(Transport *t, const uint8_t *data, size_t size, void *userdata) {
@@ -132,6 +136,11 @@ void uds_link_cancel_all(UdsLink *l, int error) {
 void uds_link_set_link_state_handler(UdsLink *l, UdsLinkStateHandler handler, void *userdata) {
         l->link_state_handler = handler;
         l->link_state_userdata = userdata;
+}
+
+void uds_link_set_unexpected_handler(UdsLink *l, UdsLinkUnexpectedHandler handler, void *userdata) {
+        l->unexpected_handler = handler;
+        l->unexpected_userdata = userdata;
 }
 
 UdsClient *uds_link_client(UdsLink *l) {

@@ -23,5 +23,9 @@ void uds_link_cancel_all(UdsLink *l, int error);
 typedef void (*UdsLinkStateHandler)(UdsLink *l, LinkState state, void *userdata);
 void uds_link_set_link_state_handler(UdsLink *l, UdsLinkStateHandler handler, void *userdata);
 
+/* Told about answers that matched no request: a late answer to one that timed out. */
+typedef void (*UdsLinkUnexpectedHandler)(UdsLink *l, const uint8_t *data, size_t size, void *userdata);
+void uds_link_set_unexpected_handler(UdsLink *l, UdsLinkUnexpectedHandler handler, void *userdata);
+
 UdsClient *uds_link_client(UdsLink *l);
 Transport *uds_link_transport(UdsLink *l);
