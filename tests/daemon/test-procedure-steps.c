@@ -54,6 +54,56 @@ static void test_how_steps_end(void **state) {
         assert_int_equal(e[5].end, STEP_END_ERASE);        /* touch-keys */
 }
 
+/* Where an interrupted procedure goes on, and what each step holds open: the rows that the
+ * engine runs. */
+static void test_behaviour_rows(void **state) {
+        static const struct {
+                ProcedureKind kind;
+                const char *at, *resume;
+        } resume[] = {
+                { PROCEDURE_IMMOBILIZER_RESET, "open-driver-door", "open-driver-door" },
+                { PROCEDURE_IMMOBILIZER_RESET, "confirm-duration", "immobilizer-passcode" },
+                { PROCEDURE_IMMOBILIZER_RESET, "smart-code-passcode", "immobilizer-passcode" },
+                { PROCEDURE_KEY_REGISTRATION, "confirm-instructions", "confirm-instructions" },
+                { PROCEDURE_KEY_REGISTRATION, "touch-new-keys", "smart-code-passcode" },
+                { PROCEDURE_KEY_REGISTRATION, "function-check", "smart-code-passcode" },
+                { PROCEDURE_KEY_ERASURE, "confirm-agree", "declare-keys" },
+                { PROCEDURE_KEY_ERASURE, "touch-keys", "declare-keys" },
+                { PROCEDURE_KEY_ERASURE, "done", "done" },
+        };
+        size_t n;
+
+        for (size_t i = 0; i < ELEMENTSOF(resume); i++) {
+                int at = procedure_step_index(resume[i].kind, resume[i].at);
+                assert_true(at >= 0);
+                assert_int_equal(procedure_resume_index(resume[i].kind, (size_t) at),
+                                 procedure_step_index(resume[i].kind, resume[i].resume));
+        }
+        /* only the running reset refuses Cancel; every step that holds a routine open polls it */
+        for (ProcedureKind k = 0; k < _PROCEDURE_KIND_MAX; k++) {
+                const StepInfo *s = procedure_steps(k, &n);
+                for (size_t i = 0; i + 1 < n; i++) {
+                        assert_true(s[i].cancellable == (s[i].poll != POLL_RESET));
+                        if (s[i].enter == ENTER_REGISTRATION_MODE_1 || s[i].enter == ENTER_REGISTRATION_MODE_2)
+                                assert_int_equal(s[i].poll, POLL_REGISTRATION);
+                        if (s[i].enter == ENTER_ERASURE_WINDOW)
+                                assert_int_equal(s[i].poll, POLL_ERASURE);
+                        if (s[i].enter == ENTER_IMMOBILIZER_SEED || s[i].enter == ENTER_SMART_CODE_SEED)
+                                assert_int_equal(s[i].end, STEP_END_PASSCODE);
+                }
+                assert_int_equal(s[n - 1].enter, ENTER_FINAL_KEYS);
+        }
+        assert_int_equal(procedure_step_entering(PROCEDURE_KEY_REGISTRATION, ENTER_REGISTRATION_MODE_1),
+                         procedure_step_index(PROCEDURE_KEY_REGISTRATION, "touch-registered-key"));
+        assert_int_equal(procedure_step_entering(PROCEDURE_KEY_ERASURE, ENTER_REGISTRATION_MODE_1), -ENOENT);
+        /* the reset's second passcode starts it */
+        const StepInfo *r = procedure_steps(PROCEDURE_IMMOBILIZER_RESET, &n);
+        assert_int_equal(r[procedure_step_index(PROCEDURE_IMMOBILIZER_RESET, "smart-code-passcode")].passcode,
+                         PASSCODE_START_RESET);
+        assert_int_equal(r[procedure_step_index(PROCEDURE_IMMOBILIZER_RESET, "open-driver-door")].check,
+                         CHECK_DOOR_OPEN);
+}
+
 static void test_kind_names(void **state) {
         ProcedureKind k = _PROCEDURE_KIND_MAX;
 
@@ -90,6 +140,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_contract_step_ids),
                 cmocka_unit_test(test_how_steps_end),
+                cmocka_unit_test(test_behaviour_rows),
                 cmocka_unit_test(test_kind_names),
                 cmocka_unit_test(test_percentage_weighted_by_duration),
         };
