@@ -226,12 +226,16 @@ static int frame_filter(void *userdata, struct can_frame *f) {
 
 /* --- sessions, S3 and sleep --- */
 
-void ecu_drop_security(Ecu *ecu) {
+void ecu_relock(Ecu *ecu) {
         for (Level l = 0; l < _LEVEL_MAX; l++) {
                 ecu->unlocked[l] = false;
                 ecu->seed_pending[l] = false;
         }
         ecu->smart_after_immobilizer = false;
+}
+
+void ecu_drop_security(Ecu *ecu) {
+        ecu_relock(ecu);
         ecu_routines_session_lost(ecu);
 }
 

@@ -55,6 +55,7 @@ typedef struct EcuOptions {
         unsigned battery_mv;
         bool have_data1;
         uint64_t data1;
+        bool session_repeat_keep; /* --session-repeat=keep: a repeated 10 03 keeps A102/A103 open */
 } EcuOptions;
 
 typedef enum Level {
@@ -214,6 +215,8 @@ json_t *ecu_state_json(Ecu *ecu);
 
 /* Every session change, S3 expiry and sleep: relock, drop seeds, end registration/erasure. */
 void ecu_drop_security(Ecu *ecu);
+/* Relock and drop seeds only: a repeated 10 03 under --session-repeat=keep. */
+void ecu_relock(Ecu *ecu);
 /* The answer to the request being handled; faults apply here. */
 void ecu_answer(Ecu *ecu, const uint8_t *data, size_t size);
 void ecu_answer_nrc(Ecu *ecu, uint8_t sid, uint8_t nrc);

@@ -34,6 +34,11 @@ static void help(void) {
                "                          only seed a new state\n"
                "  --control PATH          the control socket (below)\n"
                "  --data1 HEX11           the ECU's 44-bit identity (default: from the VIN)\n"
+               "  --session-repeat=end|keep\n"
+               "                          a 10 03 while already in the extended session\n"
+               "                          relocks security; 'end' (default) also ends an\n"
+               "                          open registration mode or erasure window, 'keep'\n"
+               "                          leaves them open (10 01, S3 and sleep end them)\n"
                "  -v, --verbose           debug logging\n"
                "  -h, --help, --version\n"
                "\n"
@@ -97,7 +102,7 @@ int parse_argv(int argc, char *argv[], EcuOptions *o, bool *ret_verbose) {
         enum {
                 ARG_LINK = 0x100, ARG_VIN, ARG_MODEL, ARG_MASTER, ARG_KEYS, ARG_MAX_SLOTS, ARG_TIME_SCALE,
                 ARG_WINDOW_SCALE, ARG_SLEEP_AFTER, ARG_BATTERY, ARG_REVOCATION, ARG_STATE, ARG_CONTROL, ARG_DATA1,
-                ARG_VERSION,
+                ARG_SESSION_REPEAT, ARG_VERSION,
         };
         static const struct option options[] = {
                 { "link", required_argument, NULL, ARG_LINK },
@@ -114,6 +119,7 @@ int parse_argv(int argc, char *argv[], EcuOptions *o, bool *ret_verbose) {
                 { "state", required_argument, NULL, ARG_STATE },
                 { "control", required_argument, NULL, ARG_CONTROL },
                 { "data1", required_argument, NULL, ARG_DATA1 },
+                { "session-repeat", required_argument, NULL, ARG_SESSION_REPEAT },
                 { "verbose", no_argument, NULL, 'v' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
@@ -211,6 +217,14 @@ int parse_argv(int argc, char *argv[], EcuOptions *o, bool *ret_verbose) {
                         o->have_data1 = true;
                         break;
                 }
+                case ARG_SESSION_REPEAT:
+                        if (streq(optarg, "end"))
+                                o->session_repeat_keep = false;
+                        else if (streq(optarg, "keep"))
+                                o->session_repeat_keep = true;
+                        else
+                                return usage_error("--session-repeat expects 'end' or 'keep'");
+                        break;
                 case 'v':
                         *ret_verbose = true;
                         break;

@@ -59,9 +59,16 @@ static void session_control(Ecu *ecu, const uint8_t *req, size_t n) {
         if (n != 2)
                 return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
 
-        /* Every 10 xx is a session change, also to the same session (ISO 14229-1). */
-        log_info("Session change to %s", sub == 0x03 ? "extended" : "default");
-        ecu_drop_security(ecu);
+        /* Every 10 xx is a session change, also to the same session (ISO 14229-1): it
+         * relocks security. Whether a repeated 10 03 also ends an open registration mode or
+         * erasure window differs between ECUs (vehicle-protocol.md §4): --session-repeat. */
+        if (sub == 0x03 && ecu->extended && ecu->opt.session_repeat_keep) {
+                log_info("Session change to extended (repeated): security locked, registration / erasure kept");
+                ecu_relock(ecu);
+        } else {
+                log_info("Session change to %s", sub == 0x03 ? "extended" : "default");
+                ecu_drop_security(ecu);
+        }
         ecu->extended = sub == 0x03;
         answer_positive(ecu, req[1] & UDS_SPRMIB, (const uint8_t[]) { 0x50, sub, 0x00, 0x32, 0x01, 0xF4 }, 6);
 }

@@ -833,6 +833,9 @@ static void test_command_line(void **state) {
                 { { "--link", "vbus:/tmp/x", "--vin", VIN, "--model", "X", "--master-key-file", "/x", "--data1",
                     "12" },
                   "--data1" },
+                { { "--link", "vbus:/tmp/x", "--vin", VIN, "--model", "X", "--master-key-file", "/x",
+                    "--session-repeat", "maybe" },
+                  "--session-repeat" },
                 { { "--bogus" }, "unknown option" },
         };
 
@@ -850,6 +853,7 @@ static void test_command_line(void **state) {
                 run_child(argv, &status, out, sizeof(out));
                 assert_int_equal(WEXITSTATUS(status), 0);
                 assert_non_null(strstr(out, "fault truncate"));
+                assert_non_null(strstr(out, "--session-repeat"));
         }
 }
 
@@ -883,6 +887,89 @@ static void test_state_file(void **state) {
         }
 }
 
+static bool state_unlocked_smart_code(void) {
+        json_t *j = ctl("state");
+        bool v = json_is_true(json_object_get(json_object_get(j, "unlocked"), "smart_code"));
+        json_decref(j);
+        return v;
+}
+
+/* Both readings of a 10 03 sent while already in the extended session (vehicle-protocol.md
+ * §4): it relocks security either way; with --session-repeat=end (the default) it also ends
+ * an open registration mode and erasure window, with keep it leaves them open. 10 01 ends
+ * them in both readings. */
+static void session_repeat_case(bool keep) {
+        const char *extra_end[] = { "--keys", KEY1 "," KEY2, "--time-scale", "100", "--window-scale", "2", NULL };
+        const char *extra_keep[] = { "--keys", KEY1 "," KEY2, "--time-scale", "100", "--window-scale", "2",
+                                     "--session-repeat", "keep", NULL };
+        Answer a;
+
+        start_sim(keep ? extra_keep : extra_end);
+        extended();
+        OK(0x10, 0x03); /* in the extended session already, nothing open: fine either way */
+        unlock_smart_code();
+
+        /* registration mode 1 */
+        OK(0x31, 0x01, 0xA1, 0x02, 0x01);
+        assert_int_equal(OK(0x22, 0xA0, 0x02).data[3], 3);
+        extended();
+        assert_false(state_unlocked_smart_code());
+        NRC(0x33, 0x31, 0x02, 0xA1, 0x02); /* relocked: the stop needs 04 again */
+        a = OK(0x31, 0x03, 0xA1, 0x02);
+        assert_int_equal(a.data[4], keep ? 1 : 3);
+        assert_int_equal(OK(0x22, 0xA0, 0x02).data[3], keep ? 3 : 0);
+        if (keep) {
+                /* still registering: the registered key, then a new one */
+                ctl_ok("touch " KEY1);
+                ctl_ok("touch " KEY3);
+                assert_int_equal(state_int("registered"), 3);
+                assert_int_equal(OK(0x22, 0xA0, 0x02).data[3], 0); /* mode 1 ended after one key */
+                unlock_smart_code();
+                OK(0x31, 0x01, 0xA1, 0x02, 0x01);
+                OK(0x10, 0x01); /* a drop to the default session ends it in both readings */
+                assert_int_equal(OK(0x22, 0xA0, 0x02).data[3], 0);
+                extended();
+        } else {
+                ctl_ok("touch " KEY1);
+                ctl_ok("touch " KEY3);
+                assert_int_equal(state_int("registered"), 2);
+        }
+
+        /* erasure window */
+        unlock_smart_code();
+        OK(0x31, 0x01, 0xA1, 0x03, 0x01);
+        assert_int_equal(OK(0x22, 0xA0, 0x02).data[3], 4);
+        extended();
+        assert_false(state_unlocked_smart_code());
+        a = OK(0x31, 0x03, 0xA1, 0x03);
+        assert_int_equal(a.data[4], keep ? 1 : 4);
+        assert_int_equal(OK(0x22, 0xA0, 0x02).data[3], keep ? 4 : 0);
+        if (keep) {
+                ctl_ok("touch " KEY2);
+                NRC(0x33, 0x31, 0x02, 0xA1, 0x03, 0x02); /* relocked */
+                unlock_smart_code();
+                OK(0x31, 0x02, 0xA1, 0x03, 0x02); /* keep KEY2, delete the other two */
+                assert_int_equal(state_int("registered"), 1);
+                unlock_smart_code();
+                OK(0x31, 0x01, 0xA1, 0x03, 0x01);
+                OK(0x10, 0x01);
+                assert_int_equal(OK(0x22, 0xA0, 0x02).data[3], 0);
+                extended();
+                assert_int_equal(OK(0x31, 0x03, 0xA1, 0x03).data[4], 4);
+        } else {
+                unlock_smart_code();
+                NRC(0x22, 0x31, 0x02, 0xA1, 0x03, 0x01); /* the window is gone: nothing deleted */
+                assert_int_equal(state_int("registered"), 2);
+        }
+        stop_sim();
+        unlink(revocation);
+}
+
+static void test_session_repeat(void **state) {
+        session_repeat_case(false);
+        session_repeat_case(true);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_vectors),
@@ -893,6 +980,7 @@ int main(void) {
                 cmocka_unit_test_teardown(test_registration, per_test_teardown),
                 cmocka_unit_test_teardown(test_sleep_faults, per_test_teardown),
                 cmocka_unit_test_teardown(test_state_file, per_test_teardown),
+                cmocka_unit_test_teardown(test_session_repeat, per_test_teardown),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
