@@ -33,7 +33,13 @@ struct EcuRequest {
         size_t n_head;
         bool changes_car; /* its continuation records what the car did, even during a Cancel */
         bool raw;         /* its continuation sees every outcome, errors included (FetchPasscode) */
+        bool probed;      /* a routine-results read whose answer the probe did not see come: still
+                           * welcome until the next such read leaves (its events are reported once) */
 };
+
+static bool late_pending(const Procedure *p) {
+        return p->late && !p->late->probed;
+}
 
 static void enter_step(Procedure *p, size_t idx);
 static void readback(Procedure *p, Readback why);
@@ -216,6 +222,7 @@ static void reply_error(Procedure *p, const char *name, const char *fmt, ...) {
 static const uint8_t tester_present_probe[2] = { UDS_TESTER_PRESENT, 0x00 };
 
 static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata);
+static void deliver_late(Procedure *p);
 
 static int request_full(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont, bool changes_car, bool raw) {
         EcuRequest *q;
@@ -225,6 +232,12 @@ static int request_full(Procedure *p, const uint8_t *data, size_t n, ProcedureCo
         assert(data && n > 0);
         if (p->inflight)
                 return -EBUSY;
+        if (p->late && p->late->probed && n >= p->late->n_head && memcmp(data, p->late->head, p->late->n_head) == 0)
+        {
+                /* the same read again: the client hands it the late answer, if any */
+                free(TAKE_PTR(p->late));
+                p->late_size = 0;
+        }
         q = calloc(1, sizeof(*q));
         if (!q)
                 return -ENOMEM;
@@ -340,6 +353,10 @@ static void on_probe(Procedure *p, const UdsResponse *resp) {
                 p->late_size = 0;
                 log_info("Procedure %" PRIu64 ": a late answer (service 0x%02X) was read after all.", p->id, r.sid);
                 run_cont(p, late->cont, late->changes_car, late->raw, &r);
+        } else if (resp->error == 0 && late->head[0] == UDS_ROUTINE_CONTROL && late->head[1] == 0x03) {
+                log_info("Procedure %" PRIu64 ": the ECU answers; its routine results may still come.", p->id);
+                late->probed = true;
+                p->late = TAKE_PTR(late);
         } else if (resp->error == 0) {
                 log_info("Procedure %" PRIu64 ": the ECU answers, but its answer to service 0x%02X was lost.", p->id,
                          lost.sid);
@@ -374,8 +391,22 @@ static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata) {
         else
                 run_cont(p, q->cont, q->changes_car, q->raw, resp);
         free(q);
+        if (!p->inflight && p->late && p->late->probed && p->late_size > 0)
+                deliver_late(p);
         if (!p->inflight)
                 procedure_idle(p);
+}
+
+/* The late answer of a results read that the probe outlived. */
+static void deliver_late(Procedure *p) {
+        _cleanup_free_ EcuRequest *late = TAKE_PTR(p->late);
+        UdsResponse r = { .sid = late->head[0], .data = p->late_answer, .size = p->late_size };
+
+        if (p->late_answer[0] == UDS_NEGATIVE_RESPONSE && p->late_size >= 3)
+                r.nrc = p->late_answer[2];
+        p->late_size = 0;
+        log_info("Procedure %" PRIu64 ": a late answer (service 0x%02X) was read after all.", p->id, r.sid);
+        run_cont(p, late->cont, late->changes_car, late->raw, &r);
 }
 
 void procedure_late_answer(Procedure *p, const uint8_t *data, size_t size) {
@@ -391,7 +422,12 @@ void procedure_late_answer(Procedure *p, const uint8_t *data, size_t size) {
         if (negative && data[2] == UDS_NRC_RESPONSE_PENDING)
                 return;
         memcpy(p->late_answer, data, size);
-        p->late_size = size; /* acted on when the probe's answer is in */
+        p->late_size = size; /* acted on when the probe's answer is in, or now if it was */
+        if (late->probed && !p->inflight) {
+                deliver_late(p);
+                if (!p->inflight)
+                        procedure_idle(p);
+        }
 }
 
 /* Sends, or answers the pending call with the failure. */
@@ -716,7 +752,7 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
         const StepInfo *st;
 
         (void) sd_event_source_set_time(s, usec + POLL_INTERVAL_USEC);
-        if (!procedure_is_active(p) || p->inflight || p->late || p->pending)
+        if (!procedure_is_active(p) || p->inflight || late_pending(p) || p->pending)
                 return 0;
         if ((p->cancel || p->readback != READBACK_NONE) && !p->asleep)
                 return 0; /* only a sleeping ECU is asked, so that they can go on */
@@ -1685,7 +1721,7 @@ static void cancel_proceed(Procedure *p) {
 }
 
 static void procedure_idle(Procedure *p) {
-        if (p->cancel && procedure_is_active(p) && p->readback != READBACK_CANCEL && !p->late)
+        if (p->cancel && procedure_is_active(p) && p->readback != READBACK_CANCEL && !late_pending(p))
                 cancel_proceed(p);
         if (!p->inflight)
                 procedure_bus_run_deferred(p);
@@ -1704,7 +1740,7 @@ int procedure_cancel(Procedure *p, sd_bus_message *msg, sd_bus_error *error) {
         p->cancel = sd_bus_message_ref(msg);
         log_info("Procedure %" PRIu64 ": cancel requested at step %s%s.", p->id, procedure_step_id(p),
                  p->inflight ? ", waiting for the ECU's answer in flight" : "");
-        if (!p->inflight && !p->late)
+        if (!p->inflight && !late_pending(p))
                 cancel_proceed(p);
         /* else: the answer in flight comes first (procedure_idle()) */
         return 1;
