@@ -385,7 +385,7 @@ function renderProcedure() {
         (proc.Created ? new Date(proc.Created / 1000).toLocaleString() : "?");
     $("proc-stepno").textContent = final ? proc.State : "Step " + proc.StepIndex + " of " + proc.StepCount;
     $("proc-overall").value = proc.Percentage || 0;
-    $("cancel").hidden = final;
+    $("cancel").hidden = final || proc.Step === "resetting"; /* NotCancellable while the ECU resets */
     $("close-proc").hidden = !final;
     renderProblems($("proc-problems"), true);
 
@@ -475,7 +475,7 @@ function buildStep() {
         }
         break;
     case "resetting":
-        out.push(h("p", { class: "notice", text: "Keep the car as it is: do not open a door, touch the engine switch or disconnect anything. Closing this page does not stop the reset." }));
+        out.push(h("p", { class: "notice", text: "Closing this page does not stop the reset; a reload or another tablet shows it again. It cannot be cancelled while the ECU resets." }));
         out.push(h("progress", { class: "reset", id: "reset-bar", max: "100", value: "0" }));
         out.push(h("p", { class: "big", id: "reset-left" }));
         out.push(h("p", { class: "counts", id: "reset-volts" }));
@@ -856,6 +856,11 @@ function setup() {
     window.setInterval(() => {
         if ($("countdown"))
             tick();
+        /* the voltage is announced only when it changes: a steady battery is a flat line */
+        if ($("chart")) {
+            sampleVoltage();
+            drawChart();
+        }
     }, 1000);
     window.addEventListener("resize", drawChart);
 }
