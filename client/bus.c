@@ -6,6 +6,7 @@
 
 #include "bus.h"
 #include "log.h"
+#include "messages.h"
 
 int bus_parse_transport(const char *s, BusTransport *ret_transport, const char **ret_address) {
         if (streq(s, "system")) {
@@ -64,70 +65,11 @@ int bus_connect(BusTransport transport, const char *arg, sd_bus **ret) {
         return 0;
 }
 
-typedef struct ErrorInfo {
-        const char *name;
-        int status;
-        const char *what; /* a phrase for people */
-        const char *hint; /* what to do, a sentence; NULL when immod's message says it all */
-} ErrorInfo;
-
-static const ErrorInfo error_table[] = {
-        { IMMOD_ERROR_PREFIX "NotAuthorized", IMMOCTL_EXIT_REFUSED, "not authorized",
-          "Run immoctl as root or as a member of immod's group (\"immo\" unless configured otherwise)." },
-        { "org.freedesktop.DBus.Error.AccessDenied", IMMOCTL_EXIT_REFUSED, "not authorized by the bus policy",
-          "Run immoctl as root or as a member of the group \"immo\"." },
-        { IMMOD_ERROR_PREFIX "Busy", IMMOCTL_EXIT_REFUSED, "immod is busy",
-          "Wait for what is running to end; \"immoctl status\" shows it." },
-        { IMMOD_ERROR_PREFIX "NoVehicle", IMMOCTL_EXIT_REFUSED, "no vehicle is known",
-          "Run \"immoctl identify\", or \"immoctl vehicle set\" when the ignition cannot be turned on." },
-        { IMMOD_ERROR_PREFIX "UnsupportedVehicle", IMMOCTL_EXIT_REFUSED, "the vehicle is not supported",
-          "Check the model and the year; \"immoctl vehicle set VIN --model M --year Y\" selects them by hand." },
-        { IMMOD_ERROR_PREFIX "InvalidVin", IMMOCTL_EXIT_USAGE, "invalid VIN", NULL },
-        { IMMOD_ERROR_PREFIX "WrongStep", IMMOCTL_EXIT_REFUSED, "not possible at this step",
-          "\"immoctl attach\" shows where the procedure is." },
-        { IMMOD_ERROR_PREFIX "InvalidPasscodeFormat", IMMOCTL_EXIT_USAGE, "the passcode is malformed",
-          "It was not sent to the ECU and cost no attempt; copy it again." },
-        { IMMOD_ERROR_PREFIX "PasscodeRejected", IMMOCTL_EXIT_REFUSED, "the ECU rejected the passcode", NULL },
-        { IMMOD_ERROR_PREFIX "LockedOut", IMMOCTL_EXIT_REFUSED, "the ECU is locked out after wrong passcodes",
-          "Wait until the lockout ends; \"immoctl attach\" shows the time left." },
-        { IMMOD_ERROR_PREFIX "BatteryLow", IMMOCTL_EXIT_REFUSED, "the battery is too low",
-          "Connect a battery maintainer and try again." },
-        { IMMOD_ERROR_PREFIX "EcuAsleep", IMMOCTL_EXIT_UNREACHABLE, "the ECU is asleep",
-          "Press the driver's door courtesy switch (do not cycle the engine switch), then try again." },
-        { IMMOD_ERROR_PREFIX "EcuUnreachable", IMMOCTL_EXIT_UNREACHABLE, "the ECU does not answer",
-          "Check the adapter, its cable to the OBD port and the car's battery." },
-        { IMMOD_ERROR_PREFIX "EcuRefused", IMMOCTL_EXIT_REFUSED, "the ECU refused", NULL },
-        { IMMOD_ERROR_PREFIX "LinkDown", IMMOCTL_EXIT_UNREACHABLE, "the CAN link is down",
-          "Check the adapter and its cable to the OBD port." },
-        { IMMOD_ERROR_PREFIX "Timeout", IMMOCTL_EXIT_UNREACHABLE, "no answer in time", NULL },
-        { IMMOD_ERROR_PREFIX "ServerUnreachable", IMMOCTL_EXIT_UNREACHABLE,
-          "the passcode service cannot be reached", "Passcodes can still be typed in." },
-        { IMMOD_ERROR_PREFIX "ServerRefused", IMMOCTL_EXIT_REFUSED, "the passcode service refused", NULL },
-        { IMMOD_ERROR_PREFIX "ApprovalRequired", IMMOCTL_EXIT_REFUSED,
-          "no approved reset request holds for this VIN", "Ask for one with \"immoctl approval request\"." },
-        { IMMOD_ERROR_PREFIX "ApprovalPending", IMMOCTL_EXIT_REFUSED,
-          "the reset request waits for a manager's decision", "\"immoctl approval status VIN\" tells when." },
-        { IMMOD_ERROR_PREFIX "AuthenticationFailed", IMMOCTL_EXIT_REFUSED,
-          "the passcode service refused the user name or password", NULL },
-        { IMMOD_ERROR_PREFIX "CountMismatch", IMMOCTL_EXIT_REFUSED, "the key counts do not match", NULL },
-        { IMMOD_ERROR_PREFIX "NotCancellable", IMMOCTL_EXIT_REFUSED, "it cannot be cancelled now",
-          "Keep the car as it is until the ECU reset ends." },
-        { IMMOD_ERROR_PREFIX "Cancelled", IMMOCTL_EXIT_FAILURE, "the procedure was cancelled", NULL },
-        { "org.freedesktop.DBus.Error.InvalidArgs", IMMOCTL_EXIT_USAGE, "invalid argument", NULL },
-        { "org.freedesktop.DBus.Error.ServiceUnknown", IMMOCTL_EXIT_FAILURE, "immod is not running",
-          "Start it with \"systemctl start immod\"." },
-        { "org.freedesktop.DBus.Error.NameHasNoOwner", IMMOCTL_EXIT_FAILURE, "immod is not running",
-          "Start it with \"systemctl start immod\"." },
-        { "org.freedesktop.DBus.Error.UnknownMethod", IMMOCTL_EXIT_FAILURE, "this immod does not support it",
-          "Update immod to the version of immoctl." },
-        { "org.freedesktop.DBus.Error.UnknownObject", IMMOCTL_EXIT_FAILURE, "no such object", NULL },
-        { "org.freedesktop.DBus.Error.NoReply", IMMOCTL_EXIT_FAILURE, "immod did not answer", NULL },
-};
 
 static const ErrorInfo *error_info(const sd_bus_error *error) {
         if (!error || !sd_bus_error_is_set(error))
                 return NULL;
-        for (size_t i = 0; i < ELEMENTSOF(error_table); i++)
+        for (size_t i = 0; i < error_table_size; i++)
                 if (sd_bus_error_has_name(error, error_table[i].name))
                         return error_table + i;
         return NULL;

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdarg.h>
 
+#include "messages.h"
 #include "output.h"
 
 #define LABEL_WIDTH 12
@@ -64,29 +65,9 @@ char *output_value_to_text(json_t *j) {
         return json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
-static const struct {
-        const char *id;
-        const char *advice;
-} problem_table[] = {
-        { "link-down", "the CAN link is down: check the adapter and its cable to the OBD port" },
-        { "ecu-asleep",
-          "the ECU is asleep: press the driver's door courtesy switch (do not cycle the engine switch)" },
-        { "ecu-unreachable",
-          "the ECU does not answer at all: check the adapter, its cable to the OBD port and the car's battery" },
-        { "battery-low", "the battery is low: connect a battery maintainer before starting a procedure" },
-        { "battery-critical", "the battery is critically low: connect a battery maintainer now" },
-        { "no-vehicle",
-          "no vehicle is known: run \"immoctl identify\" (or \"immoctl vehicle set\" when the ignition "
-          "cannot be turned on)" },
-        { "unsupported-vehicle",
-          "no vehicle profile matches: check the model and year, or set them with \"immoctl vehicle set\"" },
-        { "procedure-running",
-          "a procedure is running: follow it with \"immoctl attach\" or stop it with \"immoctl cancel\"" },
-        { "server-unreachable", "the passcode service cannot be reached: passcodes can still be typed in" },
-};
 
 const char *problem_advice(const char *id) {
-        for (size_t i = 0; i < ELEMENTSOF(problem_table); i++)
+        for (size_t i = 0; i < problem_table_size; i++)
                 if (streq(problem_table[i].id, id))
                         return problem_table[i].advice;
         return NULL;
