@@ -58,7 +58,7 @@ static const StepInfo key_registration[] = {
         { .id = "touch-new-keys", .end = STEP_END_ECU_EVENT, .waiting = true, .cancellable = true, .weight_s = 30,
           .enter = ENTER_REGISTRATION_MODE_2, .poll = POLL_REGISTRATION, .resume_at = "smart-code-passcode",
           .prompt = "Touch the engine switch with the new key. The vehicle beeps when the key is registered." },
-        { ACK("function-check"), .weight_s = 30, .resume_at = "smart-code-passcode",
+        { ACK("function-check"), .weight_s = 30, /* the keys are registered: nothing to redo */
           .prompt = "Check each new key: press lock, unlock, panic and trunk, and make sure the vehicle starts "
                     "with it. Confirm when done." },
         { DONE, .prompt = "The keys are registered." },

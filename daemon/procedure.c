@@ -13,6 +13,7 @@
 #include "log.h"
 #include "manager.h"
 #include "procedure.h"
+#include "ecu-gate.h"
 #include "uds-link.h"
 
 #define POLL_INTERVAL_USEC (250 * USEC_PER_MSEC) /* also bounds progress to 4 changes a second */
@@ -26,20 +27,13 @@ static const char *const event_names[] = {
 
 static const char *const fail_reasons[] = { "none", "the battery voltage fell too low", "an internal ECU error" };
 
-struct EcuRequest {
-        Procedure *owner; /* NULL once dropped: the answer is then never acted on */
-        ProcedureCont cont;
-        uint8_t head[4]; /* the request's first bytes, to know its late answer */
-        size_t n_head;
-        bool changes_car; /* its continuation records what the car did, even during a Cancel */
-        bool raw;         /* its continuation sees every outcome, errors included (FetchPasscode) */
-        bool probed;      /* a routine-results read whose answer the probe did not see come: still
-                           * welcome until the next such read leaves (its events are reported once) */
+/* The owner's flags of a request through the gate (ecu-gate.h). */
+enum {
+        REQUEST_CHANGES_CAR = ECU_GATE_OWNER_FLAGS << 0, /* its continuation records what the car did,
+                                                          * even during a Cancel */
+        REQUEST_RAW = ECU_GATE_OWNER_FLAGS << 1,         /* its continuation sees every outcome,
+                                                          * errors included (FetchPasscode) */
 };
-
-static bool late_pending(const Procedure *p) {
-        return p->late && !p->late->probed;
-}
 
 static void enter_step(Procedure *p, size_t idx);
 static void readback(Procedure *p, Readback why);
@@ -58,7 +52,7 @@ static const StepInfo *step_info(const Procedure *p) {
 }
 
 bool procedure_busy(const Procedure *p) {
-        return p->inflight;
+        return ecu_gate_busy(p->gate);
 }
 
 static void set_prompt(Procedure *p, const char *fmt, ...) _printf_(2, 3);
@@ -212,59 +206,25 @@ static void reply_error(Procedure *p, const char *name, const char *fmt, ...) {
                 log_debug_errno(r, "Failed to reply with %s: %m", name);
 }
 
-/* The gate to the ECU. A request belongs to the procedure through its handle; one at a time.
- * An answer later than P2 is not taken for sleep: a 3E 00 probe asks first, and the late
- * answer, if it comes meanwhile, is acted on as if in time (key events are reported once by
- * the ECU: dropping them would lose a beep the technician heard). */
+/* The ECU, through the procedure's gate (ecu-gate.h): one request at a time, dropped when the
+ * procedure ends; a late answer is still read, and only an unanswered probe means sleep. */
 
-#define LOST_ANSWER (-ENOMSG) /* the ECU answered the probe but never this request */
-
-static const uint8_t tester_present_probe[2] = { UDS_TESTER_PRESENT, 0x00 };
-
-static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata);
-static void deliver_late(Procedure *p);
-
-static int request_full(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont, bool changes_car, bool raw) {
-        EcuRequest *q;
-        int r;
-
+static int request_flags(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont, unsigned flags) {
         assert(p);
-        assert(data && n > 0);
-        if (p->inflight)
-                return -EBUSY;
-        if (p->late && p->late->probed && n >= p->late->n_head && memcmp(data, p->late->head, p->late->n_head) == 0)
-        {
-                /* the same read again: the client hands it the late answer, if any */
-                free(TAKE_PTR(p->late));
-                p->late_size = 0;
-        }
-        q = calloc(1, sizeof(*q));
-        if (!q)
-                return -ENOMEM;
-        *q = (EcuRequest) { .owner = p, .cont = cont, .n_head = MIN(n, sizeof(q->head)), .changes_car = changes_car,
-                            .raw = raw };
-        memcpy(q->head, data, q->n_head);
-        r = uds_link_request(p->daemon->link, data, n, on_answer, q);
-        if (r < 0) {
-                free(q);
-                return r;
-        }
-        p->inflight = q;
-        return 0;
+        return ecu_gate_request(p->gate, data, n, (EcuGateFn) cont, flags);
 }
 
 static int request(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont) {
-        return request_full(p, data, n, cont, false, false);
+        return request_flags(p, data, n, cont, 0);
 }
 
 int procedure_send(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont) {
-        return request_full(p, data, n, cont, false, true);
+        return request_flags(p, data, n, cont, REQUEST_RAW);
 }
 
-static void drop_request(EcuRequest **q) {
-        if (*q)
-                (*q)->owner = NULL; /* freed by on_answer(), which the link always calls */
-        *q = NULL;
+void procedure_late_answer(Procedure *p, const uint8_t *data, size_t size) {
+        if (p)
+                ecu_gate_unexpected(p->gate, data, size);
 }
 
 /* The ECU is free again: a Cancel waiting for it goes on, then a call that waited behind a
@@ -295,8 +255,12 @@ static void went_to_sleep(Procedure *p) {
                     "engine switch) and try again.");
 }
 
-static void run_cont(Procedure *p, ProcedureCont cont, bool changes_car, bool raw, const UdsResponse *resp) {
-        if (raw) {
+static void run_cont(void *owner, EcuGateFn fn, unsigned flags, const UdsResponse *resp) {
+        Procedure *p = owner;
+        ProcedureCont cont = (ProcedureCont) fn;
+        bool changes_car = flags & REQUEST_CHANGES_CAR;
+
+        if (flags & REQUEST_RAW) {
                 if (!p->cancel && procedure_is_active(p))
                         cont(p, resp);
                 return;
@@ -309,7 +273,7 @@ static void run_cont(Procedure *p, ProcedureCont cont, bool changes_car, bool ra
                 went_to_sleep(p);
                 return;
         }
-        if (resp->error < 0 && resp->error != LOST_ANSWER) {
+        if (resp->error < 0 && resp->error != ECU_GATE_LOST) {
                 manager_set_ecu_state(p->manager, ECU_STATE_UNREACHABLE);
                 reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "The link to the ECU failed: %s.", strerror(-resp->error));
                 return;
@@ -327,7 +291,7 @@ static void run_cont(Procedure *p, ProcedureCont cont, bool changes_car, bool ra
         /* During a Cancel only what records a change of the car goes on. */
         if (p->cancel && !changes_car && p->readback != READBACK_CANCEL)
                 return;
-        if (resp->error == LOST_ANSWER && changes_car) {
+        if (resp->error == ECU_GATE_LOST && changes_car) {
                 /* whether the car changed is unknown: it says */
                 reply_error(p, IMMOD_ERROR_TIMEOUT,
                             "The ECU did not answer in time; immod reads the vehicle back and goes on from what it "
@@ -337,97 +301,6 @@ static void run_cont(Procedure *p, ProcedureCont cont, bool changes_car, bool ra
         }
         if (cont && procedure_is_active(p))
                 cont(p, resp);
-}
-
-/* The probe's answer decides what became of the request that timed out (p->late). */
-static void on_probe(Procedure *p, const UdsResponse *resp) {
-        _cleanup_free_ EcuRequest *late = TAKE_PTR(p->late);
-        UdsResponse lost = { .error = LOST_ANSWER, .sid = late ? late->head[0] : 0 };
-
-        if (!late)
-                return;
-        if (p->late_size > 0) { /* the late answer came while the probe was out */
-                UdsResponse r = { .sid = late->head[0], .data = p->late_answer, .size = p->late_size };
-                if (p->late_answer[0] == UDS_NEGATIVE_RESPONSE && p->late_size >= 3)
-                        r.nrc = p->late_answer[2];
-                p->late_size = 0;
-                log_info("Procedure %" PRIu64 ": a late answer (service 0x%02X) was read after all.", p->id, r.sid);
-                run_cont(p, late->cont, late->changes_car, late->raw, &r);
-        } else if (resp->error == 0 && late->head[0] == UDS_ROUTINE_CONTROL && late->head[1] == 0x03) {
-                log_info("Procedure %" PRIu64 ": the ECU answers; its routine results may still come.", p->id);
-                late->probed = true;
-                p->late = TAKE_PTR(late);
-        } else if (resp->error == 0) {
-                log_info("Procedure %" PRIu64 ": the ECU answers, but its answer to service 0x%02X was lost.", p->id,
-                         lost.sid);
-                run_cont(p, late->cont, late->changes_car, late->raw, &lost);
-        } else
-                run_cont(p, late->cont, late->changes_car, late->raw, resp); /* asleep, or the link failed */
-}
-
-static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata) {
-        EcuRequest *q = userdata;
-        Procedure *p = q->owner;
-
-        if (!p) { /* dropped */
-                free(q);
-                return;
-        }
-        assert(p->inflight == q);
-        p->inflight = NULL;
-        if (resp->error == -ETIMEDOUT && q->head[0] != UDS_TESTER_PRESENT && !p->late) {
-                /* Late, or asleep? A probe tells; the answer stays welcome meanwhile. */
-                p->late = q;
-                p->late_size = 0;
-                if (request(p, tester_present_probe, sizeof(tester_present_probe), on_probe) >= 0) {
-                        log_info("Procedure %" PRIu64 ": no answer to service 0x%02X within P2; probing the ECU.",
-                                 p->id, q->head[0]);
-                        return;
-                }
-                p->late = NULL;
-        }
-        if (q->cont == on_probe)
-                on_probe(p, resp);
-        else
-                run_cont(p, q->cont, q->changes_car, q->raw, resp);
-        free(q);
-        if (!p->inflight && p->late && p->late->probed && p->late_size > 0)
-                deliver_late(p);
-        if (!p->inflight)
-                procedure_idle(p);
-}
-
-/* The late answer of a results read that the probe outlived. */
-static void deliver_late(Procedure *p) {
-        _cleanup_free_ EcuRequest *late = TAKE_PTR(p->late);
-        UdsResponse r = { .sid = late->head[0], .data = p->late_answer, .size = p->late_size };
-
-        if (p->late_answer[0] == UDS_NEGATIVE_RESPONSE && p->late_size >= 3)
-                r.nrc = p->late_answer[2];
-        p->late_size = 0;
-        log_info("Procedure %" PRIu64 ": a late answer (service 0x%02X) was read after all.", p->id, r.sid);
-        run_cont(p, late->cont, late->changes_car, late->raw, &r);
-}
-
-void procedure_late_answer(Procedure *p, const uint8_t *data, size_t size) {
-        EcuRequest *late = p ? p->late : NULL;
-
-        if (!late || size == 0 || size > sizeof(p->late_answer) || p->late_size > 0)
-                return;
-        bool negative = size >= 3 && data[0] == UDS_NEGATIVE_RESPONSE && data[1] == late->head[0];
-        bool positive = data[0] == (uint8_t) (late->head[0] + 0x40) && size >= late->n_head &&
-                        memcmp(data + 1, late->head + 1, late->n_head - 1) == 0;
-        if (!negative && !positive)
-                return;
-        if (negative && data[2] == UDS_NRC_RESPONSE_PENDING)
-                return;
-        memcpy(p->late_answer, data, size);
-        p->late_size = size; /* acted on when the probe's answer is in, or now if it was */
-        if (late->probed && !p->inflight) {
-                deliver_late(p);
-                if (!p->inflight)
-                        procedure_idle(p);
-        }
 }
 
 /* Sends, or answers the pending call with the failure. */
@@ -454,7 +327,10 @@ static size_t routine_request(uint8_t req[static 5], uint8_t sub, uint16_t rid, 
 static void routine(Procedure *p, uint8_t sub, uint16_t rid, int option, ProcedureCont cont) {
         uint8_t req[5];
         size_t n = routine_request(req, sub, rid, option);
-        send_or_fail(p, req, n, cont);
+        /* results carry key events that the ECU reports once: a late answer is awaited */
+        int r = request_flags(p, req, n, cont, sub == 0x03 ? ECU_GATE_WAIT_LATE : 0);
+        if (r < 0)
+                reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.", strerror(-r));
 }
 
 static void routine_command_text(uint8_t sub, uint16_t rid, int option, char *buf, size_t n) {
@@ -477,7 +353,7 @@ static void routine_journalled(Procedure *p, uint8_t sub, uint16_t rid, int opti
                 reply_error(p, SD_BUS_ERROR_IO_ERROR, "The journal cannot be written; nothing was sent to the car.");
                 return;
         }
-        r = request_full(p, req, n, cont, true, false);
+        r = request_flags(p, req, n, cont, REQUEST_CHANGES_CAR);
         if (r < 0)
                 reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.", strerror(-r));
 }
@@ -487,7 +363,7 @@ static void routine_journalled(Procedure *p, uint8_t sub, uint16_t rid, int opti
 static bool answer_ok(Procedure *p, const UdsResponse *r, size_t min, const char *what) {
         char text[160];
 
-        if (r->error == LOST_ANSWER) {
+        if (r->error == ECU_GATE_LOST) {
                 reply_error(p, IMMOD_ERROR_TIMEOUT, "%s: the ECU did not answer in time; try again.", what);
                 return false;
         }
@@ -752,7 +628,8 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
         const StepInfo *st;
 
         (void) sd_event_source_set_time(s, usec + POLL_INTERVAL_USEC);
-        if (!procedure_is_active(p) || p->inflight || late_pending(p) || p->pending)
+        ecu_gate_tick(p->gate); /* a late answer that never came */
+        if (!procedure_is_active(p) || procedure_busy(p) || p->pending)
                 return 0;
         if ((p->cancel || p->readback != READBACK_NONE) && !p->asleep)
                 return 0; /* only a sleeping ECU is asked, so that they can go on */
@@ -771,7 +648,8 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
         } else if (p->asleep || usec >= p->last_probe + PROBE_INTERVAL_USEC) {
                 /* 3E 80 has no answer: ask with 3E 00 now and then whether the ECU is still there */
                 p->last_probe = usec;
-                (void) request(p, tester_present_probe, sizeof(tester_present_probe), NULL);
+                static const uint8_t probe[2] = { UDS_TESTER_PRESENT, 0x00 };
+                (void) request(p, probe, sizeof(probe), NULL);
         }
         return 0;
 }
@@ -904,7 +782,7 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
         }
         set_state(p, state);
         /* nothing of an ended procedure acts any more: its requests are dropped */
-        drop_request(&p->inflight);
+        ecu_gate_drop(p->gate);
         p->poll = sd_event_source_disable_unref(p->poll);
         uds_link_set_tester_present(p->daemon->link, 0);
         log_info("Procedure %" PRIu64 " (%s) %s%s%s", p->id, procedure_kind_to_string(p->kind),
@@ -1160,7 +1038,7 @@ static void decide_resume(Procedure *p) {
 
         bool restarted = p->stopped_at;
         p->stopped_at = NULL;
-        if (!restarted && !(p->steps[to].end == STEP_END_PASSCODE)) {
+        if (!restarted && to != p->step && p->steps[to].end != STEP_END_PASSCODE) {
                 /* A wake-up or a lost answer: what immod holds in memory (the declared counts)
                  * is still good; only the passcode and what was open in the ECU are lost. */
                 to = p->step;
@@ -1214,6 +1092,18 @@ static void rb_decide(Procedure *p) {
 
 /* Creation */
 
+static int gate_send(void *link, const uint8_t *data, size_t n, UdsCallback cb, void *userdata) {
+        return uds_link_request(link, data, n, cb, userdata);
+}
+
+static void gate_idle(void *owner) {
+        procedure_idle(owner);
+}
+
+static usec_t gate_clock(void) {
+        return now_usec(CLOCK_MONOTONIC);
+}
+
 static int procedure_alloc(Manager *m, uint64_t id, ProcedureKind kind, const char *vin, const VehicleProfile *profile,
                            uint32_t owner, const char *technician, const char *repair_order, Procedure **ret) {
         Procedure *p;
@@ -1247,6 +1137,12 @@ static int procedure_alloc(Manager *m, uint64_t id, ProcedureKind kind, const ch
                 return -ENOMEM;
         }
 
+        r = ecu_gate_new(&(EcuGateOps) { .send = gate_send, .dispatch = run_cont, .idle = gate_idle, .clock = gate_clock },
+                         p->daemon->link, p, &p->gate);
+        if (r < 0) {
+                procedure_free(p);
+                return r;
+        }
         r = sd_event_add_time_relative(p->daemon->event, &p->poll, CLOCK_MONOTONIC, POLL_INTERVAL_USEC, 0, on_poll, p);
         if (r < 0) {
                 procedure_free(p);
@@ -1365,8 +1261,7 @@ Procedure *procedure_free(Procedure *p) {
                 (void) sd_bus_reply_method_errorf(p->cancel, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
                 p->cancel = sd_bus_message_unref(p->cancel);
         }
-        drop_request(&p->inflight);
-        free(p->late);
+        p->gate = ecu_gate_free(p->gate);
         explicit_bzero(p->passcode, sizeof(p->passcode));
         p->poll = sd_event_source_disable_unref(p->poll);
         p->pending = sd_bus_message_unref(p->pending);
@@ -1388,7 +1283,7 @@ static int check_idle(Procedure *p, sd_bus_error *error) {
         if (p->readback != READBACK_NONE)
                 return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
                                          "immod is reading the vehicle back before going on; try again in a moment.");
-        if (p->inflight || p->pending)
+        if (procedure_busy(p) || p->pending)
                 return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "The procedure is talking to the ECU; try again.");
         return 0;
 }
@@ -1486,7 +1381,7 @@ static void on_passcode(Procedure *p, const UdsResponse *r) {
                 read_did(p, p->profile->dids.security_attempts, on_passcode_refused_attempts);
                 return;
         }
-        if (r->error == LOST_ANSWER) {
+        if (r->error == ECU_GATE_LOST) {
                 /* unlocked or not, the seed is spent: a fresh one, and the caller tries again */
                 p->rejected = false;
                 reply_error(p, IMMOD_ERROR_TIMEOUT,
@@ -1677,7 +1572,7 @@ int procedure_erase(Procedure *p, sd_bus_message *msg, uint32_t expected, sd_bus
 static void on_registration_stopped(Procedure *p, const UdsResponse *r) {
         /* NRC 0x22 here: registration mode had already ended */
         p->open = ECU_OPEN_NOTHING;
-        if (r->error == LOST_ANSWER) {
+        if (r->error == ECU_GATE_LOST) {
                 reply_error(p, IMMOD_ERROR_TIMEOUT,
                             "The ECU did not answer in time; immod reads the vehicle back and goes on from what it "
                             "shows.");
@@ -1721,9 +1616,9 @@ static void cancel_proceed(Procedure *p) {
 }
 
 static void procedure_idle(Procedure *p) {
-        if (p->cancel && procedure_is_active(p) && p->readback != READBACK_CANCEL && !late_pending(p))
+        if (p->cancel && procedure_is_active(p) && p->readback != READBACK_CANCEL)
                 cancel_proceed(p);
-        if (!p->inflight)
+        if (!procedure_busy(p))
                 procedure_bus_run_deferred(p);
 }
 
@@ -1739,8 +1634,8 @@ int procedure_cancel(Procedure *p, sd_bus_message *msg, sd_bus_error *error) {
                 return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "The procedure is being cancelled already.");
         p->cancel = sd_bus_message_ref(msg);
         log_info("Procedure %" PRIu64 ": cancel requested at step %s%s.", p->id, procedure_step_id(p),
-                 p->inflight ? ", waiting for the ECU's answer in flight" : "");
-        if (!p->inflight && !late_pending(p))
+                 procedure_busy(p) ? ", waiting for the ECU's answer in flight" : "");
+        if (!procedure_busy(p))
                 cancel_proceed(p);
         /* else: the answer in flight comes first (procedure_idle()) */
         return 1;

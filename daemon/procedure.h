@@ -11,6 +11,7 @@
 #include <systemd/sd-event.h>
 
 #include "battery.h"
+#include "ecu-gate.h"
 #include "daemon.h"
 #include "journal.h"
 #include "passcode.h"
@@ -23,7 +24,6 @@
 
 typedef struct Procedure Procedure;
 typedef void (*ProcedureCont)(Procedure *p, const UdsResponse *r);
-typedef struct EcuRequest EcuRequest;
 
 /* What the procedure has opened in the ECU, as far as immod knows: Cancel and the end of a
  * procedure close it, a restart reads it back (DID A002). */
@@ -106,12 +106,7 @@ struct Procedure {
         const char *stopped_at; /* the step a restart interrupted (static step table) */
         bool rejected; /* the seed being fetched follows a wrong passcode */
 
-        /* One ECU request at a time, through a handle that the procedure drops when it ends:
-         * a dropped handle's answer is never acted on. */
-        EcuRequest *inflight;
-        EcuRequest *late;        /* timed out; its answer is still welcome while a probe asks */
-        uint8_t late_answer[64]; /* ... and here when it came during the probe */
-        size_t late_size;
+        EcuGate *gate; /* one ECU request at a time, dropped when the procedure ends (ecu-gate.h) */
         sd_bus_message *pending; /* the method call answered when the chain ends */
         sd_bus_message *cancel;  /* Cancel(), answered once nothing is in flight and all is closed */
         Readback readback;

@@ -66,7 +66,7 @@ static void test_behaviour_rows(void **state) {
                 { PROCEDURE_IMMOBILIZER_RESET, "smart-code-passcode", "immobilizer-passcode" },
                 { PROCEDURE_KEY_REGISTRATION, "confirm-instructions", "confirm-instructions" },
                 { PROCEDURE_KEY_REGISTRATION, "touch-new-keys", "smart-code-passcode" },
-                { PROCEDURE_KEY_REGISTRATION, "function-check", "smart-code-passcode" },
+                { PROCEDURE_KEY_REGISTRATION, "function-check", "function-check" },
                 { PROCEDURE_KEY_ERASURE, "confirm-agree", "declare-keys" },
                 { PROCEDURE_KEY_ERASURE, "touch-keys", "declare-keys" },
                 { PROCEDURE_KEY_ERASURE, "done", "done" },
