@@ -9,12 +9,7 @@
 
 #include "immoctl.h"
 
-#define IMMOD_BUS_NAME "org.immod.Immod1"
-#define IMMOD_MANAGER_PATH "/org/immod/Immod1"
-#define IMMOD_MANAGER_INTERFACE "org.immod.Immod1.Manager"
-#define IMMOD_PROCEDURE_INTERFACE "org.immod.Immod1.Procedure"
-#define IMMOD_INTERFACE_PREFIX "org.immod.Immod1."
-#define IMMOD_ERROR_PREFIX "org.immod.Immod1.Error."
+#include "immod-dbus.h"
 
 /* --bus=system|session|user|ADDRESS. -EINVAL for anything else. */
 int bus_parse_transport(const char *s, BusTransport *ret_transport, const char **ret_address);

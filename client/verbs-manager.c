@@ -265,11 +265,33 @@ int verb_keys(Context *c, int argc, char **argv) {
         return 0;
 }
 
+/* The voltage trace of a record in a few words: its range and how long it runs. */
+static void print_battery_trace(json_t *trace) {
+        double lo = INFINITY, hi = -INFINITY;
+        json_int_t last = 0;
+        size_t i;
+        json_t *p;
+
+        if (!json_is_array(trace) || json_array_size(trace) == 0)
+                return;
+        json_array_foreach(trace, i, p) {
+                json_t *t = json_array_get(p, 0), *a = json_array_get(p, 1), *b = json_array_get(p, 2);
+                if (!json_is_integer(t) || !json_is_number(a) || !json_is_number(b))
+                        return;
+                last = MAX(last, json_integer_value(t));
+                lo = MIN(lo, json_number_value(a));
+                hi = MAX(hi, json_number_value(b));
+        }
+        printf(" battery %.2f-%.2f V over %lld s (%zu point%s)", lo, hi, (long long) last, json_array_size(trace),
+               json_array_size(trace) == 1 ? "" : "s");
+}
+
 /* One audit record on one line: the known keys in a fixed order, then the others. */
 static void print_history_record(json_t *rec) {
         static const char *const known[] = { "time",   "kind",         "vin",         "result",     "error",
                                              "uid",    "technician",   "repair_order", "keys_before", "keys_after",
-                                             "usec",   "created",      "id",          "version" };
+                                             "usec",   "created",      "id",          "version",
+                                             "battery_trace" };
         const char *time = json_get_string(rec, "time"), *error = json_get_string(rec, "error");
         unsigned long long usec, before, after, uid;
         char buf[64] = "";
@@ -296,6 +318,7 @@ static void print_history_record(json_t *rec) {
         const char *ro = json_get_string(rec, "repair_order");
         if (ro && *ro)
                 printf(" RO %s", ro);
+        print_battery_trace(json_object_get(rec, "battery_trace"));
 
         const char *key;
         json_t *value;

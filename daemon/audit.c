@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <dirent.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <time.h>
@@ -21,20 +23,7 @@ static const char *const audit_result_table[_AUDIT_RESULT_MAX] = {
         [AUDIT_CANCELLED] = "cancelled",
 };
 
-const char *audit_result_to_string(AuditResult r) {
-        if ((unsigned) r >= _AUDIT_RESULT_MAX)
-                return NULL;
-        return audit_result_table[r];
-}
-
-int audit_result_from_string(const char *s, AuditResult *ret) {
-        int i = string_table_lookup(audit_result_table, _AUDIT_RESULT_MAX, s);
-
-        if (i < 0)
-                return i;
-        *ret = (AuditResult) i;
-        return 0;
-}
+DEFINE_STRING_TABLE_LOOKUP(audit_result, AuditResult, _AUDIT_RESULT_MAX)
 
 static bool error_name_valid(const char *s) {
         size_t len = strlen(s);
@@ -104,6 +93,12 @@ static int record_check(const AuditRecord *r, char *reason, size_t reason_size) 
                 INVALID("battery_min %g out of range 0..%g V", r->battery_min, JOURNAL_BATTERY_MAX);
         if (r->passcode_attempts > JOURNAL_ATTEMPTS_MAX)
                 INVALID("passcode_attempts %u out of range", r->passcode_attempts);
+        if (r->n_trace > AUDIT_TRACE_MAX || (r->n_trace > 0 && !r->trace))
+                INVALID("a trace of %zu points, at most %u", r->n_trace, AUDIT_TRACE_MAX);
+        for (size_t i = 0; i < r->n_trace; i++)
+                if (!(r->trace[i].min_v >= 0.0 && r->trace[i].min_v <= r->trace[i].max_v &&
+                      r->trace[i].max_v <= JOURNAL_BATTERY_MAX))
+                        INVALID("trace point %zu out of range", i);
 #undef INVALID
         return 0;
 }
@@ -116,11 +111,104 @@ static char *audit_path(const char *state_dir) {
         return p;
 }
 
+/* The highest N of the rotated logs audit.log.N of state_dir, 0 when there is none. */
+static int rotated_max(const char *state_dir, unsigned *ret) {
+        DIR *d = opendir(state_dir);
+        unsigned max = 0;
+        struct dirent *de;
+
+        if (!d)
+                return errno == ENOENT ? (*ret = 0, 0) : -errno;
+        while ((de = readdir(d))) {
+                const char *suffix = startswith(de->d_name, AUDIT_FILE_NAME ".");
+                char *end;
+                unsigned long n;
+
+                if (!suffix || suffix[0] < '1' || suffix[0] > '9')
+                        continue;
+                errno = 0;
+                n = strtoul(suffix, &end, 10);
+                if (errno == 0 && *end == 0 && n < AUDIT_ROTATED_MAX)
+                        max = MAX(max, (unsigned) n);
+        }
+        closedir(d);
+        *ret = max;
+        return 0;
+}
+
+/* A full log becomes audit.log.N (the next N) and a new one starts: nothing is deleted, and
+ * each file stays small enough to read whole. */
+static int audit_rotate_if_full(const char *state_dir, const char *path, size_t adding) {
+        _cleanup_free_ char *to = NULL;
+        struct stat st;
+        unsigned n;
+        int k;
+
+        if (stat(path, &st) < 0)
+                return errno == ENOENT ? 0 : log_error_errno(errno, "Cannot stat %s: %m", path);
+        if (st.st_size == 0 || (uint64_t) st.st_size + adding <= AUDIT_ROTATE_BYTES)
+                return 0;
+        k = rotated_max(state_dir, &n);
+        if (k < 0)
+                return log_error_errno(k, "Cannot list %s: %m", state_dir);
+        if (n + 1 >= AUDIT_ROTATED_MAX)
+                return log_error_errno(ENOSPC, "%s: %u rotated audit logs already; move the oldest away.", state_dir,
+                                       n);
+        if (asprintf(&to, "%s." "%u", path, n + 1) < 0)
+                return log_oom();
+        if (rename(path, to) < 0)
+                return log_error_errno(errno, "Cannot rotate %s to %s: %m", path, to);
+        (void) fsync_parent(path);
+        log_info("Audit log rotated to %s.", to);
+        return 0;
+}
+
+/* [[offset_s, min_v, max_v], ...], volts to the millivolt; NULL for none. */
+static json_t *trace_to_json(const AuditRecord *r) {
+        json_t *a;
+
+        if (r->n_trace == 0)
+                return NULL;
+        a = json_array();
+        for (size_t i = 0; a && i < r->n_trace; i++) {
+                const AuditTracePoint *t = &r->trace[i];
+                if (json_array_append_new(a, json_pack("[I, f, f]", (json_int_t) t->offset_s,
+                                                       round(t->min_v * 1000) / 1000, round(t->max_v * 1000) / 1000)) < 0)
+                        a = (json_decref(a), NULL);
+        }
+        return a;
+}
+
+static int trace_from_json(json_t *v, AuditRecord *r) {
+        size_t i;
+        json_t *p;
+
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_array(v) || json_array_size(v) > AUDIT_TRACE_MAX)
+                return -EINVAL;
+        if (json_array_size(v) == 0)
+                return 0;
+        r->trace = calloc(json_array_size(v), sizeof(AuditTracePoint));
+        if (!r->trace)
+                return -ENOMEM;
+        json_array_foreach(v, i, p) {
+                json_int_t offset;
+                double lo, hi;
+                if (json_unpack(p, "[I, F, F]", &offset, &lo, &hi) < 0 || offset < 0 || offset > UINT32_MAX ||
+                    !(lo >= 0.0 && lo <= hi && hi <= JOURNAL_BATTERY_MAX))
+                        return -EINVAL;
+                r->trace[i] = (AuditTracePoint) { .offset_s = (uint32_t) offset, .min_v = lo, .max_v = hi };
+                r->n_trace = i + 1;
+        }
+        return 0;
+}
+
 int audit_append(const char *state_dir, const AuditRecord *r) {
         _cleanup_free_ char *path = NULL, *text = NULL, *line = NULL;
         char reason[256], when[64];
         json_error_t err;
-        json_t *root;
+        json_t *root, *trace;
         int k;
 
         k = record_check(r, reason, sizeof(reason));
@@ -131,10 +219,13 @@ int audit_append(const char *state_dir, const AuditRecord *r) {
         if (k < 0)
                 return log_error_errno(k, "Refusing to audit procedure %" PRIu64 ": %s", r->id, reason);
 
+        trace = trace_to_json(r);
+        if (r->n_trace > 0 && !trace)
+                return log_oom();
         /* "version" first: AUDIT_RECORD_START depends on it */
         root = json_pack_ex(
                 &err, 0,
-                "{s:i, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:o?, s:o?, s:o?, s:I}",
+                "{s:i, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:o?, s:o?, s:o?, s:I, s:o?}",
                 "version", AUDIT_VERSION,
                 "id", (json_int_t) r->id,
                 "time", when,
@@ -151,7 +242,8 @@ int audit_append(const char *state_dir, const AuditRecord *r) {
                 "keys_before", r->keys_before < 0 ? NULL : json_integer(r->keys_before),
                 "keys_after", r->keys_after < 0 ? NULL : json_integer(r->keys_after),
                 "battery_min", isnan(r->battery_min) ? NULL : json_real(r->battery_min),
-                "passcode_attempts", (json_int_t) r->passcode_attempts);
+                "passcode_attempts", (json_int_t) r->passcode_attempts,
+                "trace", trace);
         if (!root)
                 return log_error_errno(EINVAL, "Failed to build audit record %" PRIu64 ": %s", r->id, err.text);
         text = json_dumps(root, JSON_PRESERVE_ORDER | JSON_COMPACT);
@@ -165,6 +257,9 @@ int audit_append(const char *state_dir, const AuditRecord *r) {
         path = audit_path(state_dir);
         if (!path)
                 return log_oom();
+        k = audit_rotate_if_full(state_dir, path, strlen(line));
+        if (k < 0)
+                return k;
         k = append_line_synced(path, line, 0600);
         if (k < 0)
                 return log_error_errno(k, "Failed to append to audit log %s: %m", path);
@@ -185,7 +280,7 @@ static int optional_count(json_t *v, int *ret) {
 static int record_from_json(json_t *root, AuditRecord *ret, char *reason, size_t reason_size) {
         const char *when, *technician, *vin, *profile, *repair_order, *kind, *result, *error = NULL;
         json_int_t version, id, usec, created, uid, attempts;
-        json_t *error_json, *keys_before, *keys_after, *battery_min;
+        json_t *error_json, *keys_before, *keys_after, *battery_min, *trace = NULL;
         AuditRecord r = {};
         json_error_t err;
         char want[64];
@@ -200,12 +295,12 @@ static int record_from_json(json_t *root, AuditRecord *ret, char *reason, size_t
                 return -EINVAL;
         }
         if (json_unpack_ex(root, &err, JSON_STRICT,
-                           "{s:I, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I}",
+                           "{s:I, s:I, s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o, s:I, s?o}",
                            "version", &version, "id", &id, "time", &when, "usec", &usec, "created", &created,
                            "uid", &uid, "technician", &technician, "vin", &vin, "profile", &profile,
                            "repair_order", &repair_order, "kind", &kind, "result", &result, "error", &error_json,
                            "keys_before", &keys_before, "keys_after", &keys_after, "battery_min",
-                           &battery_min, "passcode_attempts", &attempts) < 0) {
+                           &battery_min, "passcode_attempts", &attempts, "trace", &trace) < 0) {
                 snprintf(reason, reason_size, "%s", err.text);
                 return -EINVAL;
         }
@@ -252,9 +347,20 @@ static int record_from_json(json_t *root, AuditRecord *ret, char *reason, size_t
         r.error = (char *) error;
         r.battery_min = json_is_null(battery_min) ? NAN : json_number_value(battery_min);
         r.passcode_attempts = (unsigned) attempts;
+        k = trace_from_json(trace, &r);
+        if (k < 0) {
+                free(r.trace);
+                if (k == -ENOMEM)
+                        return k;
+                snprintf(reason, reason_size, "trace must be null or at most %u [offset_s, min_v, max_v]",
+                         AUDIT_TRACE_MAX);
+                return -EINVAL;
+        }
         k = record_check(&r, reason, reason_size);
-        if (k < 0)
+        if (k < 0) {
+                free(r.trace);
                 return k;
+        }
 
         r.technician = strdup(technician);
         r.vin = strdup(vin);
@@ -332,21 +438,17 @@ static int parse_line(const char *path, size_t lineno, const char *line, size_t 
         return 0;
 }
 
-int audit_read(const char *state_dir, unsigned limit, AuditRecord **ret, size_t *ret_n) {
-        _cleanup_free_ char *path = NULL, *text = NULL;
-        RecordList all = {}, line_records = {};
+/* Adds the newest records of one log file to `all`, newest first, until `limit` (0: no
+ * limit). A missing file adds nothing. */
+static int read_one_log(const char *path, unsigned limit, RecordList *all) {
+        _cleanup_free_ char *text = NULL;
+        RecordList line_records = {};
         size_t size, lineno = 1, end;
         int k;
 
-        path = audit_path(state_dir);
-        if (!path)
-                return log_oom();
         k = read_file_bounded(path, AUDIT_FILE_MAX, &text, &size);
-        if (k == -ENOENT) {
-                *ret = NULL;
-                *ret_n = 0;
+        if (k == -ENOENT)
                 return 0;
-        }
         if (k == -EFBIG)
                 return log_error_errno(k, "Audit log %s is larger than %u bytes", path, AUDIT_FILE_MAX);
         if (k < 0)
@@ -372,24 +474,56 @@ int audit_read(const char *state_dir, unsigned limit, AuditRecord **ret, size_t 
                         while (line_records.n > 0) {
                                 AuditRecord *r = &line_records.records[--line_records.n];
 
-                                if (limit > 0 && all.n >= limit) {
+                                if (limit > 0 && all->n >= limit) {
                                         audit_record_done(r);
                                         continue;
                                 }
-                                k = record_list_push(&all, r);
+                                k = record_list_push(all, r);
                                 if (k < 0) {
                                         audit_record_done(r);
                                         goto fail;
                                 }
                         }
                 }
-                if (!nl || (limit > 0 && all.n >= limit))
+                if (!nl || (limit > 0 && all->n >= limit))
                         break;
                 end = start - 1;
                 lineno--;
         }
-
         free(line_records.records);
+        return 0;
+
+fail:
+        audit_records_free(line_records.records, line_records.n);
+        return log_oom();
+}
+
+int audit_read(const char *state_dir, unsigned limit, AuditRecord **ret, size_t *ret_n) {
+        _cleanup_free_ char *path = NULL;
+        RecordList all = {};
+        unsigned rotated;
+        int k;
+
+        if (limit == 0 || limit > AUDIT_HISTORY_MAX)
+                limit = AUDIT_HISTORY_MAX;
+        path = audit_path(state_dir);
+        if (!path)
+                return log_oom();
+        k = read_one_log(path, limit, &all);
+        /* then the rotated logs, newest first, as far as needed */
+        if (k >= 0 && all.n < limit)
+                k = rotated_max(state_dir, &rotated);
+        for (unsigned i = rotated; k >= 0 && all.n < limit && i > 0; i--) {
+                _cleanup_free_ char *older = NULL;
+                if (asprintf(&older, "%s.%u", path, i) < 0)
+                        k = -ENOMEM;
+                else
+                        k = read_one_log(older, limit, &all);
+        }
+        if (k < 0) {
+                audit_records_free(all.records, all.n);
+                return k == -ENOMEM ? log_oom() : k;
+        }
         if (all.n == 0) {
                 free(all.records);
                 all.records = NULL;
@@ -397,11 +531,6 @@ int audit_read(const char *state_dir, unsigned limit, AuditRecord **ret, size_t 
         *ret = all.records;
         *ret_n = all.n;
         return 0;
-
-fail:
-        audit_records_free(line_records.records, line_records.n);
-        audit_records_free(all.records, all.n);
-        return log_oom();
 }
 
 void audit_record_done(AuditRecord *r) {
@@ -412,7 +541,10 @@ void audit_record_done(AuditRecord *r) {
         free(r->profile);
         free(r->repair_order);
         free(r->error);
+        free(r->trace);
         r->technician = r->vin = r->profile = r->repair_order = r->error = NULL;
+        r->trace = NULL;
+        r->n_trace = 0;
 }
 
 void audit_records_free(AuditRecord *r, size_t n) {

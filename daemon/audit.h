@@ -3,7 +3,9 @@
 
 /*
  * The audit log: one JSON line per finished procedure in state_dir/audit.log, appended and
- * fsynced, never rewritten (README.md, safety rule 6). GetHistory reads it back.
+ * fsynced, never rewritten (README.md, safety rule 6). A log that reaches AUDIT_ROTATE_BYTES
+ * becomes audit.log.N (N = 1, 2, ...) and a new one starts: nothing is ever deleted.
+ * GetHistory reads them back, newest first.
  */
 
 #include "journal.h"
@@ -13,7 +15,17 @@
 #define AUDIT_VERSION 1
 #define AUDIT_FILE_NAME "audit.log"
 #define AUDIT_FILE_MAX (16U * 1024U * 1024U) /* audit_read() refuses a larger log with -EFBIG */
+#define AUDIT_ROTATE_BYTES (1024U * 1024U)   /* about 3000 records a file */
+#define AUDIT_ROTATED_MAX 100000U            /* audit.log.N, N below this */
+#define AUDIT_HISTORY_MAX 10000U             /* records audit_read() returns at most */
 #define AUDIT_ERROR_MAX 255U                 /* a D-Bus error name */
+#define AUDIT_TRACE_MAX 240U                 /* points of the voltage trace kept with a record */
+
+/* The battery voltage over a stretch of the procedure: lowest and highest reading. */
+typedef struct AuditTracePoint {
+        uint32_t offset_s; /* from the start of the trace (the procedure's, or its resume's) */
+        double min_v, max_v;
+} AuditTracePoint;
 
 typedef enum AuditResult {
         AUDIT_SUCCEEDED,
@@ -40,6 +52,8 @@ typedef struct AuditRecord {
         int keys_after;
         double battery_min;       /* volts; NAN: unknown (JSON null) */
         unsigned passcode_attempts;
+        AuditTracePoint *trace;   /* the voltage trace, oldest first; NULL when none */
+        size_t n_trace;           /* at most AUDIT_TRACE_MAX */
 } AuditRecord;
 
 const char *audit_result_to_string(AuditResult r);
@@ -49,7 +63,8 @@ int audit_result_from_string(const char *s, AuditResult *ret);
  * -EINVAL for an invalid record, with the reason logged. */
 int audit_append(const char *state_dir, const AuditRecord *r);
 
-/* The newest `limit` records (0: all), newest first. A missing log is no records (*ret is
+/* The newest `limit` records (0 or more than AUDIT_HISTORY_MAX: AUDIT_HISTORY_MAX), newest
+ * first, from audit.log and then the rotated logs. A missing log is no records (*ret is
  * NULL then). Lines that are not valid records, such as one a crash cut short, are skipped
  * with a warning naming the line. Free with audit_records_free(). */
 int audit_read(const char *state_dir, unsigned limit, AuditRecord **ret, size_t *ret_n);

@@ -13,11 +13,7 @@ static const char *const battery_state_table[_BATTERY_STATE_MAX] = {
         [BATTERY_STATE_CRITICAL] = "critical",
 };
 
-const char *battery_state_to_string(BatteryState s) {
-        if ((unsigned) s >= _BATTERY_STATE_MAX)
-                return NULL;
-        return battery_state_table[s];
-}
+DEFINE_STRING_TABLE_TO_STRING(battery_state, BatteryState, _BATTERY_STATE_MAX)
 
 const char *battery_state_to_problem(BatteryState s) {
         switch (s) {

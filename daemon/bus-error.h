@@ -5,7 +5,7 @@
 
 #include <systemd/sd-bus.h>
 
-#define IMMOD_ERROR_PREFIX "org.immod.Immod1.Error."
+#include "immod-dbus.h"
 #define IMMOD_ERROR_NOT_AUTHORIZED IMMOD_ERROR_PREFIX "NotAuthorized"
 #define IMMOD_ERROR_BUSY IMMOD_ERROR_PREFIX "Busy"
 #define IMMOD_ERROR_NO_VEHICLE IMMOD_ERROR_PREFIX "NoVehicle"

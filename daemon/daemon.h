@@ -15,7 +15,7 @@
 #include "profile.h"
 #include "uds-link.h"
 
-#define IMMOD_BUS_NAME "org.immod.Immod1"
+#include "immod-dbus.h"
 
 typedef struct Manager Manager;
 

@@ -23,20 +23,7 @@ static const char *const journal_state_table[_JOURNAL_STATE_MAX] = {
         [JOURNAL_STATE_CANCELLED] = "cancelled",
 };
 
-const char *journal_state_to_string(JournalState s) {
-        if ((unsigned) s >= _JOURNAL_STATE_MAX)
-                return NULL;
-        return journal_state_table[s];
-}
-
-int journal_state_from_string(const char *s, JournalState *ret) {
-        int i = string_table_lookup(journal_state_table, _JOURNAL_STATE_MAX, s);
-
-        if (i < 0)
-                return i;
-        *ret = (JournalState) i;
-        return 0;
-}
+DEFINE_STRING_TABLE_LOOKUP(journal_state, JournalState, _JOURNAL_STATE_MAX)
 
 /* Well-formed UTF-8 (no overlong forms, no surrogates) without C0 controls or DEL, so that
  * a name can never break a log line or a terminal. */

@@ -5,6 +5,8 @@
 #include <stdio.h>
 
 #include "bus-error.h"
+#include "fileio.h"
+#include "parse-util.h"
 #include "log.h"
 #include "audit.h"
 #include "battery-source.h"
@@ -90,9 +92,7 @@ static const char *const ecu_state_table[_ECU_STATE_MAX] = {
         [ECU_STATE_UNREACHABLE] = "unreachable",
 };
 
-const char *ecu_state_to_string(EcuState s) {
-        return s < _ECU_STATE_MAX ? ecu_state_table[s] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(ecu_state, EcuState, _ECU_STATE_MAX)
 
 /* Printable ASCII of at most max characters: safe to quote in an error message. */
 static bool string_is_plain(const char *s, size_t max) {
@@ -399,14 +399,12 @@ static void ecu_call_freep(EcuCall **c) {
 
 static void ecu_call_reply_error(EcuCall *c, const char *name, const char *format, ...) _printf_(3, 4);
 static void ecu_call_reply_error(EcuCall *c, const char *name, const char *format, ...) {
-        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         va_list ap;
         int r;
 
         va_start(ap, format);
-        (void) sd_bus_error_setfv(&e, name, format, ap);
+        r = sd_bus_reply_method_errorfv(c->message, name, format, ap);
         va_end(ap);
-        r = sd_bus_reply_method_error(c->message, &e);
         if (r < 0)
                 log_debug_errno(r, "Failed to send the error %s: %m", name);
 }
@@ -910,13 +908,66 @@ Procedure *manager_get_procedure(Manager *m, size_t i) {
         return i < m->n_procedures ? m->procedures[i] : NULL;
 }
 
+/* Ended procedures stay on the bus for the front ends that follow them, up to a bound: the
+ * oldest ended one goes first (its audit record stays). */
+#define PROCEDURES_KEPT 32U
+
 static int manager_add_procedure(Manager *m, Procedure *p) {
-        Procedure **l = reallocarray(m->procedures, m->n_procedures + 1, sizeof(Procedure *));
+        Procedure **l;
+
+        for (size_t i = 0; m->n_procedures >= PROCEDURES_KEPT && i < m->n_procedures;)
+                if (m->procedures[i] != m->active && !procedure_is_active(m->procedures[i])) {
+                        procedure_free(m->procedures[i]);
+                        memmove(m->procedures + i, m->procedures + i + 1,
+                                (m->n_procedures - i - 1) * sizeof(Procedure *));
+                        m->n_procedures--;
+                } else
+                        i++;
+        l = reallocarray(m->procedures, m->n_procedures + 1, sizeof(Procedure *));
         if (!l)
                 return -ENOMEM;
         m->procedures = l;
         m->procedures[m->n_procedures++] = p;
         return 0;
+}
+
+/* The last procedure id given out, kept in state_dir/last-id so that ids never collide,
+ * whatever became of the audit log and the journals. */
+#define LAST_ID_FILE "last-id"
+
+static int read_last_id(const char *dir, uint64_t *ret) {
+        _cleanup_free_ char *path = NULL, *text = NULL;
+        size_t size;
+        int r;
+
+        if (asprintf(&path, "%s/" LAST_ID_FILE, dir) < 0)
+                return -ENOMEM;
+        r = read_file_bounded(path, 32, &text, &size);
+        if (r == -ENOENT) {
+                *ret = 0;
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        unsigned long id;
+        text[strcspn(text, "\n")] = 0;
+        r = parse_uint_range(text, 1, INT64_MAX, &id);
+        if (r < 0) {
+                log_warning("%s: not a procedure id (\"%.20s\"); ignored.", path, text);
+                return r;
+        }
+        *ret = id;
+        return 0;
+}
+
+static int write_last_id(const char *dir, uint64_t id) {
+        _cleanup_free_ char *path = NULL;
+        char text[32];
+
+        if (asprintf(&path, "%s/" LAST_ID_FILE, dir) < 0)
+                return -ENOMEM;
+        snprintf(text, sizeof(text), "%" PRIu64 "\n", id);
+        return write_file_atomic(path, text, strlen(text), 0644);
 }
 
 /* A late answer belongs to the running procedure, if to anyone. */
@@ -1014,6 +1065,11 @@ static int method_start_procedure(sd_bus_message *msg, void *userdata, sd_bus_er
                 return sd_bus_error_setf(error, IMMOD_ERROR_LINK_DOWN, "The CAN link %s is %s.", m->daemon->link_uri,
                                          link_state_to_string(m->link_state));
 
+        r = write_last_id(m->daemon->config.state_dir, m->next_id);
+        if (r < 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_IO_ERROR,
+                                         "Cannot record the procedure id in %s: %s; nothing was started.",
+                                         m->daemon->config.state_dir, strerror(-r));
         r = procedure_start(m, m->next_id, kind, m->vehicle.vin, m->vehicle.profile, (uint32_t) uid, o.technician,
                             o.repair_order, msg, &p);
         if (r < 0)
@@ -1066,7 +1122,10 @@ static int method_list_procedures(sd_bus_message *msg, void *userdata, sd_bus_er
 static int append_audit_record(sd_bus_message *reply, const AuditRecord *a) {
         int r;
 
-        r = sd_bus_message_append(reply, "a{sv}", 15,
+        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}",
                                   "id", "t", a->id,
                                   "uid", "u", a->uid,
                                   "technician", "s", a->technician ?: "",
@@ -1082,9 +1141,22 @@ static int append_audit_record(sd_bus_message *reply, const AuditRecord *a) {
                                   "keys_after", "i", (int32_t) a->keys_after,
                                   "battery_min", "d", a->battery_min,
                                   "passcode_attempts", "u", (uint32_t) a->passcode_attempts);
-        if (r < 0)
-                return r;
-        return 0;
+        /* the voltage over the procedure: (seconds from its start, lowest, highest) */
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", "battery_trace");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', "a(udd)");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'a', "(udd)");
+        for (size_t i = 0; r >= 0 && i < a->n_trace; i++)
+                r = sd_bus_message_append(reply, "(udd)", a->trace[i].offset_s, a->trace[i].min_v, a->trace[i].max_v);
+        for (unsigned i = 0; r >= 0 && i < 3; i++)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        return r;
 }
 
 static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -1118,19 +1190,26 @@ static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error 
         return sd_bus_send(NULL, reply, NULL);
 }
 
+#define RESUME_AUDIT_RECORDS 64U
+
 int manager_resume(Manager *m) {
         const char *dir = m->daemon->config.state_dir;
         JournalRecord *records = NULL;
         AuditRecord *audit = NULL;
         size_t n = 0, n_audit = 0;
-        uint64_t max_id = 0;
+        uint64_t max_id = 0, last_id = 0;
         int r;
 
-        r = audit_read(dir, 0, &audit, &n_audit);
+        /* a journal whose procedure was audited is among the newest records */
+        r = audit_read(dir, RESUME_AUDIT_RECORDS, &audit, &n_audit);
         if (r < 0)
                 log_warning_errno(r, "Failed to read the audit log: %m");
         for (size_t i = 0; i < n_audit; i++)
                 max_id = MAX(max_id, audit[i].id);
+        r = read_last_id(dir, &last_id);
+        if (r < 0)
+                log_warning_errno(r, "Failed to read the last procedure id: %m");
+        max_id = MAX(max_id, last_id);
 
         r = journal_load_all(dir, &records, &n);
         if (r < 0) {

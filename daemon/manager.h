@@ -9,8 +9,8 @@
 
 #include "daemon.h"
 
-#define MANAGER_PATH "/org/immod/Immod1"
-#define MANAGER_INTERFACE "org.immod.Immod1.Manager"
+#define MANAGER_PATH IMMOD_MANAGER_PATH
+#define MANAGER_INTERFACE IMMOD_MANAGER_INTERFACE
 
 typedef enum EcuState {
         ECU_STATE_UNKNOWN,     /* not asked yet */

@@ -57,9 +57,7 @@ static const char *const server_state_table[_SERVER_STATE_MAX] = {
         [SERVER_STATE_UNREACHABLE] = "unreachable",
 };
 
-const char *server_state_to_string(ServerState s) {
-        return s < _SERVER_STATE_MAX ? server_state_table[s] : NULL;
-}
+DEFINE_STRING_TABLE_TO_STRING(server_state, ServerState, _SERVER_STATE_MAX)
 
 static void wipe_free_string(char *s) {
         if (!s)

@@ -277,114 +277,13 @@ static int method_submit_passcode(sd_bus_message *msg, void *userdata, sd_bus_er
         return procedure_submit_passcode(p, msg, passcode, error);
 }
 
-/* FetchPasscode(): the ECU's software version (F195), then the passcode service, then the
- * answer goes the way of SubmitPasscode(). */
-
-#define SOFTWARE_VERSION_MAX 64U
-
-typedef struct PasscodeFetch {
-        Procedure *procedure; /* NULL once the procedure is gone */
-        sd_bus_message *message;
-        PasscodeCredentials cred; /* point into message */
-        PasscodeCall *call;
-        bool reading_version;
-        bool ready; /* the passcode came while a poll held the ECU: submitted after its answer */
-        char passcode[PASSCODE_ARG_MAX + 1];
-        /* the Seed the passcode is asked for */
-        PasscodeKind kind;
-        uint8_t imm_seed[PASSCODE_SEED_SIZE];
-        char sc[4][PASSCODE_DATA2_LEN + 18];
-} PasscodeFetch;
-
-static void fetch_free(PasscodeFetch *f) {
-        if (!f)
-                return;
-        if (f->procedure && f->procedure->fetch == f)
-                f->procedure->fetch = NULL;
-        passcode_call_cancel(f->call);
-        sd_bus_message_unref(f->message);
-        explicit_bzero(&f->cred, sizeof(f->cred));
-        explicit_bzero(f->passcode, sizeof(f->passcode));
-        free(f);
-}
-
-static void fetch_reply_error(PasscodeFetch *f, const char *name, const char *format, ...) _printf_(3, 4);
-static void fetch_reply_error(PasscodeFetch *f, const char *name, const char *format, ...) {
-        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-        va_list ap;
-        int r;
-
-        va_start(ap, format);
-        (void) sd_bus_error_setfv(&e, name, format, ap);
-        va_end(ap);
-        r = sd_bus_reply_method_error(f->message, &e);
-        if (r < 0)
-                log_debug_errno(r, "Failed to answer FetchPasscode(): %m");
-        fetch_free(f);
-}
-
-static bool fetch_seed_current(const PasscodeFetch *f, const Procedure *p) {
-        if (!p->have_seed || p->seed_kind != f->kind)
-                return false;
-        if (f->kind == PASSCODE_IMMOBILIZER)
-                return memcmp(p->imm_seed, f->imm_seed, sizeof(f->imm_seed)) == 0;
-        return streq(p->sc_vin, f->sc[0]) && streq(p->data1, f->sc[1]) && streq(p->data2, f->sc[2]) &&
-               streq(p->data3, f->sc[3]);
-}
-
-/* The passcode from the service, to the ECU exactly as SubmitPasscode() sends it. */
-static void fetch_submit(PasscodeFetch *f) {
-        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-        Procedure *p = f->procedure;
-        int r;
-
-        p->fetch = NULL;
-        if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE || !fetch_seed_current(f, p))
-                return fetch_reply_error(f, IMMOD_ERROR_WRONG_STEP,
-                                         "The procedure moved on while the passcode was fetched (now at %s, %s); "
-                                         "the passcode was not sent.",
-                                         procedure_step_id(p), journal_state_to_string(p->state));
-        /* From here the procedure answers the call. */
-        r = procedure_submit_passcode(p, f->message, f->passcode, &e);
-        if (r < 0) {
-                r = sd_bus_reply_method_error(f->message, &e);
-                if (r < 0)
-                        log_debug_errno(r, "Failed to answer FetchPasscode(): %m");
-        }
-        fetch_free(f);
-}
-
-static void on_fetched(const PasscodeResult *res, void *userdata) {
-        PasscodeFetch *f = userdata;
-        Procedure *p = f->procedure;
-
-        f->call = NULL;
-        if (res->error < 0)
-                return fetch_reply_error(f, res->bus_error, "%s", res->message);
-        if (!p)
-                return fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "The procedure is gone.");
-
-        snprintf(f->passcode, sizeof(f->passcode), "%s",
-                 json_string_value(json_object_get(res->json, "passcode")) ?: "");
-        log_info("Procedure %" PRIu64 ": passcode fetched from the passcode service (transaction %.40s).", p->id,
-                 json_string_value(json_object_get(res->json, "transaction_id")) ?: "?");
-        if (procedure_busy(p) && !p->pending) {
-                f->ready = true; /* a poll holds the ECU: procedure_bus_run_deferred() sends it */
-                log_debug("Procedure %" PRIu64 ": the fetched passcode waits for the answer to a poll.", p->id);
-                return;
-        }
-        fetch_submit(f);
-}
-
 void procedure_bus_run_deferred(Procedure *p) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = TAKE_PTR(p->deferred);
         sd_bus_message_handler_t handler = p->deferred_handler;
-        PasscodeFetch *f = p->fetch;
         int r;
 
-        if (f && f->ready && !procedure_busy(p))
-                fetch_submit(f);
+        procedure_fetch_ready(p);
         if (!m)
                 return;
         p->deferred_handler = NULL;
@@ -401,78 +300,9 @@ void procedure_bus_run_deferred(Procedure *p) {
                 log_debug_errno(r, "Failed to answer a deferred %s(): %m", sd_bus_message_get_member(m));
 }
 
-static json_t *fetch_body(PasscodeFetch *f, const Procedure *p, const char *software_version) {
-        if (f->kind == PASSCODE_IMMOBILIZER) {
-                char hex[PASSCODE_SEED_SIZE * 2 + 1];
-
-                hex_encode(f->imm_seed, PASSCODE_SEED_SIZE, false, hex);
-                return json_pack("{s:s, s:s, s:s, s:s}", "kind", "immobilizer", "vin", p->vin, "software_version",
-                                 software_version, "seed", hex);
-        }
-
-        char cd[4][2] = {};
-        if (checkchar_compute(f->sc[0], CHECKCHAR_BASE36, &cd[0][0]) < 0 ||
-            checkchar_compute(f->sc[1], CHECKCHAR_HEX, &cd[1][0]) < 0 ||
-            checkchar_compute(f->sc[2], CHECKCHAR_HEX, &cd[2][0]) < 0 ||
-            checkchar_compute(f->sc[3], CHECKCHAR_HEX, &cd[3][0]) < 0)
-                return NULL;
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}}", "kind", "smart-code",
-                         "vin", f->sc[0], "software_version", software_version, "repair_order", p->repair_order,
-                         "customer_last_name", p->customer_last_name, "data1", f->sc[1], "data2", f->sc[2], "data3",
-                         f->sc[3], "cd", "vin", cd[0], "data1", cd[1], "data2", cd[2], "data3", cd[3]);
-}
-
-/* Through the procedure's gate: not called once the procedure dropped the request (Cancel,
- * its end), which procedure_bus_abort_fetch() answers. */
-static void on_software_version(Procedure *p, const UdsResponse *resp) {
-        PasscodeFetch *f = p->fetch;
-        char sw[SOFTWARE_VERSION_MAX + 1] = "unknown";
-        json_t *body;
-        int r;
-
-        if (!f)
-                return;
-        f->reading_version = false;
-        if (resp->error == -ECANCELED)
-                return fetch_reply_error(f, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
-        /* The version is only recorded in the service's transaction: without it, ask anyway. */
-        if (resp->error >= 0 && resp->nrc == 0 && resp->data && resp->size > 3) {
-                size_t k = 0;
-                for (size_t i = 3; i < resp->size && k < SOFTWARE_VERSION_MAX; i++)
-                        if (resp->data[i] >= 0x20 && resp->data[i] <= 0x7e)
-                                sw[k++] = (char) resp->data[i];
-                sw[k] = 0;
-                if (k == 0)
-                        snprintf(sw, sizeof(sw), "unknown");
-        } else
-                log_info("Procedure %" PRIu64 ": the ECU's software version (DID F195) is unknown; asking anyway.",
-                         p->id);
-
-        body = fetch_body(f, p, sw);
-        if (!body)
-                return fetch_reply_error(f, SD_BUS_ERROR_IO_ERROR, "The ECU's seed is malformed.");
-        r = passcode_client_fetch(p->daemon->passcode, &f->cred, body, on_fetched, f, &f->call);
-        if (r < 0)
-                return fetch_reply_error(f, IMMOD_ERROR_SERVER_UNREACHABLE, "Cannot ask the passcode service: %s.",
-                                         strerror(-r));
-}
-
-void procedure_bus_abort_fetch(Procedure *p) {
-        PasscodeFetch *f = p->fetch;
-
-        if (!f)
-                return;
-        p->fetch = NULL;
-        f->procedure = NULL;
-        fetch_reply_error(f, IMMOD_ERROR_CANCELLED,
-                          procedure_is_active(p) ? "The procedure is being cancelled." : "The procedure is gone.");
-}
-
 static int method_fetch_passcode(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Procedure *p = userdata;
         PasscodeCredentials cred;
-        PasscodeFetch *f;
-        uint8_t req[3] = { UDS_READ_DID };
         int r;
 
         r = manager_read_credentials(msg, &cred, error);
@@ -481,49 +311,7 @@ static int method_fetch_passcode(sd_bus_message *msg, void *userdata, sd_bus_err
         r = authorize_or_defer(p, msg, method_fetch_passcode, error);
         if (r != 0)
                 return r;
-        if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE)
-                return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP, "FetchPasscode() does not end the current step.");
-        if (p->fetch || procedure_busy(p) || p->pending || p->cancel || p->readback != READBACK_NONE)
-                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
-                                         "A passcode for this step is being fetched or checked already.");
-        if (!p->daemon->passcode)
-                return sd_bus_error_setf(error, IMMOD_ERROR_SERVER_UNREACHABLE,
-                                         "No passcode service is configured; enter the passcode with SubmitPasscode.");
-        if (!p->have_seed)
-                return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP,
-                                         "No seed is shown now (after a lockout); submit a passcode with "
-                                         "SubmitPasscode to get a fresh seed first.");
-        if (p->seed_kind == PASSCODE_SMART_CODE && (!p->repair_order || !p->customer_last_name))
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "The passcode service needs the repair order and the customer's last name: "
-                                         "start the procedure with the repair_order and customer_last_name options, "
-                                         "or enter the passcode with SubmitPasscode.");
-
-        f = calloc(1, sizeof(*f));
-        if (!f)
-                return -ENOMEM;
-        f->procedure = p;
-        f->message = sd_bus_message_ref(msg);
-        f->cred = cred;
-        f->kind = p->seed_kind;
-        memcpy(f->imm_seed, p->imm_seed, sizeof(f->imm_seed));
-        snprintf(f->sc[0], sizeof(f->sc[0]), "%s", p->sc_vin);
-        snprintf(f->sc[1], sizeof(f->sc[1]), "%s", p->data1);
-        snprintf(f->sc[2], sizeof(f->sc[2]), "%s", p->data2);
-        snprintf(f->sc[3], sizeof(f->sc[3]), "%s", p->data3);
-
-        put_be16(req + 1, p->profile->dids.software_version);
-        p->fetch = f;
-        r = procedure_send(p, req, sizeof(req), on_software_version);
-        if (r < 0) {
-                p->fetch = NULL;
-                fetch_free(f);
-                return sd_bus_error_setf(error, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot ask the ECU: %s.", strerror(-r));
-        }
-        f->reading_version = true;
-        log_info("Procedure %" PRIu64 ": fetching the %s passcode from the passcode service for user %s.", p->id,
-                 p->seed_kind == PASSCODE_IMMOBILIZER ? "immobilizer" : "smart code", cred.user);
-        return 1; /* answered when the service and the ECU have */
+        return procedure_fetch_passcode(p, msg, &cred, error);
 }
 
 static int method_set_key_count(sd_bus_message *msg, void *userdata, sd_bus_error *error) {

@@ -14,15 +14,16 @@
 #include "manager.h"
 #include "procedure.h"
 #include "ecu-gate.h"
+#include "immo-protocol.h"
 #include "uds-link.h"
 
 #define POLL_INTERVAL_USEC (250 * USEC_PER_MSEC) /* also bounds progress to 4 changes a second */
 #define PROBE_INTERVAL_USEC (1000 * USEC_PER_MSEC)
 
 static const char *const event_names[] = {
-        [1] = "registered-key-recognised", [2] = "key-registered", [3] = "rejected-erased",
-        [4] = "rejected-no-slot",          [5] = "rejected-already-registered", [6] = "timed-out",
-        [7] = "key-kept",                  [8] = "unknown-key",
+        [EVENT_RECOGNISED] = "registered-key-recognised", [EVENT_REGISTERED] = "key-registered", [EVENT_REJECTED_ERASED] = "rejected-erased",
+        [EVENT_REJECTED_NO_SLOT] = "rejected-no-slot",          [EVENT_REJECTED_ALREADY] = "rejected-already-registered", [EVENT_TIMED_OUT] = "timed-out",
+        [EVENT_KEPT] = "key-kept",                  [EVENT_UNKNOWN_KEY] = "unknown-key",
 };
 
 static const char *const fail_reasons[] = { "none", "the battery voltage fell too low", "an internal ECU error" };
@@ -191,7 +192,6 @@ static void reply_ok(Procedure *p) {
 static void reply_error(Procedure *p, const char *name, const char *fmt, ...) _printf_(3, 4);
 static void reply_error(Procedure *p, const char *name, const char *fmt, ...) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = TAKE_PTR(p->pending);
-        _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
         va_list ap;
         int r;
 
@@ -199,9 +199,8 @@ static void reply_error(Procedure *p, const char *name, const char *fmt, ...) {
         if (!m)
                 return;
         va_start(ap, fmt);
-        (void) sd_bus_error_setfv(&e, name, fmt, ap);
+        r = sd_bus_reply_method_errorfv(m, name, fmt, ap);
         va_end(ap);
-        r = sd_bus_reply_method_error(m, &e);
         if (r < 0)
                 log_debug_errno(r, "Failed to reply with %s: %m", name);
 }
@@ -328,7 +327,7 @@ static void routine(Procedure *p, uint8_t sub, uint16_t rid, int option, Procedu
         uint8_t req[5];
         size_t n = routine_request(req, sub, rid, option);
         /* results carry key events that the ECU reports once: a late answer is awaited */
-        int r = request_flags(p, req, n, cont, sub == 0x03 ? ECU_GATE_WAIT_LATE : 0);
+        int r = request_flags(p, req, n, cont, sub == ROUTINE_RESULTS ? ECU_GATE_WAIT_LATE : 0);
         if (r < 0)
                 reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.", strerror(-r));
 }
@@ -452,7 +451,7 @@ static void on_seed(Procedure *p, const UdsResponse *r) {
 }
 
 static void request_seed(Procedure *p) {
-        uint8_t req[2] = { UDS_SECURITY_ACCESS, p->seed_kind == PASSCODE_IMMOBILIZER ? 0x01 : 0x03 };
+        uint8_t req[2] = { UDS_SECURITY_ACCESS, p->seed_kind == PASSCODE_IMMOBILIZER ? SECURITY_LEVEL_IMMOBILIZER : SECURITY_LEVEL_SMART_CODE };
         clear_seed(p);
         send_or_fail(p, req, sizeof(req), on_seed);
 }
@@ -481,18 +480,18 @@ static void handle_events(Procedure *p, const uint8_t *ev, size_t n_events) {
                 uint8_t e = ev[0], slot = ev[1];
                 unsigned beeps = 0;
 
-                if (e == 1 || e == 7)
+                if (e == EVENT_RECOGNISED || e == EVENT_KEPT)
                         beeps = 1;
-                else if (e == 2)
-                        beeps = p->reg_mode == 2 ? 1 : 2;
-                if (e == 2)
+                else if (e == EVENT_REGISTERED)
+                        beeps = p->reg_mode == REGISTRATION_MODE_AFTER_RESET ? 1 : 2;
+                if (e == EVENT_REGISTERED)
                         set_uint(p, &p->added, p->added + 1, PROP_KEYS);
-                if (e == 7)
+                if (e == EVENT_KEPT)
                         set_uint(p, &p->touched, p->touched + 1, PROP_KEYS);
                 procedure_bus_emit_key_event(p, e < ELEMENTSOF(event_names) && event_names[e] ? event_names[e] : "unknown-key",
                                              slot, beeps);
                 /* the registered key recognised ends the step that waits for it */
-                if (e == 1 && procedure_is_active(p) && !p->cancel && p->readback == READBACK_NONE &&
+                if (e == EVENT_RECOGNISED && procedure_is_active(p) && !p->cancel && p->readback == READBACK_NONE &&
                     step_info(p)->end == STEP_END_ECU_EVENT &&
                     step_info(p)->enter == ENTER_REGISTRATION_MODE_1)
                         enter_step(p, p->step + 1);
@@ -513,16 +512,16 @@ static void on_a101_results(Procedure *p, const UdsResponse *r) {
 
         set_uint(p, &p->percentage, procedure_percentage(p->kind, p->step, progress * 10), PROP_PERCENTAGE);
         set_uint(p, &p->remaining_s, remaining, PROP_REMAINING);
-        if (status == 2) {
+        if (status == RESET_SUCCEEDED) {
                 p->open = ECU_OPEN_NOTHING;
                 set_uint(p, &p->remaining_s, 0, PROP_REMAINING);
                 read_did(p, p->profile->dids.key_status, on_final_keys);
-        } else if (status == 3) {
+        } else if (status == RESET_FAILED) {
                 p->open = ECU_OPEN_NOTHING;
                 finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
                        "The ECU reports the reset failed: %s. Nothing was erased.",
                        reason < ELEMENTSOF(fail_reasons) ? fail_reasons[reason] : "an unknown reason");
-        } else if (status == 0) {
+        } else if (status == RESET_IDLE) {
                 /* no reset runs or ran since the ECU started: it never did */
                 p->open = ECU_OPEN_NOTHING;
                 readback(p, READBACK_RESUME);
@@ -537,7 +536,7 @@ static void restart_registration_mode(Procedure *p) {
 
         log_info("Procedure %" PRIu64 ": registration mode ended by the ECU's idle timeout; restarting it.", p->id);
         p->open = ECU_OPEN_NOTHING;
-        if (p->reg_mode == 1) {
+        if (p->reg_mode == REGISTRATION_MODE_ADD) {
                 /* Mode 1 starts again by waiting for a registered key: back to that step, which
                  * starts the mode again. */
                 enter_step(p, (size_t) procedure_step_entering(p->kind, ENTER_REGISTRATION_MODE_1));
@@ -547,7 +546,7 @@ static void restart_registration_mode(Procedure *p) {
         } else {
                 set_prompt(p, "Registration mode ended after %u seconds without a touch; immod started it again. %s",
                            timeout_s, step_info(p)->prompt);
-                routine_journalled(p, 0x01, p->profile->rids.key_registration, p->reg_mode, on_a102_started);
+                routine_journalled(p, ROUTINE_START, p->profile->rids.key_registration, p->reg_mode, on_a102_started);
         }
 }
 
@@ -562,7 +561,7 @@ static void on_a102_results(Procedure *p, const UdsResponse *r) {
         if (r->size < 8 + 6 * (size_t) n)
                 n = (unsigned) ((r->size - 8) / 6);
         handle_events(p, d + 4, n);
-        if (status == 3)
+        if (status == REG_ENDED)
                 p->open = ECU_OPEN_NOTHING;
         if (p->cancel || p->readback != READBACK_NONE || !procedure_is_active(p)) {
                 /* a readback reads the last events, then closes */
@@ -571,19 +570,19 @@ static void on_a102_results(Procedure *p, const UdsResponse *r) {
         }
 
         if (step_info(p)->enter == ENTER_REGISTRATION_MODE_2) { /* touch-new-keys */
-                bool one_done = p->reg_mode == 1 && p->added > 0;
-                bool full = p->reg_mode == 2 && p->available == 0;
+                bool one_done = p->reg_mode == REGISTRATION_MODE_ADD && p->added > 0;
+                bool full = p->reg_mode == REGISTRATION_MODE_AFTER_RESET && p->available == 0;
                 /* In mode 2 only Finish or full slots end the step: an idle timeout after some
                  * keys restarts registration mode like any other (dbus-api.md). */
                 if (one_done || full) {
-                        if (status != 3) /* mode 2 with full slots: the ECU may still wait */
+                        if (status != REG_ENDED) /* mode 2 with full slots: the ECU may still wait */
                                 p->open = ECU_OPEN_REGISTRATION;
                         enter_step(p, p->step + 1);
                         procedure_bus_emit(p);
                         return;
                 }
         }
-        if (status == 3 && p->reg_mode > 0)
+        if (status == REG_ENDED && p->reg_mode > 0)
                 restart_registration_mode(p);
         procedure_bus_emit(p);
 }
@@ -596,7 +595,7 @@ static void on_a103_results(Procedure *p, const UdsResponse *r) {
 
         set_uint(p, &p->to_delete, d[2], PROP_KEYS);
         set_uint(p, &p->remaining_s, (be16(d + 3) + 999) / 1000, PROP_REMAINING);
-        if (status == 1 && !p->cancel) {
+        if (status == ERASE_OPEN && !p->cancel) {
                 /* the ECU's own clock (scaled in the simulator) decides when the window ends */
                 usec_t end = now_usec(CLOCK_REALTIME) + (usec_t) be16(d + 3) * USEC_PER_MSEC;
                 if (end > p->deadline + 500 * USEC_PER_MSEC || end + 500 * USEC_PER_MSEC < p->deadline) {
@@ -608,16 +607,16 @@ static void on_a103_results(Procedure *p, const UdsResponse *r) {
                 n = (unsigned) ((r->size - 10) / 6);
         handle_events(p, d + 6, n);
         set_uint(p, &p->touched, d[1], PROP_KEYS);
-        if (status != 1)
+        if (status != ERASE_OPEN)
                 p->open = ECU_OPEN_NOTHING;
         if (p->cancel || p->readback != READBACK_NONE || !procedure_is_active(p)) {
                 procedure_bus_emit(p);
                 return;
         }
-        if (status == 3)
+        if (status == ERASE_EXPIRED)
                 finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_TIMEOUT,
                        "The erasure window closed before Erase; nothing was deleted.");
-        else if (status == 4)
+        else if (status == ERASE_FAILED)
                 finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
                        "The ECU reports the erasure failed; nothing was deleted.");
         procedure_bus_emit(p);
@@ -636,11 +635,11 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
         st = step_info(p);
 
         if (st->poll == POLL_RESET)
-                routine(p, 0x03, p->profile->rids.smart_code_reset, -1, on_a101_results);
+                routine(p, ROUTINE_RESULTS, p->profile->rids.smart_code_reset, -1, on_a101_results);
         else if (st->poll == POLL_REGISTRATION && p->open == ECU_OPEN_REGISTRATION)
-                routine(p, 0x03, p->profile->rids.key_registration, -1, on_a102_results);
+                routine(p, ROUTINE_RESULTS, p->profile->rids.key_registration, -1, on_a102_results);
         else if (st->poll == POLL_ERASURE && p->open == ECU_OPEN_ERASURE)
-                routine(p, 0x03, p->profile->rids.key_erasure, -1, on_a103_results);
+                routine(p, ROUTINE_RESULTS, p->profile->rids.key_erasure, -1, on_a103_results);
         else if (st->end == STEP_END_PASSCODE && !p->have_seed && p->lockout_s > 0 &&
                  usec >= p->last_probe + PROBE_INTERVAL_USEC) {
                 p->last_probe = usec;
@@ -698,15 +697,15 @@ static void do_enter(Procedure *p, StepEnter what) {
         case ENTER_READ_SLOTS:
                 return read_did(p, p->profile->dids.key_status, on_a001_slots);
         case ENTER_REGISTRATION_MODE_1:
-                p->reg_mode = 1;
-                return routine_journalled(p, 0x01, p->profile->rids.key_registration, 1, on_a102_started);
+                p->reg_mode = REGISTRATION_MODE_ADD;
+                return routine_journalled(p, ROUTINE_START, p->profile->rids.key_registration, REGISTRATION_MODE_ADD, on_a102_started);
         case ENTER_REGISTRATION_MODE_2:
-                if (p->reg_mode == 1)
+                if (p->reg_mode == REGISTRATION_MODE_ADD)
                         break; /* mode 1 is open since the registered key was recognised */
-                p->reg_mode = 2;
-                return routine_journalled(p, 0x01, p->profile->rids.key_registration, 2, on_a102_started);
+                p->reg_mode = REGISTRATION_MODE_AFTER_RESET;
+                return routine_journalled(p, ROUTINE_START, p->profile->rids.key_registration, REGISTRATION_MODE_AFTER_RESET, on_a102_started);
         case ENTER_ERASURE_WINDOW:
-                return routine_journalled(p, 0x01, p->profile->rids.key_erasure, (int) p->declared, on_a103_started);
+                return routine_journalled(p, ROUTINE_START, p->profile->rids.key_erasure, (int) p->declared, on_a103_started);
         case ENTER_FINAL_KEYS:
                 return read_did(p, p->profile->dids.key_status, on_final_keys);
         case ENTER_NOTHING:
@@ -742,6 +741,36 @@ static void enter_step(Procedure *p, size_t idx) {
 }
 
 /* The end */
+
+/* The battery trace for the audit record: its 1 s buckets merged into at most
+ * AUDIT_TRACE_MAX points. NULL when there is none (or no memory: the record goes without). */
+static AuditTracePoint *trace_points(Procedure *p, size_t *ret_n) {
+        size_t n = p->battery_trace ? battery_trace_n_buckets(p->battery_trace) : 0, per, k = 0;
+        AuditTracePoint *t;
+        BatteryTraceBucket b;
+
+        *ret_n = 0;
+        if (n == 0)
+                return NULL;
+        per = (n + AUDIT_TRACE_MAX - 1) / AUDIT_TRACE_MAX;
+        t = calloc((n + per - 1) / per, sizeof(*t));
+        if (!t)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                if (battery_trace_get(p->battery_trace, i, &b) < 0 || b.n == 0)
+                        continue;
+                if (k == 0 || i % per == 0) {
+                        usec_t since = b.start > p->battery_trace->begun_at ? b.start - p->battery_trace->begun_at : 0;
+                        t[k++] = (AuditTracePoint) { .offset_s = (uint32_t) MIN(since / USEC_PER_SEC, UINT32_MAX),
+                                                      .min_v = b.min, .max_v = b.max };
+                } else {
+                        t[k - 1].min_v = MIN(t[k - 1].min_v, b.min);
+                        t[k - 1].max_v = MAX(t[k - 1].max_v, b.max);
+                }
+        }
+        *ret_n = k;
+        return t;
+}
 
 static void finish(Procedure *p, JournalState state, const char *error, const char *fmt, ...) {
         char msg[512] = "";
@@ -806,7 +835,9 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
                 .battery_min = p->battery_min,
                 .passcode_attempts = p->passcode_attempts,
         };
+        a.trace = trace_points(p, &a.n_trace);
         r = audit_append(p->daemon->config.state_dir, &a);
+        free(a.trace);
         if (r < 0)
                 log_error_errno(r, "Procedure %" PRIu64 ": failed to append the audit record: %m", p->id);
         else {
@@ -877,7 +908,7 @@ static void rb_on_session(Procedure *p, const UdsResponse *r) {
                 uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
         }
         if (p->kind == PROCEDURE_IMMOBILIZER_RESET)
-                routine(p, 0x03, p->profile->rids.smart_code_reset, -1, rb_on_a101);
+                routine(p, ROUTINE_RESULTS, p->profile->rids.smart_code_reset, -1, rb_on_a101);
         else
                 rb_keys(p);
 }
@@ -895,12 +926,12 @@ static void rb_close(Procedure *p);
 static void rb_on_verify(Procedure *p, const UdsResponse *r) {
         unsigned s = r->error == 0 && r->nrc == 0 && r->size >= 4 ? r->data[3] : 0xff;
 
-        if (r->error == 0 && (s == 3 || s == 4) && p->close_tries < CLOSE_TRIES_MAX)
+        if (r->error == 0 && (s == IMMOBILIZER_REGISTRATION || s == IMMOBILIZER_ERASURE) && p->close_tries < CLOSE_TRIES_MAX)
                 return rb_close(p);
-        if (s == 3 || s == 4) {
+        if (s == IMMOBILIZER_REGISTRATION || s == IMMOBILIZER_ERASURE) {
                 snprintf(p->readback_note, sizeof(p->readback_note),
                          "The ECU still reports %s after %u attempts to end it.",
-                         s == 3 ? "registration mode open" : "the erasure window open", p->close_tries);
+                         s == IMMOBILIZER_REGISTRATION ? "registration mode open" : "the erasure window open", p->close_tries);
                 log_error("Procedure %" PRIu64 ": %s", p->id, p->readback_note);
         } else {
                 p->open = ECU_OPEN_NOTHING;
@@ -920,13 +951,13 @@ static void rb_close(Procedure *p) {
 
         p->close_tries++;
         log_info("Procedure %" PRIu64 ": ending %s in the ECU.", p->id,
-                 p->a002_state == 3 ? "registration mode" : "the erasure window");
+                 p->a002_state == IMMOBILIZER_REGISTRATION ? "registration mode" : "the erasure window");
         send_or_fail(p, default_session, sizeof(default_session), rb_on_default_session);
 }
 
 static void rb_on_results(Procedure *p, const UdsResponse *r) {
         /* the events since the last poll: a key touched meanwhile counts */
-        if (p->a002_state == 3)
+        if (p->a002_state == IMMOBILIZER_REGISTRATION)
                 on_a102_results(p, r);
         else
                 on_a103_results(p, r);
@@ -941,13 +972,13 @@ static void rb_on_state(Procedure *p, const UdsResponse *r) {
         p->a002_state = known ? r->data[3] : 0xff;
         if (!known)
                 log_warning("Procedure %" PRIu64 ": the immobilizer state (DID A002) could not be read back.", p->id);
-        if (p->a002_state == 3)
-                routine(p, 0x03, p->profile->rids.key_registration, -1, rb_on_results);
-        else if (p->a002_state == 4)
-                routine(p, 0x03, p->profile->rids.key_erasure, -1, rb_on_results);
+        if (p->a002_state == IMMOBILIZER_REGISTRATION)
+                routine(p, ROUTINE_RESULTS, p->profile->rids.key_registration, -1, rb_on_results);
+        else if (p->a002_state == IMMOBILIZER_ERASURE)
+                routine(p, ROUTINE_RESULTS, p->profile->rids.key_erasure, -1, rb_on_results);
         else {
                 if (known)
-                        p->open = p->a002_state == 1 ? ECU_OPEN_RESET : ECU_OPEN_NOTHING;
+                        p->open = p->a002_state == IMMOBILIZER_RESET_RUNNING ? ECU_OPEN_RESET : ECU_OPEN_NOTHING;
                 rb_after_closed(p);
         }
 }
@@ -973,7 +1004,7 @@ static void readback(Procedure *p, Readback why) {
 static void decide_cancel(Procedure *p) {
         int before = p->keys_before;
 
-        if (p->a002_state == 1) {
+        if (p->a002_state == IMMOBILIZER_RESET_RUNNING) {
                 /* the reset started after all: it must not be interrupted */
                 _cleanup_(sd_bus_message_unrefp) sd_bus_message *c = TAKE_PTR(p->cancel);
                 p->readback = READBACK_NONE;
@@ -986,7 +1017,7 @@ static void decide_cancel(Procedure *p) {
                                                           "it must not be interrupted: wait for it to end.");
                 return;
         }
-        if (p->readback_note[0] && p->a002_state != 0)
+        if (p->readback_note[0] && p->a002_state != IMMOBILIZER_NORMAL)
                 return finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
                               "Cancelled, but %s Check the vehicle (immoctl status).", p->readback_note);
         if (before >= 0 && (int) p->registered > before)
@@ -1010,17 +1041,17 @@ static void decide_resume(Procedure *p) {
 
         p->readback = READBACK_NONE;
         if (p->kind == PROCEDURE_IMMOBILIZER_RESET && p->reset_sent) {
-                if (p->a002_state == 1 || p->a101_status == 1) {
+                if (p->a002_state == IMMOBILIZER_RESET_RUNNING || p->a101_status == RESET_RUNNING) {
                         p->open = ECU_OPEN_RESET;
                         enter_step(p, (size_t) procedure_step_index(p->kind, "resetting"));
                         log_info("Procedure %" PRIu64 ": the reset runs in the ECU; following it to its end.", p->id);
                         return;
                 }
-                if (p->a101_status == 2 || p->a002_state == 2)
+                if (p->a101_status == RESET_SUCCEEDED || p->a002_state == IMMOBILIZER_RESET_DONE)
                         return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
                                       "The immobilizer was reset while immod was away: %u keys are registered now.",
                                       p->registered);
-                if (p->a101_status == 3 || p->a002_state == 5)
+                if (p->a101_status == RESET_FAILED || p->a002_state == IMMOBILIZER_RESET_FAILED)
                         return finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
                                       "The ECU reports the reset failed; nothing was erased (%u keys registered).",
                                       p->registered);
@@ -1064,7 +1095,7 @@ static void decide_resume(Procedure *p) {
                 set_prompt(p, "immod restarted during step %s: the ECU forgot the passcode%s. Keys registered so far "
                               "stay registered (%u now, %u added). Get the smart code passcode for the new seed shown "
                               "and enter it; or Cancel, which keeps them.",
-                           at, p->open == ECU_OPEN_NOTHING && p->a002_state == 3 ? " and registration mode was ended" : "",
+                           at, p->open == ECU_OPEN_NOTHING && p->a002_state == IMMOBILIZER_REGISTRATION ? " and registration mode was ended" : "",
                            p->registered, p->added);
         else if (p->kind == PROCEDURE_IMMOBILIZER_RESET && step_info(p)->enter == ENTER_IMMOBILIZER_SEED)
                 set_prompt(p, "immod restarted during step %s: the reset did not start and nothing was erased. Both "
@@ -1236,8 +1267,8 @@ int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *p
         p->state = JOURNAL_STATE_RUNNING;
         p->stopped_at = p->steps[p->step].id;
 
-        routine_command_text(0x01, profile->rids.smart_code_reset, -1, reset, sizeof(reset));
-        routine_command_text(0x02, profile->rids.key_erasure, -1, erase, sizeof(erase));
+        routine_command_text(ROUTINE_START, profile->rids.smart_code_reset, -1, reset, sizeof(reset));
+        routine_command_text(ROUTINE_STOP, profile->rids.key_erasure, -1, erase, sizeof(erase));
         p->reset_sent = j->kind == PROCEDURE_IMMOBILIZER_RESET &&
                         (p->steps[p->step].poll == POLL_RESET || (j->sent_command && startswith(j->sent_command, reset)));
         p->erase_sent = j->kind == PROCEDURE_KEY_ERASURE && j->sent_command && startswith(j->sent_command, erase);
@@ -1252,7 +1283,7 @@ int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *p
 Procedure *procedure_free(Procedure *p) {
         if (!p)
                 return NULL;
-        procedure_bus_abort_fetch(p);
+        procedure_fetch_abort(p);
         if (p->deferred) {
                 (void) sd_bus_reply_method_errorf(p->deferred, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
                 p->deferred = sd_bus_message_unref(p->deferred);
@@ -1299,7 +1330,7 @@ static int wrong_step(Procedure *p, const char *method, sd_bus_error *error) {
 static void on_door(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 4, "Reading the vehicle status (DID A003)"))
                 return;
-        if (!(r->data[3] & 0x01)) {
+        if (!(r->data[3] & VEHICLE_STATUS_DOOR_OPEN)) {
                 reply_error(p, IMMOD_ERROR_ECU_REFUSED,
                             "The driver's door is closed (DID A003): open it and leave it open, then confirm again.");
                 return;
@@ -1353,7 +1384,7 @@ static void on_reset_started(Procedure *p, const UdsResponse *r) {
 
 static void start_reset(Procedure *p) {
         p->reset_sent = true;
-        routine_journalled(p, 0x01, p->profile->rids.smart_code_reset, -1, on_reset_started);
+        routine_journalled(p, ROUTINE_START, p->profile->rids.smart_code_reset, -1, on_reset_started);
 }
 
 static void on_passcode_refused_attempts(Procedure *p, const UdsResponse *r) {
@@ -1405,11 +1436,11 @@ static void send_passcode(Procedure *p) {
         size_t n;
 
         if (p->seed_kind == PASSCODE_IMMOBILIZER) {
-                req[1] = 0x02;
+                req[1] = SECURITY_LEVEL_IMMOBILIZER + 1;
                 memcpy(req + 2, p->passcode, PASSCODE_IMMOBILIZER_LEN);
                 n = 2 + PASSCODE_IMMOBILIZER_LEN;
         } else {
-                req[1] = 0x04;
+                req[1] = SECURITY_LEVEL_SMART_CODE + 1;
                 (void) hex_decode(p->passcode, req + 2, PASSCODE_SMART_CODE_LEN / 2);
                 n = 2 + PASSCODE_SMART_CODE_LEN / 2;
         }
@@ -1565,7 +1596,7 @@ int procedure_erase(Procedure *p, sd_bus_message *msg, uint32_t expected, sd_bus
                                          p->touched, p->declared, p->registered - MIN(p->touched, p->registered), expected);
         p->pending = sd_bus_message_ref(msg);
         p->erase_sent = true;
-        routine_journalled(p, 0x02, p->profile->rids.key_erasure, (int) expected, on_erase);
+        routine_journalled(p, ROUTINE_STOP, p->profile->rids.key_erasure, (int) expected, on_erase);
         return 1;
 }
 
@@ -1593,7 +1624,7 @@ int procedure_finish_registration(Procedure *p, sd_bus_message *msg, sd_bus_erro
         if (r < 0)
                 return r;
         p->pending = sd_bus_message_ref(msg);
-        routine_journalled(p, 0x02, p->profile->rids.key_registration, -1, on_registration_stopped);
+        routine_journalled(p, ROUTINE_STOP, p->profile->rids.key_registration, -1, on_registration_stopped);
         return 1;
 }
 
@@ -1610,7 +1641,7 @@ static void cancel_proceed(Procedure *p) {
                                                   "not be interrupted: wait for it to end.");
                 return;
         }
-        procedure_bus_abort_fetch(p);
+        procedure_fetch_abort(p);
         reply_error(p, IMMOD_ERROR_CANCELLED, "The procedure was cancelled.");
         readback(p, READBACK_CANCEL);
 }

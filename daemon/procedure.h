@@ -19,8 +19,8 @@
 #include "profile.h"
 #include "uds.h"
 
-#define PROCEDURE_PATH_PREFIX "/org/immod/Immod1/procedure"
-#define PROCEDURE_INTERFACE "org.immod.Immod1.Procedure"
+#define PROCEDURE_PATH_PREFIX IMMOD_PROCEDURE_PATH_PREFIX
+#define PROCEDURE_INTERFACE IMMOD_PROCEDURE_INTERFACE
 
 typedef struct Procedure Procedure;
 typedef void (*ProcedureCont)(Procedure *p, const UdsResponse *r);
@@ -165,7 +165,12 @@ int procedure_send(Procedure *p, const uint8_t *data, size_t n, ProcedureCont co
 bool procedure_busy(const Procedure *p);
 /* An answer that matched no request: maybe the late answer to a request that timed out. */
 void procedure_late_answer(Procedure *p, const uint8_t *data, size_t size);
-/* Ends a FetchPasscode() under way with Cancelled; for procedure_free(). */
-void procedure_bus_abort_fetch(Procedure *p);
+/* procedure-fetch.c: FetchPasscode() after authorization (answers msg when done); the end of
+ * one under way (Cancelled, for Cancel and procedure_free()); and the passcode that came
+ * while a poll held the ECU, sent once it is free. */
+int procedure_fetch_passcode(Procedure *p, sd_bus_message *msg, const PasscodeCredentials *cred,
+                             sd_bus_error *error);
+void procedure_fetch_abort(Procedure *p);
+void procedure_fetch_ready(Procedure *p);
 /* Runs the deferred call, if any; called when the ECU's answer is in. */
 void procedure_bus_run_deferred(Procedure *p);

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "immo-protocol.h"
 #include "profile.h"
 #include "yaml-doc.h"
 
@@ -41,20 +42,20 @@ static void profile_set_defaults(VehicleProfile *p) {
         p->battery.warn_below_v = 12.5;
 
         p->dids = (ProfileDids) {
-                .vin = 0xF190,
-                .software_version = 0xF195,
-                .model = 0xF197,
-                .key_status = 0xA001,
-                .immobilizer_state = 0xA002,
-                .vehicle_status = 0xA003,
-                .security_attempts = 0xA004,
-                .battery = 0xA010,
-                .registration_result = 0xA020,
+                .vin = DID_VIN,
+                .software_version = DID_SOFTWARE_VERSION,
+                .model = DID_MODEL,
+                .key_status = DID_KEY_STATUS,
+                .immobilizer_state = DID_IMMOBILIZER_STATE,
+                .vehicle_status = DID_VEHICLE_STATUS,
+                .security_attempts = DID_SECURITY_ATTEMPTS,
+                .battery = DID_BATTERY,
+                .registration_result = DID_REGISTRATION_RESULT,
         };
         p->rids = (ProfileRids) {
-                .smart_code_reset = 0xA101,
-                .key_registration = 0xA102,
-                .key_erasure = 0xA103,
+                .smart_code_reset = RID_SMART_CODE_RESET,
+                .key_registration = RID_KEY_REGISTRATION,
+                .key_erasure = RID_KEY_ERASURE,
         };
 
         p->seeds.immobilizer = 48;

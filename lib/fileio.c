@@ -27,7 +27,7 @@ int write_all(int fd, const void *data, size_t size) {
         return 0;
 }
 
-static int fsync_parent(const char *path) {
+int fsync_parent(const char *path) {
         _cleanup_free_ char *copy = strdup(path);
         _cleanup_close_ int fd = -1;
 

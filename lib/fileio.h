@@ -20,6 +20,10 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
  * the last line short, the new line starts on a line of its own. */
 int append_line_synced(const char *path, const char *line, mode_t mode);
 
+/* fsyncs the folder that holds `path`, so that a rename or a new file in it survives a
+ * power loss. */
+int fsync_parent(const char *path);
+
 /* Removes a file and fsyncs its folder, so the removal survives a power loss.
  * 0 when the file was already gone. */
 int unlink_synced(const char *path);

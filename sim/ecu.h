@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <systemd/sd-event.h>
 
+#include "immo-protocol.h"
 #include "passcode.h"
 #include "transport.h"
 #include "vin.h"
@@ -64,30 +65,6 @@ typedef enum Level {
         _LEVEL_MAX,
 } Level;
 
-typedef enum KeyEventCode {
-        EVENT_RECOGNISED = 1,
-        EVENT_REGISTERED = 2,
-        EVENT_REJECTED_ERASED = 3,
-        EVENT_REJECTED_NO_SLOT = 4,
-        EVENT_REJECTED_ALREADY = 5,
-        EVENT_TIMED_OUT = 6,
-        EVENT_KEPT = 7,
-        EVENT_UNKNOWN_KEY = 8,
-} KeyEventCode;
-
-/* A020 */
-typedef enum RegistrationResult {
-        RESULT_NONE = 0,
-        RESULT_SUCCESS = 1,
-        RESULT_SLOTS_FULL = 2,
-        RESULT_ERASED = 3,
-        RESULT_ALREADY = 4,
-        RESULT_NO_REGISTERED_KEY = 5,
-        RESULT_TIMED_OUT = 6,
-        RESULT_MOVING = 7,
-        RESULT_TRANSPONDER = 8,
-} RegistrationResult;
-
 typedef struct KeyEvent {
         uint8_t code, slot;
         uint32_t key;
@@ -98,9 +75,6 @@ typedef struct EventQueue {
         unsigned n;
 } EventQueue;
 
-typedef enum ResetStatus { RESET_IDLE, RESET_RUNNING, RESET_SUCCEEDED, RESET_FAILED } ResetStatus;
-typedef enum RegStatus { REG_NONE, REG_WAIT_REGISTERED, REG_WAIT_NEW, REG_ENDED } RegStatus;
-typedef enum EraseStatus { ERASE_NONE, ERASE_OPEN, ERASE_DELETED, ERASE_EXPIRED, ERASE_FAILED } EraseStatus;
 
 typedef struct OutMessage {
         uint8_t data[ISOTP_MAX_MESSAGE];

@@ -17,9 +17,6 @@
 #include "log.h"
 #include "uds.h"
 
-#define RID_RESET 0xA101
-#define RID_REGISTRATION 0xA102
-#define RID_ERASURE 0xA103
 
 
 static int arm(Ecu *ecu, sd_event_source **s, usec_t when, sd_event_time_handler_t h, const char *desc) {
@@ -423,11 +420,11 @@ void ecu_routine_control(Ecu *ecu, const uint8_t *req, size_t n) {
                 return ecu_answer_nrc(ecu, req[0], UDS_NRC_INCORRECT_LENGTH);
         rid = be16(req + 2);
         switch (rid) {
-        case RID_RESET:
+        case RID_SMART_CODE_RESET:
                 return reset_routine(ecu, sub, req + 4, n - 4, suppress);
-        case RID_REGISTRATION:
+        case RID_KEY_REGISTRATION:
                 return registration_routine(ecu, sub, req + 4, n - 4, suppress);
-        case RID_ERASURE:
+        case RID_KEY_ERASURE:
                 return erasure_routine(ecu, sub, req + 4, n - 4, suppress);
         default:
                 return ecu_answer_nrc(ecu, req[0], UDS_NRC_REQUEST_OUT_OF_RANGE);

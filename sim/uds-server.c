@@ -96,37 +96,37 @@ static void read_did(Ecu *ecu, const uint8_t *req, size_t n) {
         put_be16(a + 1, did);
 
         switch (did) {
-        case 0xF190:
+        case DID_VIN:
                 memcpy(a + 3, ecu->opt.vin, VIN_LEN);
                 len += VIN_LEN;
                 break;
-        case 0xF195: {
+        case DID_SOFTWARE_VERSION: {
                 int k = snprintf((char *) a + 3, sizeof(a) - 3, "immo-ecusim %s", IMMOD_VERSION);
                 len += (size_t) MIN(k, (int) sizeof(a) - 4);
                 break;
         }
-        case 0xF197:
+        case DID_MODEL:
                 memcpy(a + 3, ecu->opt.model, strlen(ecu->opt.model));
                 len += strlen(ecu->opt.model);
                 break;
-        case 0xA001:
+        case DID_KEY_STATUS:
                 a[3] = (uint8_t) ecu_n_registered(ecu);
                 a[4] = (uint8_t) (ecu->opt.max_slots - ecu_n_registered(ecu));
                 a[5] = (uint8_t) ecu->opt.max_slots;
                 len += 3;
                 break;
-        case 0xA002:
+        case DID_IMMOBILIZER_STATE:
                 a[3] = ecu_immobilizer_state(ecu);
                 a[4] = ecu_reset_progress(ecu);
                 len += 2;
                 break;
-        case 0xA003:
+        case DID_VEHICLE_STATUS:
                 a[3] = (ecu->door_open ? 0x01 : 0) | (ecu->ignition ? 0x02 : 0) |
                        (ecu->speed_kmh > 0 ? 0x04 : 0) | (ecu->speed_kmh > 0 ? 0x08 : 0) |
                        (ecu->key_in_cabin ? 0x10 : 0);
                 len += 1;
                 break;
-        case 0xA004:
+        case DID_SECURITY_ATTEMPTS:
                 for (Level l = 0; l < _LEVEL_MAX; l++) {
                         (void) ecu_level_locked_out(ecu, l, &rem[l]);
                         a[3 + l] = ecu_attempts_left(ecu, l);
@@ -135,11 +135,11 @@ static void read_did(Ecu *ecu, const uint8_t *req, size_t n) {
                 put_be16(a + 5, (uint16_t) MIN((MAX(rem[0], rem[1]) + USEC_PER_SEC - 1) / USEC_PER_SEC, 0xFFFFU));
                 len += 4;
                 break;
-        case 0xA010:
+        case DID_BATTERY:
                 put_be16(a + 3, (uint16_t) MIN(ecu->battery_mv, 0xFFFFU));
                 len += 2;
                 break;
-        case 0xA020:
+        case DID_REGISTRATION_RESULT:
                 a[3] = (uint8_t) ecu->last_result;
                 len += 1;
                 break;

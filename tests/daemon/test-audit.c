@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "audit.h"
 #include "log.h"
@@ -253,6 +254,86 @@ static void test_append_rejects(void **state) {
         assert_int_equal(access(log_path, F_OK), -1);
 }
 
+/* The voltage trace goes with the record and comes back as written, to the millivolt. */
+static void test_trace(void **state) {
+        AuditTracePoint points[3] = { { 0, 13.2, 13.81 }, { 8, 12.0004, 13.5 }, { 960, 12.9, 13.0 } };
+        AuditRecord rec = sample(7), *r = NULL;
+        size_t n = 0;
+
+        rec.trace = points;
+        rec.n_trace = ELEMENTSOF(points);
+        assert_int_equal(audit_append(dir, &rec), 0);
+        assert_int_equal(audit_read(dir, 0, &r, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(r[0].n_trace, 3);
+        assert_int_equal(r[0].trace[2].offset_s, 960);
+        assert_true(fabs(r[0].trace[1].min_v - 12.0) < 1e-9);
+        assert_true(fabs(r[0].trace[0].max_v - 13.81) < 1e-9);
+        audit_records_free(r, n);
+
+        /* refused when it makes no sense: nothing is written */
+        points[1].min_v = 14.0; /* above its max */
+        assert_int_equal(audit_append(dir, &rec), -EINVAL);
+        rec.n_trace = AUDIT_TRACE_MAX + 1;
+        assert_int_equal(audit_append(dir, &rec), -EINVAL);
+
+        /* a record whose trace is malformed is skipped, the others are read */
+        append_raw("{\"version\":1,\"id\":8,\"time\":\"2024-05-01T11:11:40Z\",\"usec\":1714561900123456,"
+                   "\"created\":1714560000000001,\"uid\":1,\"technician\":\"\",\"vin\":\"" VIN "\","
+                   "\"profile\":\"p\",\"repair_order\":\"\",\"kind\":\"key-erasure\",\"result\":\"succeeded\","
+                   "\"error\":null,\"keys_before\":2,\"keys_after\":1,\"battery_min\":null,"
+                   "\"passcode_attempts\":1,\"trace\":[[1,\"x\",2]]}\n");
+        assert_int_equal(audit_read(dir, 0, &r, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(r[0].id, 7);
+        audit_records_free(r, n);
+}
+
+/* A full log becomes audit.log.1 and a new one starts; the history reads across both,
+ * newest first, and nothing is lost. */
+static void test_rotation(void **state) {
+        char rotated[160], line[1024];
+        AuditRecord *r = NULL, one = sample(1);
+        size_t n = 0, len;
+        unsigned k = 0;
+        FILE *f;
+
+        /* a log as full as one more record makes it rotate, of valid records 1..k */
+        assert_int_equal(audit_append(dir, &one), 0);
+        f = fopen(log_path, "re");
+        assert_non_null(f);
+        assert_non_null(fgets(line, sizeof(line), f));
+        fclose(f);
+        assert_non_null(strstr(line, "\"id\":1,"));
+        len = strlen(line);
+        f = fopen(log_path, "we");
+        assert_non_null(f);
+        while (ftell(f) + (long) len <= (long) AUDIT_ROTATE_BYTES) {
+                const char *id = strstr(line, "\"id\":1,");
+                fprintf(f, "%.*s\"id\":%u,%s", (int) (id - line), line, ++k, id + strlen("\"id\":1,"));
+        }
+        fclose(f);
+        assert_true(k > 100);
+
+        one = sample(k + 1);
+        assert_int_equal(audit_append(dir, &one), 0);
+        snprintf(rotated, sizeof(rotated), "%s.1", log_path);
+        assert_int_equal(access(rotated, F_OK), 0);
+
+        assert_int_equal(audit_read(dir, 3, &r, &n), 0);
+        assert_int_equal(n, 3);
+        assert_int_equal(r[0].id, k + 1); /* the new log */
+        assert_int_equal(r[1].id, k);     /* the rotated one */
+        assert_int_equal(r[2].id, k - 1);
+        audit_records_free(r, n);
+
+        assert_int_equal(audit_read(dir, 0, &r, &n), 0);
+        assert_int_equal(n, k + 1);
+        assert_int_equal(r[n - 1].id, 1);
+        audit_records_free(r, n);
+        assert_int_equal(unlink(rotated), 0);
+}
+
 static void test_too_large(void **state) {
         AuditRecord *r = NULL;
         size_t n = 0;
@@ -270,6 +351,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_crash_cut_line, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_corrupt_lines_skipped, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_append_rejects, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_trace, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_too_large, setup, teardown),
         };
 

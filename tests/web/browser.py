@@ -162,14 +162,18 @@ def els(css):
 
 def visible(css):
     try:
-        return el(css).is_displayed()
+        return retry_stale(lambda: el(css).is_displayed())
     except Exception:
         return False
 
 
+def attr(css, name):
+    return retry_stale(lambda: el(css).get_attribute(name))
+
+
 def text(css):
     try:
-        return el(css).text
+        return retry_stale(lambda: el(css).text)
     except Exception:
         return ""
 
@@ -186,18 +190,31 @@ def click(css):
     raise RuntimeError("cannot click " + css)
 
 
+def retry_stale(fn):
+    """The page draws again on every property change: an element found a moment ago may be
+    gone. Find it again, a bounded number of times."""
+    for _ in range(30):
+        try:
+            return fn()
+        except StaleElementReferenceException:
+            time.sleep(0.1)
+    return fn()
+
+
 def type_into(css, value):
-    e = el(css)
-    e.clear()
-    e.send_keys(value)
+    def do():
+        e = el(css)
+        e.clear()
+        e.send_keys(value)
+    retry_stale(do)
 
 
 def step():
-    return el("#proc").get_attribute("data-step") if visible("#proc") else None
+    return retry_stale(lambda: attr("#proc", "data-step") if visible("#proc") else None)
 
 
 def state():
-    return el("#proc").get_attribute("data-state") if visible("#proc") else None
+    return retry_stale(lambda: attr("#proc", "data-state") if visible("#proc") else None)
 
 
 def at_step(name, waiting=True, timeout=30):
@@ -236,11 +253,11 @@ def shot(name, both=True):
 
 def open_page():
     d.get(URL)
-    return wait("page connected to immod", lambda: el("body").get_attribute("data-conn") == "connected", 20)
+    return wait("page connected to immod", lambda: attr("body", "data-conn") == "connected", 20)
 
 
 def errors_shown(css):
-    return el(css).get_attribute("data-error") if visible(css) else None
+    return attr(css, "data-error") if visible(css) else None
 
 
 # ---------------------------------------------------------------- the run
@@ -271,7 +288,7 @@ def run():
         c.click()
     click("#ap-request")
     wait("approval request: pending", lambda: text("#ap-r-status") == "pending")
-    check(el("#ap-password").get_attribute("value") == "", "password field cleared after the call")
+    check(attr("#ap-password", "value") == "", "password field cleared after the call")
     request_no = text("#ap-r-request")
     check(bool(request_no) and request_no != "–", "approval request number shown: %s" % request_no)
     stored = d.execute_script("return JSON.stringify(localStorage) + JSON.stringify(sessionStorage) + document.cookie")
@@ -315,7 +332,7 @@ def run():
     click("#next")
     at_step("immobilizer-passcode")
     proc = mprop("ActiveProcedure")
-    seed_page = el("#seed").get_attribute("data-seed")
+    seed_page = attr("#seed", "data-seed")
     seed_bus = prop(proc, PIFACE, "Seed")["seed"]["data"]
     check(seed_page == seed_bus, "immobilizer seed on the page is immod's")
     groups = [g.text for g in els("#seed span")]
@@ -325,7 +342,7 @@ def run():
     type_into("#passcode", "000 000")
     click("#submit-passcode")
     wait("a refused passcode: PasscodeRejected sentence", lambda: errors_shown("#proc-error") == "org.immod.Immod1.Error.PasscodeRejected")
-    wait("a fresh seed shown after the refusal", lambda: el("#seed").get_attribute("data-seed") != seed_page)
+    wait("a fresh seed shown after the refusal", lambda: attr("#seed", "data-seed") != seed_page)
     left = prop(proc, PIFACE, "PasscodeAttemptsLeft")
     check(left == attempts - 1, "attempts left %s -> %s (busctl)" % (attempts, left))
     wait("the page shows the attempts left", lambda: text("#attempts").endswith(str(left)))
@@ -333,15 +350,17 @@ def run():
     type_into("#fetch-user", "tech1")
     type_into("#fetch-password", ENV["TECH_PASSWORD"])
     click("#fetch")
-    check(el("#fetch-password").get_attribute("value") in ("", None) if visible("#fetch-password") else True,
+    check(retry_stale(lambda: attr("#fetch-password", "value") in ("", None)
+                      if visible("#fetch-password") else True),
           "fetch: password field emptied at once")
     at_step("confirm-duration", timeout=40)
     check("I understand" in text("#step"), "confirm-duration: the \"I understand\" confirmation")
     click("#confirm")
     click("#next")
     at_step("smart-code-passcode")
-    cells = {r.get_attribute("data-field"): (r.find_element(By.CSS_SELECTOR, "td.v").text, r.find_element(By.CSS_SELECTOR, "td.cd").text)
-             for r in els("#seed tbody tr")}
+    cells = retry_stale(lambda: {r.get_attribute("data-field"): (r.find_element(By.CSS_SELECTOR, "td.v").text,
+                                                                  r.find_element(By.CSS_SELECTOR, "td.cd").text)
+                                 for r in els("#seed tbody tr")})
     seed = prop(proc, PIFACE, "Seed")
     check(all(cells[k][0] == seed[k]["data"] and cells[k][1] == seed["cd_" + k]["data"] for k in ("vin", "data1", "data2", "data3")),
           "smart-code table: values and check characters are immod's")
@@ -352,14 +371,14 @@ def run():
     type_into("#passcode", typed)
     click("#submit-passcode")
     at_step("resetting", waiting=False, timeout=30)
-    wait("reset progress above 25 %", lambda: int(el("#reset-bar").get_attribute("value") or 0) >= 25, 30)
+    wait("reset progress above 25 %", lambda: int(attr("#reset-bar", "value") or 0) >= 25, 30)
     check("left" in text("#reset-left") and "V" in text("#reset-volts"), "time left and voltage shown: %s / %s" % (text("#reset-left"), text("#reset-volts")))
     shot("11-reset-resetting")
     # a reload in the middle: the same step and progress, from properties alone
     collect_console()
     open_page()
     wait("after reload: the Procedure screen at resetting", lambda: step() == "resetting" and visible("#view-procedure"))
-    pct_page = int(el("#reset-bar").get_attribute("value") or 0)
+    pct_page = int(attr("#reset-bar", "value") or 0)
     pct_bus = prop(proc, PIFACE, "Percentage")
     check(abs(pct_page - pct_bus) <= 10, "after reload: progress %d %% on the page, %d %% at immod" % (pct_page, pct_bus))
     check(text("#proc-stepno") == "Step 6 of 7", "after reload: \"Step 6 of 7\"")
