@@ -44,6 +44,7 @@ class Postgres:
         self.data = f"{self.dir}/data"
         self.port = free_port()
         self.user = None
+        self.proc = None
         if os.geteuid() == 0:
             # PostgreSQL refuses to run as root
             pw = pwd.getpwnam("nobody")
@@ -70,11 +71,24 @@ class Postgres:
         return f"postgresql://immo@127.0.0.1:{self.port}/{db}"
 
     def start(self):
-        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c max_connections=200"
+        """The postmaster as the test's own child (not through pg_ctl), so that the test
+        reaps it after a kill -9 and a restart finds no live-looking postmaster.pid."""
+        args = [f"{self.bin}/postgres", "-D", self.data, "-c", "listen_addresses=127.0.0.1", "-p", str(self.port),
+                "-k", self.dir, "-c", "max_connections=200"]
         if not self.fsync:
-            opts += " -c fsync=off"  # the tests kill processes, not the machine
-        self._run(f"{self.bin}/pg_ctl", "-D", self.data, "-l", f"{self.dir}/postgres.log", "-o", opts, "-w", "-t",
-                  "60", "start")
+            args += ["-c", "fsync=off"]  # the tests kill processes, not the machine
+        log = open(f"{self.dir}/postgres.log", "a")
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, user=self.user, cwd=self.dir,
+                                     start_new_session=True)
+        log.close()
+        for _ in range(600):
+            if self.proc.poll() is not None:
+                raise RuntimeError("PostgreSQL exited: " + self.log_tail())
+            p = subprocess.run([f"{self.bin}/pg_isready", "-q", "-h", "127.0.0.1", "-p", str(self.port)])
+            if p.returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("PostgreSQL did not start: " + self.log_tail())
 
     def createdb(self, name):
         self._run(f"{self.bin}/createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "immo", name)
@@ -86,40 +100,19 @@ class Postgres:
                             str(self.port), "-U", "immo", "-d", db, "-c", sql], capture_output=True, text=True)
         return p.returncode, p.stdout + p.stderr
 
-    def _pids(self):
-        with open(f"{self.data}/postmaster.pid") as f:
-            main = int(f.readline())
-        pids = [main]
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                try:
-                    with open(f"/proc/{d}/stat") as f:
-                        if int(f.read().rsplit(")", 1)[1].split()[1]) == main:
-                            pids.append(int(d))
-                except (OSError, IndexError, ValueError):
-                    pass
-        return pids
-
     def kill9(self):
-        """A crash: the postmaster and every backend killed at once."""
-        for pid in self._pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for _ in range(100):
-            if not any(os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z"
-                       for p in self._pids_quiet()):
-                break
-            time.sleep(0.05)
-
-    def _pids_quiet(self):
+        """A crash: the postmaster and every backend (its process group) killed at once."""
         try:
-            return self._pids()
-        except (OSError, ValueError):
-            return []
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
 
     def stop(self):
-        subprocess.run([f"{self.bin}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop"], capture_output=True,
-                       user=self.user, cwd=self.dir)
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # immediate shutdown
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill9()
         shutil.rmtree(self.dir, ignore_errors=True)
