@@ -156,6 +156,35 @@ ATTEST = {"customer_authority": True, "photo_id": True, "registration": True, "t
 DECIDE = {"details_verified": True, "nicb_notice": True, "terms": True}
 
 
+def copy_into_postgres(d, month, txs, request_no):
+    """immo-passcode-admin copy-to: the SQLite database of a shop that grew, into PostgreSQL."""
+    if not ADMIN:
+        return
+    try:
+        pg = pgtest.Postgres()
+    except pgtest.Unavailable as e:
+        print(f"# skipped the copy into PostgreSQL: {e}")
+        return
+    try:
+        cfg = f"{d}/server.yaml"
+        before = subprocess.run([ADMIN, "--config", cfg, "nicb-export", month], capture_output=True, text=True).stdout
+        p = subprocess.run([ADMIN, "--config", cfg, "copy-to", pg.uri()], capture_output=True, text=True)
+        check(p.returncode == 0 and "4 transactions" in p.stdout, f"admin copy-to PostgreSQL ({p.stdout.strip()})")
+        p = subprocess.run([ADMIN, "--config", cfg, "copy-to", pg.uri()], capture_output=True, text=True)
+        check(p.returncode != 0, "a second copy into a database that holds transactions is refused")
+        pg_cfg = f"{d}/pg.yaml"
+        with open(cfg) as f, open(pg_cfg, "w") as g:
+            g.write(f.read().replace("database: passcodes.sqlite", f"database: {pg.uri()}"))
+        after = subprocess.run([ADMIN, "--config", pg_cfg, "nicb-export", month], capture_output=True, text=True).stdout
+        check(after == before and all(tx in after for tx in txs), "the NICB export is the same from the copy")
+        p = subprocess.run([ADMIN, "--config", pg_cfg, "list-requests"], capture_output=True, text=True)
+        check(p.returncode == 0 and request_no in p.stdout, "the requests were copied")
+        rc, out = pg.psql("SELECT count(*) FROM users WHERE id = 'mgr9b' AND removed = 1")
+        check(out.strip() == "1", "a removed user stays removed in the copy")
+    finally:
+        pg.stop()
+
+
 def main():
     for tool in ("curl", "openssl"):
         if not shutil.which(tool):
@@ -429,6 +458,7 @@ def main():
                     check("append-only" in str(e), f"SQLite refuses {sql.split()[0]}")
             check(db.execute("SELECT version FROM schema_version").fetchall() == [(2,)], "schema version 2")
             db.close()
+            copy_into_postgres(d, month, (tx1, tx2, tx3, tx4), no)
     finally:
         srv.stop()
         if failures:
