@@ -143,15 +143,19 @@ static int pg_query(void *h, const char *sql, const DbParam *p, size_t n, DbResu
                 }
 
         for (unsigned attempt = 0;; attempt++) {
+                bool in_transaction;
+
                 r = pg_ensure(pg);
                 if (r < 0)
                         return r;
+                in_transaction = PQtransactionStatus(pg->conn) != PQTRANS_IDLE;
                 pr = PQexecParams(pg->conn, text, (int) n, types, values, NULL, NULL, 0);
                 if (PQresultStatus(pr) == PGRES_COMMAND_OK || PQresultStatus(pr) == PGRES_TUPLES_OK)
                         break;
                 /* A connection found dead (a server restarted since the last statement): a
-                 * read or the start of a transaction changed nothing and is sent again once. */
-                if (attempt == 0 && PQstatus(pg->conn) != CONNECTION_OK &&
+                 * read or the start of a transaction changed nothing and is sent again once,
+                 * but never a statement inside a transaction, which died with the connection. */
+                if (attempt == 0 && !in_transaction && PQstatus(pg->conn) != CONNECTION_OK &&
                     (startswith(sql, "SELECT") || startswith(sql, "BEGIN"))) {
                         PQclear(pr);
                         continue;
