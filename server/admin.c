@@ -141,6 +141,24 @@ static int verb_report(Db *db, const ServerConfig *c, const char *dealer, const 
         return fflush(stdout) == 0 ? 0 : -errno;
 }
 
+/* A database that starts small (SQLite) moves to PostgreSQL as it is: users, sessions,
+ * requests and the whole transaction log, in one transaction on the target. */
+static int verb_copy_to(Db *db, const char *target) {
+        _cleanup_(db_closep) Db *to = NULL;
+        DbCopyStats s;
+        int r;
+
+        r = db_open(target, &to);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the target database: %m");
+        r = db_copy(db, to, &s);
+        if (r < 0)
+                return log_error_errno(r, "Failed to copy the database (the target is unchanged): %m");
+        printf("Copied %zu users, %zu sessions, %zu reset requests and %zu transactions from %s into %s.\n", s.users,
+               s.sessions, s.requests, s.transactions, db_backend_name(db), db_backend_name(to));
+        return 0;
+}
+
 static void help(void) {
         printf("immo-passcode-admin --config FILE COMMAND ...\n\n"
                "Commands:\n"
@@ -150,6 +168,9 @@ static void help(void) {
                "  list-requests [DEALER]\n"
                "  report DEALER YYYY-MM [--csv]                     the monthly transaction report\n"
                "  nicb-export YYYY-MM                               every dealer's transactions as CSV\n"
+               "  copy-to DATABASE                                  copy the configured database into another\n"
+               "                                                    (a postgresql:// URI or a file), which\n"
+               "                                                    must hold no requests or transactions yet\n"
                "  hash-password                                     a password_hash for the configuration\n");
 }
 
@@ -213,6 +234,8 @@ int main(int argc, char *argv[]) {
                 r = verb_report(db, c, args[0], args[1], arg_csv);
         else if (streq(verb, "nicb-export") && n == 1)
                 r = verb_report(db, c, NULL, args[0], true);
+        else if (streq(verb, "copy-to") && n == 1)
+                r = verb_copy_to(db, args[0]);
         else {
                 log_error("Unknown command or wrong number of arguments: %s (see --help).", verb);
                 r = -EINVAL;

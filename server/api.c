@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <pthread.h>
 #include <stdio.h>
 #include <strings.h>
 #include <time.h>
@@ -12,33 +13,38 @@
 #include "report.h"
 #include "vin.h"
 
-#define LOGIN_SLOTS 256
-
-typedef struct LoginFailures {
-        char user[CONFIG_ID_MAX + 1];
-        unsigned count;
-        int64_t since;
-} LoginFailures;
-
+/* The instance keeps nothing that another instance would need: sessions, the login rate
+ * limit, requests and retries live in the database. Each HTTP worker thread has its own
+ * database connection, opened at its first request and closed when the thread ends. */
 struct Api {
         const ServerConfig *config;
-        Db *db;
+        pthread_key_t conn_key;
         uint8_t master_key[PASSCODE_KEY_SIZE];
-        LoginFailures failures[LOGIN_SLOTS];
 };
+
+/* The calling thread's connection, set by api_handle() for the request it handles. */
+static __thread Db *thread_db;
+#define DB(a) (thread_db)
+
+static void db_key_destroy(void *p) {
+        db_close(p);
+}
 
 /* What a handler knows about the caller once authenticated. */
 typedef struct Caller {
         DbUser user;
 } Caller;
 
-int api_new(const ServerConfig *c, Db *db, const uint8_t master_key[32], Api **ret) {
+int api_new(const ServerConfig *c, const uint8_t master_key[32], Api **ret) {
         Api *a = calloc(1, sizeof *a);
 
         if (!a)
                 return -ENOMEM;
         a->config = c;
-        a->db = db;
+        if (pthread_key_create(&a->conn_key, db_key_destroy) != 0) {
+                free(a);
+                return -EAGAIN;
+        }
         memcpy(a->master_key, master_key, PASSCODE_KEY_SIZE);
         *ret = a;
         return 0;
@@ -47,6 +53,7 @@ int api_new(const ServerConfig *c, Db *db, const uint8_t master_key[32], Api **r
 Api *api_free(Api *a) {
         if (a) {
                 explicit_bzero(a->master_key, sizeof a->master_key);
+                pthread_key_delete(a->conn_key); /* the workers closed their connections as they ended */
                 free(a);
         }
         return NULL;
@@ -159,9 +166,9 @@ static int authenticate(Api *a, const HttpRequest *req, HttpReply *reply, Caller
                 return -EACCES;
         }
         sha256_hex(req->bearer, strlen(req->bearer), digest);
-        r = db_session_get(a->db, digest, now_sec(), user);
+        r = db_session_get(DB(a), digest, now_sec(), user);
         if (r >= 0)
-                r = db_user_get(a->db, user, &ret->user);
+                r = db_user_get(DB(a), user, &ret->user);
         if (r == -ENOENT || (r >= 0 && ret->user.removed)) {
                 http_reply_error(reply, 401, "unauthenticated", "The token is unknown or expired; log in again.");
                 return -EACCES;
@@ -183,7 +190,7 @@ static int dealer_approvers(Api *a, const char *dealer, DbUser **ret, size_t *re
         size_t n = 0, k = 0;
         int r;
 
-        r = db_users_list(a->db, dealer, &users, &n);
+        r = db_users_list(DB(a), dealer, &users, &n);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++)
@@ -244,33 +251,12 @@ static json_t *request_to_json(const DbRequest *q) {
 
 /* Endpoints */
 
-static LoginFailures *login_failures(Api *a, const char *user, int64_t now) {
-        LoginFailures *oldest = &a->failures[0];
-
-        for (size_t i = 0; i < LOGIN_SLOTS; i++) {
-                LoginFailures *f = &a->failures[i];
-                if (streq(f->user, user)) {
-                        if (now - f->since >= API_LOGIN_WINDOW_SEC) {
-                                f->count = 0;
-                                f->since = now;
-                        }
-                        return f;
-                }
-                if (f->since < oldest->since)
-                        oldest = f;
-        }
-        snprintf(oldest->user, sizeof oldest->user, "%s", user);
-        oldest->count = 0;
-        oldest->since = now;
-        return oldest;
-}
-
 static void handle_login(Api *a, const HttpRequest *req, HttpReply *reply) {
         const char *user, *password;
         char token[65], digest[65], expires[32];
         uint8_t raw[32];
-        int64_t now = now_sec(), expires_at;
-        LoginFailures *f;
+        int64_t now = now_sec(), expires_at, since;
+        unsigned failures;
         DbUser u;
         int r;
 
@@ -281,28 +267,36 @@ static void handle_login(Api *a, const HttpRequest *req, HttpReply *reply) {
                 http_reply_error(reply, 400, "invalid-request", "The field \"password\" must be a string.");
                 return;
         }
-        f = login_failures(a, user, now);
-        if (f->count >= API_LOGIN_FAILURES_MAX) {
+        r = db_login_failures_get(DB(a), user, now, API_LOGIN_WINDOW_SEC, &failures, &since);
+        if (r < 0)
+                return reply_internal(reply, r);
+        if (failures >= API_LOGIN_FAILURES_MAX) {
                 http_reply_error(reply, 429, "rate-limited", "Too many failed logins for %s; try again in %lld minutes.",
-                                 user, (long long) (API_LOGIN_WINDOW_SEC - (now - f->since) + 59) / 60);
+                                 user, (long long) (API_LOGIN_WINDOW_SEC - (now - since) + 59) / 60);
                 return;
         }
-        r = db_user_get(a->db, user, &u);
+        r = db_user_get(DB(a), user, &u);
         if (r < 0 && r != -ENOENT)
                 return reply_internal(reply, r);
         if (r == -ENOENT || u.removed || password_verify(password, u.password_hash) <= 0) {
-                f->count++;
+                r = db_login_failure_add(DB(a), user, now, API_LOGIN_WINDOW_SEC);
+                if (r < 0)
+                        return reply_internal(reply, r);
                 http_reply_error(reply, 401, "unauthenticated", "Unknown user or wrong password.");
                 return;
         }
-        f->count = 0;
+        if (failures > 0) {
+                r = db_login_failures_clear(DB(a), user);
+                if (r < 0)
+                        return reply_internal(reply, r);
+        }
 
         if (random_bytes(raw, sizeof raw) < 0)
                 return reply_internal(reply, -EIO);
         hex_encode(raw, sizeof raw, false, token);
         sha256_hex(token, strlen(token), digest);
         expires_at = now + (int64_t) a->config->session_hours * 3600;
-        r = db_session_add(a->db, digest, u.id, expires_at);
+        r = db_session_add(DB(a), digest, u.id, expires_at);
         if (r < 0)
                 return reply_internal(reply, r);
         format_time(expires_at, expires);
@@ -334,8 +328,10 @@ static void handle_approvers(Api *a, const Caller *caller, const char *dealer, H
 static void handle_request_create(Api *a, const Caller *caller, const HttpRequest *req, HttpReply *reply) {
         static const char *const attestations[] = { "customer_authority", "photo_id", "registration", "terms", NULL };
         _cleanup_free_ DbUser *approvers = NULL;
+        _cleanup_free_ char *text = NULL;
         const char *dealer, *technician, *vin, *ro, *customer;
-        DbRequest q = {};
+        char approver_list[DB_APPROVERS_MAX * (CONFIG_ID_MAX + 1) + 1] = "";
+        DbRequest q = {}, old;
         size_t n_approvers;
         json_t *list, *v;
         size_t i;
@@ -400,12 +396,31 @@ static void handle_request_create(Api *a, const Caller *caller, const HttpReques
         snprintf(q.customer, sizeof q.customer, "%s", customer);
         snprintf(q.status, sizeof q.status, "pending");
         q.created_at = now_sec();
-        r = db_request_add(a->db, &q);
+
+        /* A retry after a lost answer (the same Idempotency-Key, or without one the same
+         * request within API_RETRY_WINDOW_SEC while it is open) gets the first request back. */
+        for (size_t j = 0; j < q.n_approvers; j++)
+                snprintf(approver_list + strlen(approver_list), sizeof approver_list - strlen(approver_list), "%s\n",
+                         q.approvers[j]);
+        if (asprintf(&text, "reset-request\n%s\n%s\n%s\n%s\n%s\n%s", dealer, caller->user.id, vin, ro, customer,
+                     approver_list) < 0)
+                return reply_internal(reply, -ENOMEM);
+        sha256_hex(text, strlen(text), q.request_digest);
+        if (req->idempotency_key)
+                snprintf(q.idempotency_key, sizeof q.idempotency_key, "%s", req->idempotency_key);
+        r = db_request_add_once(DB(a), &q, q.created_at - API_RETRY_WINDOW_SEC, &old);
+        if (r == -EILSEQ)
+                return http_reply_error(reply, 422, "idempotency-key-reused",
+                                        "The Idempotency-Key was used for a different reset request.");
         if (r < 0)
                 return reply_internal(reply, r);
-        log_info("Reset request %s for %s by %s at %s.", q.request_no, q.vin, q.technician, q.dealer);
+        if (r > 0) {
+                log_info("Reset request retried: %s answered again.", old.request_no);
+                q = old;
+        } else
+                log_info("Reset request %s for %s by %s at %s.", q.request_no, q.vin, q.technician, q.dealer);
         reply->status = 201;
-        reply->json = json_pack("{s:s, s:s}", "request_no", q.request_no, "status", "pending");
+        reply->json = json_pack("{s:s, s:s}", "request_no", q.request_no, "status", request_status(&q, now_sec()));
 }
 
 static void handle_request_list(Api *a, const Caller *caller, const HttpRequest *req, HttpReply *reply) {
@@ -417,7 +432,7 @@ static void handle_request_list(Api *a, const Caller *caller, const HttpRequest 
 
         if (vin && vin_check_syntax(vin, &reason) < 0)
                 return http_reply_error(reply, 400, "invalid-vin", "%s", reason);
-        r = db_requests_list(a->db, caller->user.dealer, vin, 200, &q, &n);
+        r = db_requests_list(DB(a), caller->user.dealer, vin, 200, &q, &n);
         if (r < 0)
                 return reply_internal(reply, r);
         list = json_array();
@@ -428,7 +443,7 @@ static void handle_request_list(Api *a, const Caller *caller, const HttpRequest 
 
 /* The request of the caller's dealer, or a 404 reply. */
 static int find_request(Api *a, const Caller *caller, const char *no, HttpReply *reply, DbRequest *ret) {
-        int r = strlen(no) < sizeof ret->request_no ? db_request_get(a->db, no, ret) : -ENOENT;
+        int r = strlen(no) < sizeof ret->request_no ? db_request_get(DB(a), no, ret) : -ENOENT;
 
         if (r == -ENOENT || (r >= 0 && !streq(ret->dealer, caller->user.dealer))) {
                 http_reply_error(reply, 404, "not-found", "There is no reset request %.32s at dealer %s.", no,
@@ -479,7 +494,7 @@ static void handle_decision(Api *a, const Caller *caller, const char *no, const 
                 q.valid_till = 0;
         }
         snprintf(q.approved_by, sizeof q.approved_by, "%s", caller->user.id);
-        r = db_request_update(a->db, &q, "pending");
+        r = db_request_update(DB(a), &q, "pending");
         if (r == -ESTALE)
                 return http_reply_error(reply, 409, "already-decided", "Request %s was decided meanwhile.", q.request_no);
         if (r < 0)
@@ -502,7 +517,7 @@ static void handle_complete(Api *a, const Caller *caller, const char *no, HttpRe
                 snprintf(before, sizeof before, "%s", q.status);
                 snprintf(q.status, sizeof q.status, "completed");
                 q.completed_at = now_sec();
-                r = db_request_update(a->db, &q, before);
+                r = db_request_update(DB(a), &q, before);
                 if (r == -ESTALE)
                         return http_reply_error(reply, 409, "conflict", "Request %s changed meanwhile; try again.", q.request_no);
                 if (r < 0)
@@ -520,21 +535,18 @@ static void issue(Api *a, DbTransaction *t, const char *request_text, const char
         int r;
 
         sha256_hex(request_text, strlen(request_text), t->request_digest);
-        r = db_transaction_find_retry(a->db, t->user, t->request_digest, now - API_RETRY_WINDOW_SEC, &old);
-        if (r >= 0) {
+        random_id("T-", 8, t->transaction_id, sizeof t->transaction_id);
+        t->created_at = now;
+        snprintf(t->passcode, sizeof t->passcode, "%s", passcode);
+        /* committed before anyone sees the passcode; a retry (on any instance) finds it */
+        r = db_transaction_issue(DB(a), t, now - API_RETRY_WINDOW_SEC, &old);
+        if (r < 0)
+                return reply_internal(reply, r);
+        if (r > 0) {
                 log_info("Passcode request retried: transaction %s answered again.", old.transaction_id);
                 reply->json = json_pack("{s:s, s:s}", "passcode", old.passcode, "transaction_id", old.transaction_id);
                 return;
         }
-        if (r != -ENOENT)
-                return reply_internal(reply, r);
-
-        random_id("T-", 8, t->transaction_id, sizeof t->transaction_id);
-        t->created_at = now;
-        snprintf(t->passcode, sizeof t->passcode, "%s", passcode);
-        r = db_transaction_add(a->db, t); /* committed before anyone sees the passcode */
-        if (r < 0)
-                return reply_internal(reply, r);
         log_info("Transaction %s: %s passcode for %s by %s at %s.", t->transaction_id, t->kind, t->vin, t->user, t->dealer);
         reply->json = json_pack("{s:s, s:s}", "passcode", passcode, "transaction_id", t->transaction_id);
 }
@@ -556,7 +568,7 @@ static void handle_immobilizer(Api *a, const Caller *caller, const HttpRequest *
                                         2 * PASSCODE_SEED_SIZE);
         if (check_dealer_two_approvers(a, caller->user.dealer, reply) < 0)
                 return;
-        r = db_request_get(a->db, no, &q);
+        r = db_request_get(DB(a), no, &q);
         if (r < 0 && r != -ENOENT)
                 return reply_internal(reply, r);
         if (r == -ENOENT || !streq(q.dealer, caller->user.dealer) || !streq(q.vin, vin))
@@ -685,10 +697,10 @@ static void handle_transactions(Api *a, const Caller *caller, const HttpRequest 
         if (caller->user.role != USER_MANAGER || !streq(caller->user.dealer, dealer))
                 return http_reply_error(reply, 403, "forbidden", "Only a manager of dealer %s sees its report.", dealer);
         if (req->wants_csv) {
-                r = report_build(a->db, a->config, dealer, month, NULL, &reply->text);
+                r = report_build(DB(a), a->config, dealer, month, NULL, &reply->text);
                 reply->content_type = "text/csv; charset=utf-8";
         } else
-                r = report_build(a->db, a->config, dealer, month, &reply->json, NULL);
+                r = report_build(DB(a), a->config, dealer, month, &reply->json, NULL);
         if (r < 0)
                 return reply_internal(reply, r);
 }
@@ -718,6 +730,21 @@ void api_handle(void *userdata, const HttpRequest *req, HttpReply *reply) {
         const char *p = startswith(req->path, "/api/v1/"), *rest;
         char seg[64];
         Caller caller;
+        int r;
+
+        thread_db = pthread_getspecific(a->conn_key);
+        if (!thread_db) {
+                r = db_open(a->config->database, &thread_db);
+                if (r < 0) {
+                        thread_db = NULL;
+                        return http_reply_error(reply, 503, "database-unavailable",
+                                                "The service cannot reach its database; try again.");
+                }
+                if (pthread_setspecific(a->conn_key, thread_db) != 0) {
+                        thread_db = db_close(thread_db);
+                        return reply_internal(reply, -ENOMEM);
+                }
+        }
 
         if (!p)
                 return http_reply_error(reply, 404, "not-found", "Unknown path; the API lives under /api/v1/.");

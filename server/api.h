@@ -3,20 +3,22 @@
 
 /*
  * The endpoints and rules of passcode-service.md (API version 1). The handler runs on
- * the HTTP server's one polling thread, so requests never interleave.
+ * the HTTP server's worker threads at once, each with its own database connection to
+ * the configuration's database; whatever must hold across requests, threads and server
+ * instances is decided inside the database (db.h).
  */
 
 #include "config.h"
 #include "db.h"
 #include "http.h"
 
-#define API_RETRY_WINDOW_SEC 600 /* an identical passcode request gets the same answer */
+#define API_RETRY_WINDOW_SEC 600 /* an identical passcode (or open reset) request gets the same answer */
 #define API_LOGIN_FAILURES_MAX 5 /* per user within API_LOGIN_WINDOW_SEC */
 #define API_LOGIN_WINDOW_SEC 900
 
 typedef struct Api Api;
 
-int api_new(const ServerConfig *c, Db *db, const uint8_t master_key[32], Api **ret);
+int api_new(const ServerConfig *c, const uint8_t master_key[32], Api **ret);
 Api *api_free(Api *a);
 
 /* The configuration's users into the database (a user removed there stays removed). */

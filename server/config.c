@@ -331,10 +331,11 @@ static int parse_users(const YamlNode *n, ServerConfig *c) {
 
 static int config_from_doc(const YamlDoc *d, const char *dir, ServerConfig **ret) {
         static const char *const known[] = { "listen",  "tls",     "database",         "master_key_file",
-                                             "approval_validity_hours", "session_hours", "dealers", "users",
+                                             "approval_validity_hours", "session_hours", "workers", "dealers", "users",
                                              NULL };
         _cleanup_(server_config_freep) ServerConfig *c = NULL;
         const YamlNode *root = yaml_doc_root(d), *n;
+        const char *s;
         uint64_t v;
         int r;
 
@@ -343,6 +344,7 @@ static int config_from_doc(const YamlDoc *d, const char *dir, ServerConfig **ret
                 return -ENOMEM;
         c->approval_validity_hours = 72;
         c->session_hours = 8;
+        c->workers = 4;
         c->listen_address = strdup("127.0.0.1");
         if (!c->listen_address)
                 return -ENOMEM;
@@ -362,9 +364,17 @@ static int config_from_doc(const YamlDoc *d, const char *dir, ServerConfig **ret
         r = parse_tls(n, dir, c);
         if (r < 0)
                 return r;
-        r = get_path(root, "database", dir, &c->database);
-        if (r < 0)
-                return r;
+        n = yaml_mapping_get(root, "database");
+        if (n && yaml_node_get_string(n, "a file path or a postgresql:// URI", &s) >= 0 &&
+            (startswith(s, "postgresql://") || startswith(s, "postgres://"))) {
+                c->database = strdup(s);
+                if (!c->database)
+                        return -ENOMEM;
+        } else {
+                r = get_path(root, "database", dir, &c->database);
+                if (r < 0)
+                        return r;
+        }
         r = get_path(root, "master_key_file", dir, &c->master_key_file);
         if (r < 0)
                 return r;
@@ -374,6 +384,13 @@ static int config_from_doc(const YamlDoc *d, const char *dir, ServerConfig **ret
                 if (r < 0)
                         return r;
                 c->approval_validity_hours = (unsigned) v;
+        }
+        n = yaml_mapping_get(root, "workers");
+        if (n) {
+                r = yaml_node_get_uint(n, 1, 64, "a number of threads", &v);
+                if (r < 0)
+                        return r;
+                c->workers = (unsigned) v;
         }
         n = yaml_mapping_get(root, "session_hours");
         if (n) {

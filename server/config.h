@@ -39,10 +39,11 @@ typedef struct ServerConfig {
         unsigned port;
         char *tls_certificate; /* paths, relative ones taken from the config file's folder */
         char *tls_key;
-        char *database;
+        char *database; /* a file path (SQLite) or a postgresql:// URI */
         char *master_key_file;
         unsigned approval_validity_hours;
         unsigned session_hours;
+        unsigned workers; /* HTTP worker threads, each with its own database connection */
         ConfigDealer *dealers;
         size_t n_dealers;
         ConfigUser *users;

@@ -2,19 +2,30 @@
 #pragma once
 
 /*
- * The server's durable state in SQLite: users, sessions, reset requests and the
- * append-only transaction log. The one place that meets SQLite. WAL with
- * synchronous=FULL: a function that returned 0 after a write has committed it, and the
- * commit survives kill -9 and power loss. Errors are negative errno (-ENOENT: no such
- * row, -EEXIST: a key taken, -EIO: anything SQLite reports).
+ * The server's durable state: users, sessions, the login rate limit, reset requests and
+ * the append-only transaction log. Everything that two server instances must agree on
+ * lives here, so instances keep nothing of their own. Two backends behind one interface
+ * (db-backend.h): SQLite (a file path; WAL with synchronous=FULL) and PostgreSQL (a
+ * postgresql:// URI). db_open() creates the schema or brings it forward (a
+ * schema_version table and forward migrations). A function that returned 0 after a
+ * write has committed it. A Db is one connection: use it from one thread at a time.
+ * Errors are negative errno (-ENOENT: no such row, -EEXIST: a key taken, -ENOTCONN: the
+ * database server is unreachable, -EIO: anything else the database reports).
  */
 
 #include "config.h"
 
 #define DB_APPROVERS_MAX 16
 #define DB_TEXT_MAX 64 /* repair order, customer name, software version */
+#define DB_IDEMPOTENCY_KEY_MAX 128
+#define DB_SCHEMA_VERSION 2
 
 typedef struct Db Db;
+
+/* True for a postgresql:// (or postgres://) URI, else database is a file path. */
+bool db_is_postgres(const char *database);
+/* "SQLite" or "PostgreSQL". */
+const char *db_backend_name(Db *db);
 
 int db_open(const char *path, Db **ret);
 Db *db_close(Db *db);
@@ -43,9 +54,19 @@ int db_users_list(Db *db, const char *dealer, DbUser **ret, size_t *ret_n);
 
 /* Sessions: the SHA-256 of a bearer token in hex. */
 
+/* Also purges expired sessions. */
 int db_session_add(Db *db, const char *token_digest, const char *user, int64_t expires_at);
-/* -ENOENT for an unknown or expired token; purges expired sessions. */
+/* -ENOENT for an unknown or expired token. */
 int db_session_get(Db *db, const char *token_digest, int64_t now, char ret_user[CONFIG_ID_MAX + 1]);
+
+/* The login rate limit: failed logins of a user counted in a window that starts with
+ * the first failure; a window older than `window` seconds starts again. */
+
+/* The failures in the current window and when it started (0 and 0 when none). */
+int db_login_failures_get(Db *db, const char *user, int64_t now, int64_t window, unsigned *ret_count,
+                          int64_t *ret_since);
+int db_login_failure_add(Db *db, const char *user, int64_t now, int64_t window);
+int db_login_failures_clear(Db *db, const char *user);
 
 /* Reset requests */
 
@@ -64,9 +85,17 @@ typedef struct DbRequest {
         int64_t approved_at;                 /* 0 when none */
         int64_t valid_till;
         int64_t completed_at;
+        char request_digest[65];                              /* of the request's body, for retries */
+        char idempotency_key[DB_IDEMPOTENCY_KEY_MAX + 1]; /* the client's, or "" */
 } DbRequest;
 
 int db_request_add(Db *db, const DbRequest *r);
+/* Adds r, unless it is a retry: an earlier request of the same technician with the same
+ * idempotency key (at any time), or, without a key, with the same request_digest made at
+ * `since` or later and still pending or approved. Then that one goes into ret and 1 is
+ * returned; 0 when r was added; -EILSEQ when the key was used for a different request.
+ * Atomic across connections and instances. */
+int db_request_add_once(Db *db, const DbRequest *r, int64_t since, DbRequest *ret);
 int db_request_get(Db *db, const char *request_no, DbRequest *ret);
 /* Writes status, approved_by, approved_at, valid_till and completed_at, only when the
  * stored status still is `expected_status`; -ESTALE otherwise. */
@@ -91,9 +120,20 @@ typedef struct DbTransaction {
         char request_digest[65]; /* of the whole passcode request, for retries */
 } DbTransaction;
 
-/* Commits the transaction (one SQLite transaction) before returning. */
+/* Commits the transaction before returning. */
 int db_transaction_add(Db *db, const DbTransaction *t);
-/* The newest transaction by `user` with `request_digest` created at `since` or later. */
-int db_transaction_find_retry(Db *db, const char *user, const char *request_digest, int64_t since, DbTransaction *ret);
+/* Adds t, unless `t->user` asked for the same (t->request_digest) at `since` or later:
+ * then that transaction goes into ret and 1 is returned; 0 when t was added (and
+ * committed). Atomic across connections and instances: a retry never makes a second
+ * transaction, whichever instance it reaches. */
+int db_transaction_issue(Db *db, const DbTransaction *t, int64_t since, DbTransaction *ret);
 /* Transactions with from <= created_at < to, oldest first; dealer NULL for all. */
 int db_transactions_list(Db *db, const char *dealer, int64_t from, int64_t to, DbTransaction **ret, size_t *ret_n);
+
+/* Copying a database (SQLite into PostgreSQL, say): users (removed ones too), sessions,
+ * requests and the whole transaction log, in one transaction on `to`, which must hold
+ * no requests and no transactions yet. The counts copied go into ret. */
+typedef struct DbCopyStats {
+        size_t users, sessions, requests, transactions;
+} DbCopyStats;
+int db_copy(Db *from, Db *to, DbCopyStats *ret);

@@ -139,6 +139,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         }
         v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT);
         req.wants_csv = v && strcasestr(v, "text/csv");
+        v = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+        if (v) {
+                bool ok = *v && strlen(v) <= HTTP_IDEMPOTENCY_KEY_MAX;
+                for (const char *p = v; ok && *p; p++)
+                        ok = *p > ' ' && *p < 127;
+                if (!ok) {
+                        http_reply_error(&reply, 400, "invalid-request",
+                                         "The Idempotency-Key must be 1 to %u printable characters without spaces.",
+                                         HTTP_IDEMPOTENCY_KEY_MAX);
+                        goto send;
+                }
+                req.idempotency_key = v;
+        }
 
         s->handler(s->userdata, &req, &reply);
 
@@ -168,8 +181,8 @@ static void on_mhd_log(void *cls, const char *format, va_list ap) {
         log_debug("libmicrohttpd: %s", buf);
 }
 
-int http_server_start(const char *address, unsigned port, const char *cert_pem, const char *key_pem,
-                      HttpHandler handler, void *userdata, HttpServer **ret) {
+int http_server_start(const char *address, unsigned port, unsigned workers, const char *cert_pem,
+                      const char *key_pem, HttpHandler handler, void *userdata, HttpServer **ret) {
         struct sockaddr_storage ss = {};
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_ERROR_LOG;
         HttpServer *s;
@@ -193,6 +206,7 @@ int http_server_start(const char *address, unsigned port, const char *cert_pem, 
                                      MHD_OPTION_SOCK_ADDR, (struct sockaddr *) &ss,
                                      MHD_OPTION_HTTPS_MEM_CERT, cert_pem,
                                      MHD_OPTION_HTTPS_MEM_KEY, key_pem,
+                                     MHD_OPTION_THREAD_POOL_SIZE, (unsigned) MAX(workers, 1U),
                                      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned) 30,
                                      MHD_OPTION_CONNECTION_LIMIT, (unsigned) 64,
                                      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned) 32,

@@ -3,7 +3,9 @@
 
 /*
  * HTTPS with JSON bodies, on libmicrohttpd (the one place that meets it). Requests are
- * handled one at a time on libmicrohttpd's polling thread. Bodies above HTTP_BODY_MAX,
+ * handled on a pool of `workers` threads (libmicrohttpd's thread pool), each serving its
+ * share of the connections; the bounds (64 connections, 32 per address, 30 s idle
+ * timeout, HTTP_BODY_MAX) are the server's whole, whatever the number of workers. Bodies above HTTP_BODY_MAX,
  * bodies that are not `application/json`, and JSON that is not an object are answered
  * here with 413, 415 and 400; everything else goes to the handler.
  */
@@ -14,12 +16,14 @@
 
 #define HTTP_BODY_MAX (16U * 1024U)
 #define HTTP_BEARER_MAX 256
+#define HTTP_IDEMPOTENCY_KEY_MAX 128
 
 typedef struct HttpRequest {
         const char *method;
         const char *path;
         const char *bearer; /* the token of "Authorization: Bearer", or NULL */
         bool wants_csv;     /* Accept names text/csv */
+        const char *idempotency_key; /* the "Idempotency-Key" header (printable ASCII), or NULL */
         json_t *body;       /* a JSON object, or NULL when the request had no body */
         void *connection;
 } HttpRequest;
@@ -38,8 +42,8 @@ typedef void (*HttpHandler)(void *userdata, const HttpRequest *req, HttpReply *r
 
 typedef struct HttpServer HttpServer;
 
-int http_server_start(const char *address, unsigned port, const char *cert_pem, const char *key_pem,
-                      HttpHandler handler, void *userdata, HttpServer **ret);
+int http_server_start(const char *address, unsigned port, unsigned workers, const char *cert_pem,
+                      const char *key_pem, HttpHandler handler, void *userdata, HttpServer **ret);
 HttpServer *http_server_stop(HttpServer *s);
 
 /* A JSON error body {error, message}, as every error is answered. */

@@ -36,13 +36,17 @@ static int run(const char *config_path) {
         r = read_file_bounded(c->tls_key, PEM_MAX, &key, NULL);
         if (r < 0)
                 return log_error_errno(r, "Failed to read %s: %m", c->tls_key);
+        /* the schema made or brought forward, and the configured users stored, before
+         * anything is served; the workers open their own connections */
         r = db_open(c->database, &db);
         if (r < 0)
                 return r;
         r = api_sync_users(c, db);
         if (r < 0)
                 return log_error_errno(r, "Failed to store the configured users: %m");
-        r = api_new(c, db, master, &api);
+        log_info("Database: %s, schema version %d.", db_backend_name(db), DB_SCHEMA_VERSION);
+        db = db_close(db);
+        r = api_new(c, master, &api);
         memset(master, 0, sizeof master);
         if (r < 0)
                 return log_oom();
@@ -55,12 +59,12 @@ static int run(const char *config_path) {
         pthread_sigmask(SIG_BLOCK, &ss, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        r = http_server_start(c->listen_address, c->port, cert, key, api_handle, api, &http);
+        r = http_server_start(c->listen_address, c->port, c->workers, cert, key, api_handle, api, &http);
         if (r < 0) {
                 api_free(api);
                 return r;
         }
-        log_info("Listening on https://%s:%u/api/v1/", c->listen_address, c->port);
+        log_info("Listening on https://%s:%u/api/v1/ with %u workers.", c->listen_address, c->port, c->workers);
         do {
                 if (sigwait(&ss, &sig) != 0)
                         sig = SIGTERM;

@@ -7,7 +7,9 @@ packages=(
         # build
         meson ninja-build pkg-config gcc clang
         libsystemd-dev libsocketcan-dev libcurl4-openssl-dev libssl-dev libyaml-dev libjansson-dev
-        libsqlite3-dev libmicrohttpd-dev
+        libsqlite3-dev libmicrohttpd-dev libpq-dev
+        # the passcode server on PostgreSQL: its tests start a private server (tests/server/pgtest.py)
+        postgresql-15
         # tests
         libcmocka-dev dbus systemd can-utils openssl curl python3 libxml2-utils libglib2.0-bin util-linux
         # the VM with real SocketCAN and kernel ISO-TP

@@ -55,8 +55,28 @@ static void test_validity_hours(void **state) {
         assert_int_equal(c->approval_validity_hours, 24);
 }
 
+static void test_postgres_and_workers(void **state) {
+        _cleanup_(server_config_freep) ServerConfig *c = NULL, *d = NULL;
+        const char *text = "listen: {address: 127.0.0.1, port: 8443}\n"
+                           "tls: {certificate: s.pem, key: /etc/s.key}\n"
+                           "database: postgresql://immo@db.example:5432/immo?sslmode=verify-full\n"
+                           "master_key_file: m.key\n"
+                           "workers: 8\n"
+                           "dealers:\n"
+                           "  - {code: D1, name: One}\n";
+
+        /* a URI is taken as it is, not as a path under the configuration's folder */
+        assert_int_equal(parse(text, &c), 0);
+        assert_string_equal(c->database, "postgresql://immo@db.example:5432/immo?sslmode=verify-full");
+        assert_int_equal(c->workers, 8);
+        assert_int_equal(parse(BASE, &d), 0);
+        assert_int_equal(d->workers, 4);
+}
+
 static void test_bad(void **state) {
         static const char *const bad[] = {
+                BASE "workers: 0\n",
+                BASE "workers: 65\n",
                 BASE "approval_validity_hours: 0\n",
                 BASE "approval_validity_hours: many\n",
                 BASE "unknown_key: 1\n",
@@ -105,6 +125,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_good),
                 cmocka_unit_test(test_validity_hours),
+                cmocka_unit_test(test_postgres_and_workers),
                 cmocka_unit_test(test_bad),
                 cmocka_unit_test(test_titles),
                 cmocka_unit_test(test_month),

@@ -3,7 +3,9 @@
 """The reference passcode server through curl, with real TLS: a CA and a server
 certificate made with openssl at test time. Every rule and error id of
 passcode-service.md; a certificate from another CA refused; kill -9 right after a
-passcode was issued loses nothing."""
+passcode was issued loses nothing; the transaction log refuses changes in the database
+itself. With --postgres the same against a PostgreSQL that the test starts itself
+(pgtest.py), else against SQLite."""
 
 import json
 import os
@@ -14,6 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import pgtest  # noqa: E402
 
 SERVER = os.environ.get("IMMO_PASSCODE_SERVER")
 ADMIN = os.environ.get("IMMO_PASSCODE_ADMIN")
@@ -128,7 +133,7 @@ listen:
 tls:
   certificate: {cert}.pem
   key: {cert}.key
-database: passcodes.sqlite
+database: {database}
 master_key_file: master.key
 approval_validity_hours: 72
 dealers:
@@ -151,6 +156,35 @@ ATTEST = {"customer_authority": True, "photo_id": True, "registration": True, "t
 DECIDE = {"details_verified": True, "nicb_notice": True, "terms": True}
 
 
+def copy_into_postgres(d, month, txs, request_no):
+    """immo-passcode-admin copy-to: the SQLite database of a shop that grew, into PostgreSQL."""
+    if not ADMIN:
+        return
+    try:
+        pg = pgtest.Postgres()
+    except pgtest.Unavailable as e:
+        print(f"# skipped the copy into PostgreSQL: {e}")
+        return
+    try:
+        cfg = f"{d}/server.yaml"
+        before = subprocess.run([ADMIN, "--config", cfg, "nicb-export", month], capture_output=True, text=True).stdout
+        p = subprocess.run([ADMIN, "--config", cfg, "copy-to", pg.uri()], capture_output=True, text=True)
+        check(p.returncode == 0 and "4 transactions" in p.stdout, f"admin copy-to PostgreSQL ({p.stdout.strip()})")
+        p = subprocess.run([ADMIN, "--config", cfg, "copy-to", pg.uri()], capture_output=True, text=True)
+        check(p.returncode != 0, "a second copy into a database that holds transactions is refused")
+        pg_cfg = f"{d}/pg.yaml"
+        with open(cfg) as f, open(pg_cfg, "w") as g:
+            g.write(f.read().replace("database: passcodes.sqlite", f"database: {pg.uri()}"))
+        after = subprocess.run([ADMIN, "--config", pg_cfg, "nicb-export", month], capture_output=True, text=True).stdout
+        check(after == before and all(tx in after for tx in txs), "the NICB export is the same from the copy")
+        p = subprocess.run([ADMIN, "--config", pg_cfg, "list-requests"], capture_output=True, text=True)
+        check(p.returncode == 0 and request_no in p.stdout, "the requests were copied")
+        rc, out = pg.psql("SELECT count(*) FROM users WHERE id = 'mgr9b' AND removed = 1")
+        check(out.strip() == "1", "a removed user stays removed in the copy")
+    finally:
+        pg.stop()
+
+
 def main():
     for tool in ("curl", "openssl"):
         if not shutil.which(tool):
@@ -164,6 +198,13 @@ def main():
     sc = vectors["smart_code"]
     vin = imm[0]["vin"]
 
+    pg = None
+    if "--postgres" in sys.argv:
+        try:
+            pg = pgtest.Postgres()
+        except pgtest.Unavailable as e:
+            print(f"SKIP: {e}")
+            return 77
     d = tempfile.mkdtemp(prefix="immo-server-test-")
     port = free_port()
     make_ca(d, "ca")
@@ -173,7 +214,7 @@ def main():
         f.write(vectors["master_key_hex"] + "\n")
     os.chmod(f"{d}/master.key", 0o600)
     with open(f"{d}/server.yaml", "w") as f:
-        f.write(CONFIG.format(port=port, cert="server"))
+        f.write(CONFIG.format(port=port, cert="server", database=pg.uri() if pg else "passcodes.sqlite"))
 
     srv = Server(d, port)
     srv.start()
@@ -198,6 +239,9 @@ def main():
             c.call("POST", "/login", {"user": "sales", "password": "nope"})
         expect_error(c.call("POST", "/login", {"user": "sales", "password": "pw-x"}), 429, "rate-limited",
                      "login after five failures")
+        expect_error(c.call("POST", "/reset-requests", {"dealer_code": "D100"}, token=tech1,
+                            headers=["Idempotency-Key: has space"]), 400, "invalid-request",
+                     "a malformed Idempotency-Key")
 
         # approvers: managers with approving titles only
         status, j = c.call("GET", "/dealers/D100/approvers", token=tech1)
@@ -231,6 +275,26 @@ def main():
         status, j = request(tech1)
         check(status == 201 and j.get("status") == "pending" and j.get("request_no"), "request created (201 pending)")
         no = j["request_no"]
+        status, j = request(tech1)
+        check(status == 201 and j.get("request_no") == no,
+              "the same request again within 10 minutes (a retry after a lost answer) gets the same request_no")
+
+        def keyed(key, **kw):
+            body = {"dealer_code": "D100", "technician": "tech2", "vin": vin, "repair_order": "RO-K",
+                    "customer_last_name": "Key", "attestations": dict(ATTEST), "approvers": ["mgr1", "mgr3"]}
+            body.update(kw)
+            return c.call("POST", "/reset-requests", body, token=tech2, headers=[f"Idempotency-Key: {key}"])
+        status, j = keyed("k-1")
+        status2, j2 = keyed("k-1")
+        check(status == 201 and status2 == 201 and j.get("request_no") == j2.get("request_no"),
+              "the same Idempotency-Key gets the same request_no")
+        status3, j3 = keyed("k-2")
+        check(status3 == 201 and j3.get("request_no") not in (None, j.get("request_no")),
+              "another Idempotency-Key makes a new request")
+        expect_error(keyed("k-1", repair_order="RO-OTHER"), 422, "idempotency-key-reused",
+                     "an Idempotency-Key reused for another request")
+        for n in (j.get("request_no"), j3.get("request_no")):
+            c.call("POST", f"/reset-requests/{n}/decision", {"decision": "deny"}, token=mgr1)
 
         imm_body = {"kind": "immobilizer", "vin": vin, "software_version": "1.0", "request_no": no,
                     "seed": imm[0]["seed_hex"]}
@@ -371,11 +435,39 @@ def main():
             check(p.returncode == 0, "admin remove")
             expect_error(c.call("POST", "/login", {"user": "mgr9b", "password": "pw-new"}), 401, "unauthenticated",
                          "a removed user cannot log in")
+
+        # the log is append-only in the database itself, for anyone with a database shell
+        if pg:
+            rc, out = pg.psql("UPDATE transactions SET passcode = 'x'")
+            check(rc != 0 and "append-only" in out, "PostgreSQL refuses an UPDATE of the log")
+            rc, out = pg.psql("DELETE FROM transactions")
+            check(rc != 0 and "append-only" in out, "PostgreSQL refuses a DELETE from the log")
+            rc, out = pg.psql("TRUNCATE transactions")
+            check(rc != 0 and "append-only" in out, "PostgreSQL refuses a TRUNCATE of the log")
+            rc, out = pg.psql("SELECT version FROM schema_version")
+            check(rc == 0 and out.strip() == "2", f"schema version 2 ({out.strip()})")
+        else:
+            import sqlite3
+            db = sqlite3.connect(f"{d}/passcodes.sqlite")
+            for sql in ("UPDATE transactions SET passcode = 'x'", "DELETE FROM transactions"):
+                try:
+                    db.execute(sql)
+                    db.commit()
+                    check(False, f"SQLite refuses {sql}")
+                except sqlite3.DatabaseError as e:
+                    check("append-only" in str(e), f"SQLite refuses {sql.split()[0]}")
+            check(db.execute("SELECT version FROM schema_version").fetchall() == [(2,)], "schema version 2")
+            db.close()
+            copy_into_postgres(d, month, (tx1, tx2, tx3, tx4), no)
     finally:
         srv.stop()
         if failures:
             print(open(f"{d}/server.log").read()[-4000:])
+            if pg:
+                print(pg.log_tail())
         shutil.rmtree(d, ignore_errors=True)
+        if pg:
+            pg.stop()
     print(f"{failures} failure(s)")
     return 1 if failures else 0
 
