@@ -316,7 +316,8 @@ CurlGlue *curl_glue_free(CurlGlue *g) {
         return NULL;
 }
 
-static int request_setup(CurlGlue *g, CurlRequest *r, const char *method, const char *url, const char *bearer) {
+static int request_setup(CurlGlue *g, CurlRequest *r, const char *method, const char *url, const char *bearer,
+                         const char *header) {
         const ServerConfig *s = g->server;
         unsigned timeout_s = s->timeout_s ?: CONFIG_DEFAULT_SERVER_TIMEOUT_S;
         const char *protocols = g->allow_http ? "https,http" : "https";
@@ -382,12 +383,18 @@ static int request_setup(CurlGlue *g, CurlRequest *r, const char *method, const 
                         return -ENOMEM;
                 r->headers = l;
         }
+        if (header) {
+                l = curl_slist_append(r->headers, header);
+                if (!l)
+                        return -ENOMEM;
+                r->headers = l;
+        }
         c = curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
         return curl_code_to_errno(c, false);
 }
 
 int curl_glue_request(CurlGlue *g, const char *method, const char *url, const char *json_body, const char *bearer,
-                      CurlRequestCallback cb, void *userdata, CurlRequest **ret) {
+                      const char *header, CurlRequestCallback cb, void *userdata, CurlRequest **ret) {
         CurlRequest *r;
         int k;
 
@@ -408,7 +415,7 @@ int curl_glue_request(CurlGlue *g, const char *method, const char *url, const ch
                 request_free(r);
                 return -ENOMEM;
         }
-        k = request_setup(g, r, method, url, bearer);
+        k = request_setup(g, r, method, url, bearer, header);
         if (k < 0) {
                 request_free(r);
                 return k;

@@ -39,7 +39,8 @@ CurlGlue *curl_glue_free(CurlGlue *g);
  * and wiped when done), bearer NULL for none (copied and wiped). The callback is called
  * exactly once, from the event loop, unless the request is cancelled first.
  */
+/* `header`: one more request header ("Name: value"), or NULL. */
 int curl_glue_request(CurlGlue *g, const char *method, const char *url, const char *json_body, const char *bearer,
-                      CurlRequestCallback cb, void *userdata, CurlRequest **ret);
+                      const char *header, CurlRequestCallback cb, void *userdata, CurlRequest **ret);
 /* Drops a request without calling its callback. */
 void curl_request_cancel(CurlRequest *r);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <stdio.h>
+#include <sys/random.h>
 
 #include "bus-error.h"
 #include "curl-glue.h"
+#include "hex.h"
 #include "log.h"
 #include "passcode-client.h"
 
@@ -31,6 +33,9 @@ struct PasscodeCall {
         char *login_body; /* holds the password: wiped as soon as the login is done */
         char *token;      /* wiped */
         char vin[18];
+        /* "Idempotency-Key: ..." of a reset request: its retries are the same request at the
+         * service, never a second one */
+        char idempotency[64];
         json_t *body;
         unsigned attempt;
         CurlRequest *request;
@@ -365,7 +370,9 @@ static int call_send(PasscodeCall *call) {
                 body = dump;
                 break;
         }
-        return curl_glue_request(c->glue, method, url, body, call->token, on_response, call, &call->request);
+        return curl_glue_request(c->glue, method, url, body, call->token,
+                                 call->stage == STAGE_MAIN && call->idempotency[0] ? call->idempotency : NULL,
+                                 on_response, call, &call->request);
 }
 
 static void call_send_or_fail(PasscodeCall *call) {
@@ -451,6 +458,14 @@ static int call_start(PasscodeClient *c, CallKind kind, const PasscodeCredential
         call->userdata = userdata;
         if (vin)
                 snprintf(call->vin, sizeof(call->vin), "%s", vin);
+        if (kind == CALL_REQUEST_APPROVAL) {
+                uint8_t key[16];
+                char hex[sizeof(key) * 2 + 1];
+                if (getrandom(key, sizeof(key), 0) == (ssize_t) sizeof(key)) {
+                        hex_encode(key, sizeof(key), false, hex);
+                        snprintf(call->idempotency, sizeof(call->idempotency), "Idempotency-Key: %s", hex);
+                }
+        }
         call->login_body = login_body_new(cred);
         if (!call->login_body) {
                 call_free(call);

@@ -66,7 +66,7 @@ class H(http.server.BaseHTTPRequestHandler):
         if n:
             self.rfile.read(n)
         with open(os.path.join(tmp, "requests"), "a") as f:
-            f.write("%s %s\n" % (self.command, self.path))
+            f.write("%s %s key=%s\n" % (self.command, self.path, self.headers.get("Idempotency-Key") or "-"))
         with open(os.path.join(tmp, "mode")) as f:
             mode = f.read().strip()
         path = self.path.split("?")[0]
@@ -99,6 +99,8 @@ class H(http.server.BaseHTTPRequestHandler):
             return self.reply(200, {"transaction_id": 7})
         if mode == "passcode-500":
             return self.reply(503, "<html>Service Unavailable</html>")
+        if mode == "request-500" and path.endswith("/api/v1/reset-requests") and self.command == "POST":
+            return self.reply(500, {"error": "internal", "message": "database is locked"})
         return self.reply(404, {"error": "not-found", "message": "no such path"})
 
     do_GET = do_POST = handle_any
@@ -167,6 +169,20 @@ n=$(grep -c '/api/v1/passcodes' "$tmp/requests")
 [ "$n" -eq 3 ] && pass "503 on /passcodes: 3 passcode requests" || fail "503 on /passcodes: $n passcode requests: $(cat "$tmp/requests")"
 [ "$(nreq)" -eq 5 ] && pass "503 on /passcodes: one login, one lookup" || fail "503 on /passcodes: $(nreq) requests: $(cat "$tmp/requests")"
 unaffected "503 on /passcodes"
+
+# 500 on the reset request: retried with the same Idempotency-Key, so that the service can
+# never make two requests of one (passcode-service.md, issue 13)
+fault request-500
+answer=$(gcall $OBJ $IFACE.RequestApproval "{'vin': <'$VIN'>, 'repair_order': <'RO-7'>, \
+        'customer_last_name': <'Smith'>, 'technician': <'tech1'>, 'approvers': <['mgr1', 'mgr2']>, \
+        'attestations': <['customer_authority', 'photo_id', 'registration', 'terms']>}" "$CRED")
+expect_match "500 on the reset request: ServerUnreachable" 'ServerUnreachable: .*HTTP 500' "$answer"
+keys=$(sed -n 's|^POST /api/v1/reset-requests key=\(.*\)$|\1|p' "$tmp/requests" | sort -u)
+n=$(grep -c '^POST /api/v1/reset-requests ' "$tmp/requests")
+[ "$n" -eq 3 ] && pass "500 on the reset request: 3 requests (1 + 2 retries)" || fail "reset request: $n requests: $(cat "$tmp/requests")"
+[ "$(wc -l <<<"$keys")" -eq 1 ] && [[ $keys =~ ^[0-9a-f]{32}$ ]] &&
+        pass "the retries carry one Idempotency-Key ($keys)" || fail "Idempotency-Key of the retries: $keys"
+grep -q '^POST /api/v1/login key=-$' "$tmp/requests" && pass "the login carries none" || fail "login: $(cat "$tmp/requests")"
 
 # a 4xx: never retried
 fault e403
