@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <inttypes.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 
 #include "bus-error.h"
@@ -43,7 +44,7 @@ static int procedure_enumerate(sd_bus *bus, const char *prefix, void *userdata, 
         if (!l)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                l[i] = strdup(manager_get_procedure(m, i)->path);
+                l[i] = strdup(procedure_view(manager_get_procedure(m, i))->path);
                 if (!l[i]) {
                         for (size_t j = 0; j < i; j++)
                                 free(l[j]);
@@ -62,43 +63,35 @@ static int procedure_enumerate(sd_bus *bus, const char *prefix, void *userdata, 
                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 
 GETTER(get_kind) {
-        Procedure *p = userdata;
+        ProcedureView *p = userdata;
         return sd_bus_message_append(reply, "s", procedure_kind_to_string(p->kind));
 }
 GETTER(get_vin) {
-        Procedure *p = userdata;
+        ProcedureView *p = userdata;
         return sd_bus_message_append(reply, "s", p->vin);
 }
-GETTER(get_owner) {
-        Procedure *p = userdata;
-        return sd_bus_message_append(reply, "u", p->owner);
-}
-GETTER(get_created) {
-        Procedure *p = userdata;
-        return sd_bus_message_append(reply, "t", (uint64_t) p->created);
-}
 GETTER(get_state) {
-        Procedure *p = userdata;
+        ProcedureView *p = userdata;
         return sd_bus_message_append(reply, "s", journal_state_to_string(p->state));
 }
 GETTER(get_step) {
-        Procedure *p = userdata;
-        return sd_bus_message_append(reply, "s", procedure_step_id(p));
+        ProcedureView *p = userdata;
+        return sd_bus_message_append(reply, "s", p->steps[p->step].id);
 }
 GETTER(get_step_index) {
-        Procedure *p = userdata;
+        ProcedureView *p = userdata;
         return sd_bus_message_append(reply, "u", (uint32_t) p->step + 1);
 }
 GETTER(get_step_count) {
-        Procedure *p = userdata;
+        ProcedureView *p = userdata;
         return sd_bus_message_append(reply, "u", (uint32_t) p->n_steps);
 }
 GETTER(get_prompt) {
-        Procedure *p = userdata;
+        ProcedureView *p = userdata;
         return sd_bus_message_append(reply, "s", p->prompt);
 }
 GETTER(get_seed) {
-        Procedure *p = userdata;
+        ProcedureView *p = userdata;
         int r;
 
         if (!p->have_seed)
@@ -122,42 +115,18 @@ GETTER(get_seed) {
                                      p->data1, "data2", "s", p->data2, "data3", "s", p->data3, "cd_vin", "s", cd[0],
                                      "cd_data1", "s", cd[1], "cd_data2", "s", cd[2], "cd_data3", "s", cd[3]);
 }
-GETTER(get_attempts) {
-        Procedure *p = userdata;
-        return sd_bus_message_append(reply, "u", p->attempts_left);
-}
-GETTER(get_lockout) {
-        Procedure *p = userdata;
-        return sd_bus_message_append(reply, "u", p->lockout_s);
-}
-GETTER(get_percentage) {
-        Procedure *p = userdata;
-        return sd_bus_message_append(reply, "u", p->percentage);
-}
-GETTER(get_remaining) {
-        Procedure *p = userdata;
-        return sd_bus_message_append(reply, "u", p->remaining_s);
-}
-GETTER(get_deadline) {
-        Procedure *p = userdata;
-        return sd_bus_message_append(reply, "t", (uint64_t) p->deadline);
-}
 GETTER(get_keys) {
-        Procedure *p = userdata;
+        ProcedureView *p = userdata;
         return sd_bus_message_append(reply, "a{sv}", 7, "registered", "u", p->registered, "available", "u",
                                      p->available, "max", "u", p->max, "declared_present", "u", p->declared, "touched",
                                      "u", p->touched, "to_delete", "u", p->to_delete, "added", "u", p->added);
 }
-GETTER(get_battery_min) {
-        Procedure *p = userdata;
-        return sd_bus_message_append(reply, "d", p->battery_min);
-}
 GETTER(get_error) {
-        Procedure *p = userdata;
+        ProcedureView *p = userdata;
         return sd_bus_message_append(reply, "s", p->error ?: "");
 }
 GETTER(get_error_message) {
-        Procedure *p = userdata;
+        ProcedureView *p = userdata;
         return sd_bus_message_append(reply, "s", p->error_message ?: "");
 }
 
@@ -183,39 +152,39 @@ void procedure_bus_emit(Procedure *p) {
         };
         const char *names[32];
         size_t n = 0;
-        sd_bus *bus = p->daemon->bus;
+        sd_bus *bus = procedure_daemon(p)->bus;
         int r;
 
-        if (!p->dirty || !bus)
+        if (!procedure_view(p)->dirty || !bus)
                 return;
         for (size_t i = 0; i < ELEMENTSOF(map); i++)
-                if (p->dirty & map[i].bit)
+                if (procedure_view(p)->dirty & map[i].bit)
                         for (size_t j = 0; j < 3 && map[i].names[j]; j++)
                                 names[n++] = map[i].names[j];
         names[n] = NULL;
-        p->dirty = 0;
-        r = sd_bus_emit_properties_changed_strv(bus, p->path, PROCEDURE_INTERFACE, (char **) names);
+        procedure_view(p)->dirty = 0;
+        r = sd_bus_emit_properties_changed_strv(bus, procedure_view(p)->path, PROCEDURE_INTERFACE, (char **) names);
         if (r < 0)
-                log_debug_errno(r, "Failed to announce changed properties of %s: %m", p->path);
+                log_debug_errno(r, "Failed to announce changed properties of %s: %m", procedure_view(p)->path);
 }
 
 void procedure_bus_emit_step(Procedure *p) {
-        int r = sd_bus_emit_signal(p->daemon->bus, p->path, PROCEDURE_INTERFACE, "StepChanged", "sus",
-                                   procedure_step_id(p), (uint32_t) p->step + 1, p->prompt);
+        int r = sd_bus_emit_signal(procedure_daemon(p)->bus, procedure_view(p)->path, PROCEDURE_INTERFACE, "StepChanged", "sus",
+                                   procedure_step_id(p), (uint32_t) procedure_view(p)->step + 1, procedure_view(p)->prompt);
         if (r < 0)
                 log_debug_errno(r, "Failed to emit StepChanged: %m");
 }
 
 void procedure_bus_emit_key_event(Procedure *p, const char *event, unsigned slot, unsigned beeps) {
-        int r = sd_bus_emit_signal(p->daemon->bus, p->path, PROCEDURE_INTERFACE, "KeyEvent", "suu", event,
+        int r = sd_bus_emit_signal(procedure_daemon(p)->bus, procedure_view(p)->path, PROCEDURE_INTERFACE, "KeyEvent", "suu", event,
                                    (uint32_t) slot, (uint32_t) beeps);
         if (r < 0)
                 log_debug_errno(r, "Failed to emit KeyEvent: %m");
 }
 
 void procedure_bus_emit_finished(Procedure *p) {
-        int r = sd_bus_emit_signal(p->daemon->bus, p->path, PROCEDURE_INTERFACE, "Finished", "ss",
-                                   journal_state_to_string(p->state), p->error ?: "");
+        int r = sd_bus_emit_signal(procedure_daemon(p)->bus, procedure_view(p)->path, PROCEDURE_INTERFACE, "Finished", "ss",
+                                   journal_state_to_string(procedure_view(p)->state), procedure_view(p)->error ?: "");
         if (r < 0)
                 log_debug_errno(r, "Failed to emit Finished: %m");
 }
@@ -230,14 +199,14 @@ static int authorize_or_defer(Procedure *p, sd_bus_message *msg, sd_bus_message_
                               sd_bus_error *error) {
         int r;
 
-        r = manager_authorize(p->manager, msg, error);
+        r = manager_authorize(procedure_manager(p), msg, error);
         if (r < 0)
                 return r;
-        if (!procedure_busy(p) || p->pending || p->deferred || p->cancel)
+        if (!procedure_polling(p) || procedure_view(p)->deferred)
                 return 0;
-        p->deferred = sd_bus_message_ref(msg);
-        p->deferred_handler = handler;
-        log_debug("Procedure %" PRIu64 ": %s() waits for the answer to a poll.", p->id, sd_bus_message_get_member(msg));
+        procedure_view(p)->deferred = sd_bus_message_ref(msg);
+        procedure_view(p)->deferred_handler = handler;
+        log_debug("Procedure %" PRIu64 ": %s() waits for the answer to a poll.", procedure_view(p)->id, sd_bus_message_get_member(msg));
         return 1;
 }
 
@@ -271,7 +240,7 @@ static int method_submit_passcode(sd_bus_message *msg, void *userdata, sd_bus_er
         r = authorize_or_defer(p, msg, method_submit_passcode, error);
         if (r != 0)
                 return r;
-        if (p->fetch)
+        if (procedure_view(p)->fetch)
                 return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
                                          "A passcode for this step is being fetched from the passcode service.");
         return procedure_submit_passcode(p, msg, passcode, error);
@@ -279,14 +248,14 @@ static int method_submit_passcode(sd_bus_message *msg, void *userdata, sd_bus_er
 
 void procedure_bus_run_deferred(Procedure *p) {
         _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = TAKE_PTR(p->deferred);
-        sd_bus_message_handler_t handler = p->deferred_handler;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = TAKE_PTR(procedure_view(p)->deferred);
+        sd_bus_message_handler_t handler = procedure_view(p)->deferred_handler;
         int r;
 
         procedure_fetch_ready(p);
         if (!m)
                 return;
-        p->deferred_handler = NULL;
+        procedure_view(p)->deferred_handler = NULL;
         /* from the start: the handler reads its arguments again */
         r = sd_bus_message_rewind(m, true);
         if (r >= 0)
@@ -352,7 +321,7 @@ static int method_finish(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 
 static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Procedure *p = userdata;
-        int r = manager_authorize(p->manager, msg, error);
+        int r = manager_authorize(procedure_manager(p), msg, error);
         if (r < 0)
                 return r;
         return procedure_cancel(p, msg, error);
@@ -366,21 +335,21 @@ static const sd_bus_vtable procedure_vtable[] = {
 
         SD_BUS_PROPERTY("Kind", "s", get_kind, 0, P_CONST),
         SD_BUS_PROPERTY("Vin", "s", get_vin, 0, P_CONST),
-        SD_BUS_PROPERTY("Owner", "u", get_owner, 0, P_CONST),
-        SD_BUS_PROPERTY("Created", "t", get_created, 0, P_CONST),
+        SD_BUS_PROPERTY("Owner", "u", NULL, offsetof(ProcedureView, owner), P_CONST),
+        SD_BUS_PROPERTY("Created", "t", NULL, offsetof(ProcedureView, created), P_CONST),
         SD_BUS_PROPERTY("State", "s", get_state, 0, P_CHANGE),
         SD_BUS_PROPERTY("Step", "s", get_step, 0, P_CHANGE),
         SD_BUS_PROPERTY("StepIndex", "u", get_step_index, 0, P_CHANGE),
         SD_BUS_PROPERTY("StepCount", "u", get_step_count, 0, P_CONST),
         SD_BUS_PROPERTY("Prompt", "s", get_prompt, 0, P_CHANGE),
         SD_BUS_PROPERTY("Seed", "a{sv}", get_seed, 0, P_CHANGE),
-        SD_BUS_PROPERTY("PasscodeAttemptsLeft", "u", get_attempts, 0, P_CHANGE),
-        SD_BUS_PROPERTY("LockoutSeconds", "u", get_lockout, 0, P_CHANGE),
-        SD_BUS_PROPERTY("Percentage", "u", get_percentage, 0, P_CHANGE),
-        SD_BUS_PROPERTY("RemainingSeconds", "u", get_remaining, 0, P_CHANGE),
-        SD_BUS_PROPERTY("Deadline", "t", get_deadline, 0, P_CHANGE),
+        SD_BUS_PROPERTY("PasscodeAttemptsLeft", "u", NULL, offsetof(ProcedureView, attempts_left), P_CHANGE),
+        SD_BUS_PROPERTY("LockoutSeconds", "u", NULL, offsetof(ProcedureView, lockout_s), P_CHANGE),
+        SD_BUS_PROPERTY("Percentage", "u", NULL, offsetof(ProcedureView, percentage), P_CHANGE),
+        SD_BUS_PROPERTY("RemainingSeconds", "u", NULL, offsetof(ProcedureView, remaining_s), P_CHANGE),
+        SD_BUS_PROPERTY("Deadline", "t", NULL, offsetof(ProcedureView, deadline), P_CHANGE),
         SD_BUS_PROPERTY("Keys", "a{sv}", get_keys, 0, P_CHANGE),
-        SD_BUS_PROPERTY("BatteryMinimum", "d", get_battery_min, 0, P_CHANGE),
+        SD_BUS_PROPERTY("BatteryMinimum", "d", NULL, offsetof(ProcedureView, battery_min), P_CHANGE),
         SD_BUS_PROPERTY("Error", "s", get_error, 0, P_CHANGE),
         SD_BUS_PROPERTY("ErrorMessage", "s", get_error_message, 0, P_CHANGE),
 

@@ -35,8 +35,8 @@ typedef struct PasscodeFetch {
 static void fetch_free(PasscodeFetch *f) {
         if (!f)
                 return;
-        if (f->procedure && f->procedure->fetch == f)
-                f->procedure->fetch = NULL;
+        if (f->procedure && procedure_view(f->procedure)->fetch == f)
+                procedure_view(f->procedure)->fetch = NULL;
         passcode_call_cancel(f->call);
         sd_bus_message_unref(f->message);
         explicit_bzero(&f->cred, sizeof(f->cred));
@@ -57,13 +57,13 @@ static void fetch_reply_error(PasscodeFetch *f, const char *name, const char *fo
         fetch_free(f);
 }
 
-static bool fetch_seed_current(const PasscodeFetch *f, const Procedure *p) {
-        if (!p->have_seed || p->seed_kind != f->kind)
+static bool fetch_seed_current(const PasscodeFetch *f, const ProcedureView *v) {
+        if (!v->have_seed || v->seed_kind != f->kind)
                 return false;
         if (f->kind == PASSCODE_IMMOBILIZER)
-                return memcmp(p->imm_seed, f->imm_seed, sizeof(f->imm_seed)) == 0;
-        return streq(p->sc_vin, f->sc[0]) && streq(p->data1, f->sc[1]) && streq(p->data2, f->sc[2]) &&
-               streq(p->data3, f->sc[3]);
+                return memcmp(v->imm_seed, f->imm_seed, sizeof(f->imm_seed)) == 0;
+        return streq(v->sc_vin, f->sc[0]) && streq(v->data1, f->sc[1]) && streq(v->data2, f->sc[2]) &&
+               streq(v->data3, f->sc[3]);
 }
 
 /* The passcode from the service, to the ECU exactly as SubmitPasscode() sends it. */
@@ -72,12 +72,12 @@ static void fetch_submit(PasscodeFetch *f) {
         Procedure *p = f->procedure;
         int r;
 
-        p->fetch = NULL;
-        if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE || !fetch_seed_current(f, p))
+        procedure_view(p)->fetch = NULL;
+        if (!procedure_is_active(p) || procedure_view(p)->steps[procedure_view(p)->step].end != STEP_END_PASSCODE || !fetch_seed_current(f, procedure_view(p)))
                 return fetch_reply_error(f, IMMOD_ERROR_WRONG_STEP,
                                          "The procedure moved on while the passcode was fetched (now at %s, %s); "
                                          "the passcode was not sent.",
-                                         procedure_step_id(p), journal_state_to_string(p->state));
+                                         procedure_step_id(p), journal_state_to_string(procedure_view(p)->state));
         /* From here the procedure answers the call. */
         r = procedure_submit_passcode(p, f->message, f->passcode, &e);
         if (r < 0) {
@@ -100,22 +100,22 @@ static void on_fetched(const PasscodeResult *res, void *userdata) {
 
         snprintf(f->passcode, sizeof(f->passcode), "%s",
                  json_string_value(json_object_get(res->json, "passcode")) ?: "");
-        log_info("Procedure %" PRIu64 ": passcode fetched from the passcode service (transaction %.40s).", p->id,
+        log_info("Procedure %" PRIu64 ": passcode fetched from the passcode service (transaction %.40s).", procedure_view(p)->id,
                  json_string_value(json_object_get(res->json, "transaction_id")) ?: "?");
-        if (procedure_busy(p) && !p->pending) {
+        if (procedure_polling(p)) {
                 f->ready = true; /* a poll holds the ECU: procedure_bus_run_deferred() sends it */
-                log_debug("Procedure %" PRIu64 ": the fetched passcode waits for the answer to a poll.", p->id);
+                log_debug("Procedure %" PRIu64 ": the fetched passcode waits for the answer to a poll.", procedure_view(p)->id);
                 return;
         }
         fetch_submit(f);
 }
 
-static json_t *fetch_body(PasscodeFetch *f, const Procedure *p, const char *software_version) {
+static json_t *fetch_body(PasscodeFetch *f, const ProcedureView *v, const char *software_version) {
         if (f->kind == PASSCODE_IMMOBILIZER) {
                 char hex[PASSCODE_SEED_SIZE * 2 + 1];
 
                 hex_encode(f->imm_seed, PASSCODE_SEED_SIZE, false, hex);
-                return json_pack("{s:s, s:s, s:s, s:s}", "kind", "immobilizer", "vin", p->vin, "software_version",
+                return json_pack("{s:s, s:s, s:s, s:s}", "kind", "immobilizer", "vin", v->vin, "software_version",
                                  software_version, "seed", hex);
         }
 
@@ -126,15 +126,15 @@ static json_t *fetch_body(PasscodeFetch *f, const Procedure *p, const char *soft
             checkchar_compute(f->sc[3], CHECKCHAR_HEX, &cd[3][0]) < 0)
                 return NULL;
         return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s}}", "kind", "smart-code",
-                         "vin", f->sc[0], "software_version", software_version, "repair_order", p->repair_order,
-                         "customer_last_name", p->customer_last_name, "data1", f->sc[1], "data2", f->sc[2], "data3",
+                         "vin", f->sc[0], "software_version", software_version, "repair_order", v->repair_order,
+                         "customer_last_name", v->customer_last_name, "data1", f->sc[1], "data2", f->sc[2], "data3",
                          f->sc[3], "cd", "vin", cd[0], "data1", cd[1], "data2", cd[2], "data3", cd[3]);
 }
 
 /* Through the procedure's gate: not called once the procedure dropped the request (Cancel,
  * its end), which procedure_fetch_abort() answers. */
 static void on_software_version(Procedure *p, const UdsResponse *resp) {
-        PasscodeFetch *f = p->fetch;
+        PasscodeFetch *f = procedure_view(p)->fetch;
         char sw[SOFTWARE_VERSION_MAX + 1] = "unknown";
         json_t *body;
         int r;
@@ -155,30 +155,30 @@ static void on_software_version(Procedure *p, const UdsResponse *resp) {
                         snprintf(sw, sizeof(sw), "unknown");
         } else
                 log_info("Procedure %" PRIu64 ": the ECU's software version (DID F195) is unknown; asking anyway.",
-                         p->id);
+                         procedure_view(p)->id);
 
-        body = fetch_body(f, p, sw);
+        body = fetch_body(f, procedure_view(p), sw);
         if (!body)
                 return fetch_reply_error(f, SD_BUS_ERROR_IO_ERROR, "The ECU's seed is malformed.");
-        r = passcode_client_fetch(p->daemon->passcode, &f->cred, body, on_fetched, f, &f->call);
+        r = passcode_client_fetch(procedure_daemon(p)->passcode, &f->cred, body, on_fetched, f, &f->call);
         if (r < 0)
                 return fetch_reply_error(f, IMMOD_ERROR_SERVER_UNREACHABLE, "Cannot ask the passcode service: %s.",
                                          strerror(-r));
 }
 
 void procedure_fetch_abort(Procedure *p) {
-        PasscodeFetch *f = p->fetch;
+        PasscodeFetch *f = procedure_view(p)->fetch;
 
         if (!f)
                 return;
-        p->fetch = NULL;
+        procedure_view(p)->fetch = NULL;
         f->procedure = NULL;
         fetch_reply_error(f, IMMOD_ERROR_CANCELLED,
                           procedure_is_active(p) ? "The procedure is being cancelled." : "The procedure is gone.");
 }
 
 void procedure_fetch_ready(Procedure *p) {
-        PasscodeFetch *f = p->fetch;
+        PasscodeFetch *f = procedure_view(p)->fetch;
 
         if (f && f->ready && !procedure_busy(p))
                 fetch_submit(f);
@@ -189,19 +189,19 @@ int procedure_fetch_passcode(Procedure *p, sd_bus_message *msg, const PasscodeCr
         uint8_t req[3] = { UDS_READ_DID };
         int r;
 
-        if (!procedure_is_active(p) || p->steps[p->step].end != STEP_END_PASSCODE)
+        if (!procedure_is_active(p) || procedure_view(p)->steps[procedure_view(p)->step].end != STEP_END_PASSCODE)
                 return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP, "FetchPasscode() does not end the current step.");
-        if (p->fetch || procedure_busy(p) || p->pending || p->cancel || p->readback != READBACK_NONE)
+        if (procedure_view(p)->fetch || !procedure_can_serve(p))
                 return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
                                          "A passcode for this step is being fetched or checked already.");
-        if (!p->daemon->passcode)
+        if (!procedure_daemon(p)->passcode)
                 return sd_bus_error_setf(error, IMMOD_ERROR_SERVER_UNREACHABLE,
                                          "No passcode service is configured; enter the passcode with SubmitPasscode.");
-        if (!p->have_seed)
+        if (!procedure_view(p)->have_seed)
                 return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP,
                                          "No seed is shown now (after a lockout); submit a passcode with "
                                          "SubmitPasscode to get a fresh seed first.");
-        if (p->seed_kind == PASSCODE_SMART_CODE && (!p->repair_order || !p->customer_last_name))
+        if (procedure_view(p)->seed_kind == PASSCODE_SMART_CODE && (!procedure_view(p)->repair_order || !procedure_view(p)->customer_last_name))
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "The passcode service needs the repair order and the customer's last name: "
                                          "start the procedure with the repair_order and customer_last_name options, "
@@ -213,24 +213,24 @@ int procedure_fetch_passcode(Procedure *p, sd_bus_message *msg, const PasscodeCr
         f->procedure = p;
         f->message = sd_bus_message_ref(msg);
         f->cred = *cred;
-        f->kind = p->seed_kind;
-        memcpy(f->imm_seed, p->imm_seed, sizeof(f->imm_seed));
-        snprintf(f->sc[0], sizeof(f->sc[0]), "%s", p->sc_vin);
-        snprintf(f->sc[1], sizeof(f->sc[1]), "%s", p->data1);
-        snprintf(f->sc[2], sizeof(f->sc[2]), "%s", p->data2);
-        snprintf(f->sc[3], sizeof(f->sc[3]), "%s", p->data3);
+        f->kind = procedure_view(p)->seed_kind;
+        memcpy(f->imm_seed, procedure_view(p)->imm_seed, sizeof(f->imm_seed));
+        snprintf(f->sc[0], sizeof(f->sc[0]), "%s", procedure_view(p)->sc_vin);
+        snprintf(f->sc[1], sizeof(f->sc[1]), "%s", procedure_view(p)->data1);
+        snprintf(f->sc[2], sizeof(f->sc[2]), "%s", procedure_view(p)->data2);
+        snprintf(f->sc[3], sizeof(f->sc[3]), "%s", procedure_view(p)->data3);
 
-        put_be16(req + 1, p->profile->dids.software_version);
-        p->fetch = f;
+        put_be16(req + 1, procedure_profile(p)->dids.software_version);
+        procedure_view(p)->fetch = f;
         r = procedure_send(p, req, sizeof(req), on_software_version);
         if (r < 0) {
-                p->fetch = NULL;
+                procedure_view(p)->fetch = NULL;
                 fetch_free(f);
                 return sd_bus_error_setf(error, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot ask the ECU: %s.", strerror(-r));
         }
         f->reading_version = true;
-        log_info("Procedure %" PRIu64 ": fetching the %s passcode from the passcode service for user %s.", p->id,
-                 p->seed_kind == PASSCODE_IMMOBILIZER ? "immobilizer" : "smart code", cred->user);
+        log_info("Procedure %" PRIu64 ": fetching the %s passcode from the passcode service for user %s.", procedure_view(p)->id,
+                 procedure_view(p)->seed_kind == PASSCODE_IMMOBILIZER ? "immobilizer" : "smart code", cred->user);
         return 1; /* answered when the service and the ECU have */
 }
 

@@ -2,6 +2,7 @@
 #include <assert.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <time.h>
 
@@ -9,24 +10,88 @@
 #include "battery-source.h"
 #include "bus-error.h"
 #include "checkchar.h"
+#include "ecu-gate.h"
 #include "hex.h"
+#include "immo-protocol.h"
 #include "log.h"
 #include "manager.h"
 #include "procedure.h"
-#include "ecu-gate.h"
-#include "immo-protocol.h"
 #include "uds-link.h"
 
 #define POLL_INTERVAL_USEC (250 * USEC_PER_MSEC) /* also bounds progress to 4 changes a second */
 #define PROBE_INTERVAL_USEC (1000 * USEC_PER_MSEC)
 
 static const char *const event_names[] = {
-        [EVENT_RECOGNISED] = "registered-key-recognised", [EVENT_REGISTERED] = "key-registered", [EVENT_REJECTED_ERASED] = "rejected-erased",
-        [EVENT_REJECTED_NO_SLOT] = "rejected-no-slot",          [EVENT_REJECTED_ALREADY] = "rejected-already-registered", [EVENT_TIMED_OUT] = "timed-out",
-        [EVENT_KEPT] = "key-kept",                  [EVENT_UNKNOWN_KEY] = "unknown-key",
+        [EVENT_RECOGNISED] = "registered-key-recognised",
+        [EVENT_REGISTERED] = "key-registered",
+        [EVENT_REJECTED_ERASED] = "rejected-erased",
+        [EVENT_REJECTED_NO_SLOT] = "rejected-no-slot",
+        [EVENT_REJECTED_ALREADY] = "rejected-already-registered",
+        [EVENT_TIMED_OUT] = "timed-out",
+        [EVENT_KEPT] = "key-kept",
+        [EVENT_UNKNOWN_KEY] = "unknown-key",
 };
 
-static const char *const fail_reasons[] = { "none", "the battery voltage fell too low", "an internal ECU error" };
+static const char *const fail_reasons[] = {
+        [RESET_FAIL_NONE] = "none",
+        [RESET_FAIL_VOLTAGE] = "the battery voltage fell too low",
+        [RESET_FAIL_INTERNAL] = "an internal ECU error",
+};
+
+/* The engine's own state, after what the bus shows (procedure.h). */
+struct Procedure {
+        ProcedureView view; /* first: the bus's object pointer is both */
+        Manager *manager;
+        Daemon *daemon;
+        const VehicleProfile *profile;
+        char passcode[PASSCODE_SMART_CODE_LEN + 1]; /* normalised, until sent; wiped on every path */
+
+        int keys_before;
+        BatteryTrace *battery_trace; /* every reading while the procedure runs */
+        BatteryState battery_state;  /* as last told by the battery watch */
+        usec_t battery_emit_at;      /* BatteryMinimum: at most 4 PropertiesChanged a second */
+        unsigned passcode_attempts;
+        int reg_mode; /* A102 mode, 0 when none started */
+        EcuOpen open;
+        bool reset_sent; /* 31 01 A101 left (journalled): the reset may run */
+        bool erase_sent; /* 31 02 A103 left (journalled): keys may be deleted */
+        const char *stopped_at; /* the step a restart interrupted (static step table) */
+        bool rejected; /* the seed being fetched follows a wrong passcode */
+
+        EcuGate *gate; /* one ECU request at a time, dropped when the procedure ends (ecu-gate.h) */
+        sd_bus_message *pending; /* the method call answered when the chain ends */
+        sd_bus_message *cancel;  /* Cancel(), answered once nothing is in flight and all is closed */
+        Readback readback;
+        unsigned a002_state;     /* as read back */
+        unsigned close_tries;
+        int a101_status;         /* as read back; -1: unknown */
+        char readback_note[256]; /* what the readback found, for the prompt and the record */
+        sd_event_source *poll;
+        bool asleep;
+        usec_t last_probe;
+};
+
+_Static_assert(offsetof(struct Procedure, view) == 0, "a Procedure starts with its view");
+
+Daemon *procedure_daemon(const Procedure *p) {
+        return p->daemon;
+}
+
+Manager *procedure_manager(const Procedure *p) {
+        return p->manager;
+}
+
+const VehicleProfile *procedure_profile(const Procedure *p) {
+        return p->profile;
+}
+
+bool procedure_can_serve(const Procedure *p) {
+        return !p->cancel && p->readback == READBACK_NONE && !p->pending && !procedure_busy(p);
+}
+
+bool procedure_polling(const Procedure *p) {
+        return procedure_busy(p) && !p->pending && !p->cancel;
+}
 
 /* The owner's flags of a request through the gate (ecu-gate.h). */
 enum {
@@ -41,15 +106,15 @@ static void readback(Procedure *p, Readback why);
 static void finish(Procedure *p, JournalState state, const char *error, const char *fmt, ...) _printf_(4, 5);
 
 const char *procedure_step_id(const Procedure *p) {
-        return p->steps[p->step].id;
+        return p->view.steps[p->view.step].id;
 }
 
 bool procedure_is_active(const Procedure *p) {
-        return p->state == JOURNAL_STATE_RUNNING || p->state == JOURNAL_STATE_WAITING;
+        return p->view.state == JOURNAL_STATE_RUNNING || p->view.state == JOURNAL_STATE_WAITING;
 }
 
 static const StepInfo *step_info(const Procedure *p) {
-        return &p->steps[p->step];
+        return &p->view.steps[p->view.step];
 }
 
 bool procedure_busy(const Procedure *p) {
@@ -58,45 +123,45 @@ bool procedure_busy(const Procedure *p) {
 
 static void set_prompt(Procedure *p, const char *fmt, ...) _printf_(2, 3);
 static void set_prompt(Procedure *p, const char *fmt, ...) {
-        char buf[sizeof(p->prompt)];
+        char buf[sizeof(p->view.prompt)];
         va_list ap;
 
         va_start(ap, fmt);
         vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
-        if (streq(buf, p->prompt))
+        if (streq(buf, p->view.prompt))
                 return;
-        memcpy(p->prompt, buf, sizeof(buf));
-        p->dirty |= PROP_PROMPT;
+        memcpy(p->view.prompt, buf, sizeof(buf));
+        p->view.dirty |= PROP_PROMPT;
 }
 
 static void set_uint(Procedure *p, unsigned *field, unsigned v, unsigned prop) {
         if (*field == v)
                 return;
         *field = v;
-        p->dirty |= prop;
+        p->view.dirty |= prop;
 }
 
 static void set_state(Procedure *p, JournalState s) {
-        if (p->state == s)
+        if (p->view.state == s)
                 return;
-        p->state = s;
-        p->dirty |= PROP_STATE;
+        p->view.state = s;
+        p->view.dirty |= PROP_STATE;
 }
 
 static void clear_seed(Procedure *p) {
-        if (!p->have_seed)
+        if (!p->view.have_seed)
                 return;
-        p->have_seed = false;
-        p->dirty |= PROP_SEED;
+        p->view.have_seed = false;
+        p->view.dirty |= PROP_SEED;
 }
 
 static void note_battery(Procedure *p, double v) {
         if (isnan(v))
                 return;
-        if (isnan(p->battery_min) || v < p->battery_min) {
-                p->battery_min = v;
-                p->dirty |= PROP_BATTERY_MIN;
+        if (isnan(p->view.battery_min) || v < p->view.battery_min) {
+                p->view.battery_min = v;
+                p->view.dirty |= PROP_BATTERY_MIN;
         }
 }
 
@@ -106,7 +171,7 @@ void procedure_battery_sample(Procedure *p, double volts, usec_t now) {
         if (p->battery_trace)
                 (void) battery_trace_add(p->battery_trace, volts, now);
         note_battery(p, volts);
-        if ((p->dirty & PROP_BATTERY_MIN) &&
+        if ((p->view.dirty & PROP_BATTERY_MIN) &&
             (p->battery_emit_at == 0 || now >= p->battery_emit_at + BATTERY_NOTIFY_INTERVAL_USEC)) {
                 p->battery_emit_at = now;
                 procedure_bus_emit(p);
@@ -124,7 +189,7 @@ void procedure_battery_state(Procedure *p, BatteryState s) {
         if (s != BATTERY_STATE_CRITICAL) {
                 /* recovered: the reset's own prompt again */
                 if (resetting && before == BATTERY_STATE_CRITICAL) {
-                        set_prompt(p, "%s", p->steps[p->step].prompt);
+                        set_prompt(p, "%s", p->view.steps[p->view.step].prompt);
                         procedure_bus_emit(p);
                 }
                 return;
@@ -135,14 +200,14 @@ void procedure_battery_state(Procedure *p, BatteryState s) {
                  * "attaching a battery charger may be necessary"). */
                 log_warning("Procedure %" PRIu64 ": the battery is critical (%.2f V, below %.2f V) during the "
                             "reset; the ECU fails the reset below 9 V.",
-                            p->id, battery_monitor_voltage(battery_watch_monitor(manager_battery(p->manager))),
+                            p->view.id, battery_monitor_voltage(battery_watch_monitor(manager_battery(p->manager))),
                             p->profile->battery.warn_below_v);
                 set_prompt(p, "The battery is critically low during the reset: connect a battery charger (or the "
                               "power supply, holding 13.5 V) now. The reset goes on: do not switch anything off "
                               "or disconnect; the ECU fails the reset below 9 V.");
                 procedure_bus_emit(p);
         } else
-                log_warning("Procedure %" PRIu64 ": the battery is critical (below %.2f V).", p->id,
+                log_warning("Procedure %" PRIu64 ": the battery is critical (below %.2f V).", p->view.id,
                             p->profile->battery.warn_below_v);
 }
 
@@ -150,28 +215,28 @@ void procedure_battery_state(Procedure *p, BatteryState s) {
 
 static int journal(Procedure *p, const char *sent_command) {
         JournalRecord rec = {
-                .id = p->id,
-                .kind = p->kind,
-                .vin = p->vin,
+                .id = p->view.id,
+                .kind = p->view.kind,
+                .vin = p->view.vin,
                 .profile = p->profile->name,
-                .owner = p->owner,
-                .technician = p->technician,
-                .repair_order = p->repair_order,
-                .customer_last_name = p->customer_last_name,
-                .created = p->created,
+                .owner = p->view.owner,
+                .technician = p->view.technician,
+                .repair_order = p->view.repair_order,
+                .customer_last_name = p->view.customer_last_name,
+                .created = p->view.created,
                 .step = procedure_step_id(p),
                 .sent_command = (char *) sent_command,
                 .sent_at = sent_command ? now_usec(CLOCK_REALTIME) : 0,
                 .keys_before = p->keys_before,
-                .battery_min = p->battery_min,
+                .battery_min = p->view.battery_min,
                 .passcode_attempts = MIN(p->passcode_attempts, JOURNAL_ATTEMPTS_MAX),
-                .state = p->state,
+                .state = p->view.state,
         };
         int r;
 
         r = journal_write(p->daemon->config.state_dir, &rec);
         if (r < 0)
-                log_error_errno(r, "Procedure %" PRIu64 ": failed to write the journal: %m", p->id);
+                log_error_errno(r, "Procedure %" PRIu64 ": failed to write the journal: %m", p->view.id);
         return r;
 }
 
@@ -238,7 +303,7 @@ static void went_to_sleep(Procedure *p) {
                 snprintf(p->readback_note, sizeof(p->readback_note),
                          "the ECU fell asleep, which ends registration mode and the erasure window; the key count "
                          "is the one read last (%u).",
-                         p->registered);
+                         p->view.registered);
                 p->a002_state = 0;
                 decide_cancel(p);
                 return;
@@ -368,7 +433,7 @@ static bool answer_ok(Procedure *p, const UdsResponse *r, size_t min, const char
         }
         if (r->nrc != 0) {
                 uds_nrc_describe(r->sid, r->nrc, text, sizeof(text));
-                log_info("Procedure %" PRIu64 ": %s: %s", p->id, what, text);
+                log_info("Procedure %" PRIu64 ": %s: %s", p->view.id, what, text);
                 reply_error(p, IMMOD_ERROR_ECU_REFUSED, "%s: %s.", what, text);
                 return false;
         }
@@ -382,11 +447,11 @@ static bool answer_ok(Procedure *p, const UdsResponse *r, size_t min, const char
 /* Key status (A001) */
 
 static void keys_from_a001(Procedure *p, const uint8_t *d) {
-        set_uint(p, &p->registered, d[0], PROP_KEYS);
-        set_uint(p, &p->available, d[1], PROP_KEYS);
-        set_uint(p, &p->max, d[2], PROP_KEYS);
-        if (p->declared > 0)
-                set_uint(p, &p->to_delete, p->registered >= p->declared ? p->registered - p->declared : 0, PROP_KEYS);
+        set_uint(p, &p->view.registered, d[0], PROP_KEYS);
+        set_uint(p, &p->view.available, d[1], PROP_KEYS);
+        set_uint(p, &p->view.max, d[2], PROP_KEYS);
+        if (p->view.declared > 0)
+                set_uint(p, &p->view.to_delete, p->view.registered >= p->view.declared ? p->view.registered - p->view.declared : 0, PROP_KEYS);
 }
 
 /* Seeds */
@@ -395,20 +460,20 @@ static void on_a004(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 7, "Reading the security attempts (DID A004)"))
                 return;
         const uint8_t *d = r->data + 3;
-        set_uint(p, &p->attempts_left, p->seed_kind == PASSCODE_IMMOBILIZER ? d[0] : d[1], PROP_ATTEMPTS);
-        set_uint(p, &p->lockout_s, be16(d + 2), PROP_LOCKOUT);
-        if (!p->have_seed && p->lockout_s > 0) {
+        set_uint(p, &p->view.attempts_left, p->view.seed_kind == PASSCODE_IMMOBILIZER ? d[0] : d[1], PROP_ATTEMPTS);
+        set_uint(p, &p->view.lockout_s, be16(d + 2), PROP_LOCKOUT);
+        if (!p->view.have_seed && p->view.lockout_s > 0) {
                 /* The ECU refused the seed: still locked out. The poll watches the lockout and
                  * asks for a seed once it is over. */
                 set_prompt(p, "Too many wrong passcodes: the ECU is locked out for %u more seconds. immod asks "
                               "for a new seed when the lockout is over.",
-                           p->lockout_s);
+                           p->view.lockout_s);
                 if (p->pending && sd_bus_message_is_method_call(p->pending, NULL, "SubmitPasscode")) {
                         p->rejected = false;
                         reply_error(p, IMMOD_ERROR_LOCKED_OUT,
                                     "The ECU is locked out for %u more seconds after too many wrong passcodes; "
                                     "the passcode was not sent. A new seed is shown when the lockout is over.",
-                                    p->lockout_s);
+                                    p->view.lockout_s);
                         return;
                 }
         }
@@ -417,7 +482,7 @@ static void on_a004(Procedure *p, const UdsResponse *r) {
                 reply_error(p, IMMOD_ERROR_PASSCODE_REJECTED,
                             "The ECU rejected the passcode; %u attempt(s) left before it locks out. A new seed is "
                             "shown: get the passcode for it.",
-                            p->attempts_left);
+                            p->view.attempts_left);
                 return;
         }
         reply_ok(p);
@@ -429,29 +494,29 @@ static void on_seed(Procedure *p, const UdsResponse *r) {
                 /* the A004 answer sets LockoutSeconds; the caller learns it from there */
                 return;
         }
-        if (p->seed_kind == PASSCODE_IMMOBILIZER) {
+        if (p->view.seed_kind == PASSCODE_IMMOBILIZER) {
                 if (!answer_ok(p, r, 2 + PASSCODE_SEED_SIZE, "Requesting the immobilizer seed"))
                         return;
-                memcpy(p->imm_seed, r->data + 2, PASSCODE_SEED_SIZE);
+                memcpy(p->view.imm_seed, r->data + 2, PASSCODE_SEED_SIZE);
         } else {
                 char hex[13];
                 if (!answer_ok(p, r, 2 + 17 + 6 + 6 + 4, "Requesting the smart code seed"))
                         return;
                 const uint8_t *d = r->data + 2;
-                memcpy(p->sc_vin, d, 17);
-                p->sc_vin[17] = 0;
+                memcpy(p->view.sc_vin, d, 17);
+                p->view.sc_vin[17] = 0;
                 hex_encode(d + 17, 6, true, hex);
-                memcpy(p->data1, hex + 1, PASSCODE_DATA1_LEN + 1); /* the top 4 bits are zero */
-                hex_encode(d + 23, 6, true, p->data2);
-                hex_encode(d + 29, 4, true, p->data3);
+                memcpy(p->view.data1, hex + 1, PASSCODE_DATA1_LEN + 1); /* the top 4 bits are zero */
+                hex_encode(d + 23, 6, true, p->view.data2);
+                hex_encode(d + 29, 4, true, p->view.data3);
         }
-        p->have_seed = true;
-        p->dirty |= PROP_SEED;
+        p->view.have_seed = true;
+        p->view.dirty |= PROP_SEED;
         read_did(p, p->profile->dids.security_attempts, on_a004);
 }
 
 static void request_seed(Procedure *p) {
-        uint8_t req[2] = { UDS_SECURITY_ACCESS, p->seed_kind == PASSCODE_IMMOBILIZER ? SECURITY_LEVEL_IMMOBILIZER : SECURITY_LEVEL_SMART_CODE };
+        uint8_t req[2] = { UDS_SECURITY_ACCESS, p->view.seed_kind == PASSCODE_IMMOBILIZER ? SECURITY_LEVEL_IMMOBILIZER : SECURITY_LEVEL_SMART_CODE };
         clear_seed(p);
         send_or_fail(p, req, sizeof(req), on_seed);
 }
@@ -460,14 +525,14 @@ static void request_seed(Procedure *p) {
  * seed is shown as soon as the lockout is over, without another call. */
 static void on_lockout_poll(Procedure *p, const UdsResponse *r) {
         /* a Cancel may have come while the answer was on its way */
-        if (!procedure_is_active(p) || r->nrc != 0 || !r->data || r->size < 7 || p->have_seed)
+        if (!procedure_is_active(p) || r->nrc != 0 || !r->data || r->size < 7 || p->view.have_seed)
                 return;
         const uint8_t *d = r->data + 3;
-        set_uint(p, &p->attempts_left, p->seed_kind == PASSCODE_IMMOBILIZER ? d[0] : d[1], PROP_ATTEMPTS);
-        set_uint(p, &p->lockout_s, be16(d + 2), PROP_LOCKOUT);
-        if (p->lockout_s == 0) {
-                log_info("Procedure %" PRIu64 ": the ECU's lockout is over; asking for a new seed.", p->id);
-                set_prompt(p, "The lockout is over. %s", p->steps[p->step].prompt);
+        set_uint(p, &p->view.attempts_left, p->view.seed_kind == PASSCODE_IMMOBILIZER ? d[0] : d[1], PROP_ATTEMPTS);
+        set_uint(p, &p->view.lockout_s, be16(d + 2), PROP_LOCKOUT);
+        if (p->view.lockout_s == 0) {
+                log_info("Procedure %" PRIu64 ": the ECU's lockout is over; asking for a new seed.", p->view.id);
+                set_prompt(p, "The lockout is over. %s", p->view.steps[p->view.step].prompt);
                 request_seed(p);
         }
         procedure_bus_emit(p);
@@ -485,16 +550,16 @@ static void handle_events(Procedure *p, const uint8_t *ev, size_t n_events) {
                 else if (e == EVENT_REGISTERED)
                         beeps = p->reg_mode == REGISTRATION_MODE_AFTER_RESET ? 1 : 2;
                 if (e == EVENT_REGISTERED)
-                        set_uint(p, &p->added, p->added + 1, PROP_KEYS);
+                        set_uint(p, &p->view.added, p->view.added + 1, PROP_KEYS);
                 if (e == EVENT_KEPT)
-                        set_uint(p, &p->touched, p->touched + 1, PROP_KEYS);
+                        set_uint(p, &p->view.touched, p->view.touched + 1, PROP_KEYS);
                 procedure_bus_emit_key_event(p, e < ELEMENTSOF(event_names) && event_names[e] ? event_names[e] : "unknown-key",
                                              slot, beeps);
                 /* the registered key recognised ends the step that waits for it */
                 if (e == EVENT_RECOGNISED && procedure_is_active(p) && !p->cancel && p->readback == READBACK_NONE &&
                     step_info(p)->end == STEP_END_ECU_EVENT &&
                     step_info(p)->enter == ENTER_REGISTRATION_MODE_1)
-                        enter_step(p, p->step + 1);
+                        enter_step(p, p->view.step + 1);
         }
 }
 
@@ -510,11 +575,11 @@ static void on_a101_results(Procedure *p, const UdsResponse *r) {
         const uint8_t *d = r->data + 4;
         unsigned status = d[0], progress = MIN(d[1], 100U), remaining = be16(d + 2), reason = d[4];
 
-        set_uint(p, &p->percentage, procedure_percentage(p->kind, p->step, progress * 10), PROP_PERCENTAGE);
-        set_uint(p, &p->remaining_s, remaining, PROP_REMAINING);
+        set_uint(p, &p->view.percentage, procedure_percentage(p->view.kind, p->view.step, progress * 10), PROP_PERCENTAGE);
+        set_uint(p, &p->view.remaining_s, remaining, PROP_REMAINING);
         if (status == RESET_SUCCEEDED) {
                 p->open = ECU_OPEN_NOTHING;
-                set_uint(p, &p->remaining_s, 0, PROP_REMAINING);
+                set_uint(p, &p->view.remaining_s, 0, PROP_REMAINING);
                 read_did(p, p->profile->dids.key_status, on_final_keys);
         } else if (status == RESET_FAILED) {
                 p->open = ECU_OPEN_NOTHING;
@@ -534,12 +599,12 @@ static void on_a102_started(Procedure *p, const UdsResponse *r);
 static void restart_registration_mode(Procedure *p) {
         unsigned timeout_s = p->profile->durations.registration_timeout_s;
 
-        log_info("Procedure %" PRIu64 ": registration mode ended by the ECU's idle timeout; restarting it.", p->id);
+        log_info("Procedure %" PRIu64 ": registration mode ended by the ECU's idle timeout; restarting it.", p->view.id);
         p->open = ECU_OPEN_NOTHING;
         if (p->reg_mode == REGISTRATION_MODE_ADD) {
                 /* Mode 1 starts again by waiting for a registered key: back to that step, which
                  * starts the mode again. */
-                enter_step(p, (size_t) procedure_step_entering(p->kind, ENTER_REGISTRATION_MODE_1));
+                enter_step(p, (size_t) procedure_step_entering(p->view.kind, ENTER_REGISTRATION_MODE_1));
                 set_prompt(p, "Registration mode ended after %u seconds without a touch; immod started it again. "
                               "Touch the engine switch with the registered key first.",
                            timeout_s);
@@ -556,8 +621,8 @@ static void on_a102_results(Procedure *p, const UdsResponse *r) {
         const uint8_t *d = r->data + 4;
         unsigned status = d[0], n = d[3];
 
-        set_uint(p, &p->registered, d[1], PROP_KEYS);
-        set_uint(p, &p->available, d[2], PROP_KEYS);
+        set_uint(p, &p->view.registered, d[1], PROP_KEYS);
+        set_uint(p, &p->view.available, d[2], PROP_KEYS);
         if (r->size < 8 + 6 * (size_t) n)
                 n = (unsigned) ((r->size - 8) / 6);
         handle_events(p, d + 4, n);
@@ -570,14 +635,14 @@ static void on_a102_results(Procedure *p, const UdsResponse *r) {
         }
 
         if (step_info(p)->enter == ENTER_REGISTRATION_MODE_2) { /* touch-new-keys */
-                bool one_done = p->reg_mode == REGISTRATION_MODE_ADD && p->added > 0;
-                bool full = p->reg_mode == REGISTRATION_MODE_AFTER_RESET && p->available == 0;
+                bool one_done = p->reg_mode == REGISTRATION_MODE_ADD && p->view.added > 0;
+                bool full = p->reg_mode == REGISTRATION_MODE_AFTER_RESET && p->view.available == 0;
                 /* In mode 2 only Finish or full slots end the step: an idle timeout after some
                  * keys restarts registration mode like any other (dbus-api.md). */
                 if (one_done || full) {
                         if (status != REG_ENDED) /* mode 2 with full slots: the ECU may still wait */
                                 p->open = ECU_OPEN_REGISTRATION;
-                        enter_step(p, p->step + 1);
+                        enter_step(p, p->view.step + 1);
                         procedure_bus_emit(p);
                         return;
                 }
@@ -593,20 +658,20 @@ static void on_a103_results(Procedure *p, const UdsResponse *r) {
         const uint8_t *d = r->data + 4;
         unsigned status = d[0], n = d[5];
 
-        set_uint(p, &p->to_delete, d[2], PROP_KEYS);
-        set_uint(p, &p->remaining_s, (be16(d + 3) + 999) / 1000, PROP_REMAINING);
+        set_uint(p, &p->view.to_delete, d[2], PROP_KEYS);
+        set_uint(p, &p->view.remaining_s, (be16(d + 3) + 999) / 1000, PROP_REMAINING);
         if (status == ERASE_OPEN && !p->cancel) {
                 /* the ECU's own clock (scaled in the simulator) decides when the window ends */
                 usec_t end = now_usec(CLOCK_REALTIME) + (usec_t) be16(d + 3) * USEC_PER_MSEC;
-                if (end > p->deadline + 500 * USEC_PER_MSEC || end + 500 * USEC_PER_MSEC < p->deadline) {
-                        p->deadline = end;
-                        p->dirty |= PROP_DEADLINE;
+                if (end > p->view.deadline + 500 * USEC_PER_MSEC || end + 500 * USEC_PER_MSEC < p->view.deadline) {
+                        p->view.deadline = end;
+                        p->view.dirty |= PROP_DEADLINE;
                 }
         }
         if (r->size < 10 + 6 * (size_t) n)
                 n = (unsigned) ((r->size - 10) / 6);
         handle_events(p, d + 6, n);
-        set_uint(p, &p->touched, d[1], PROP_KEYS);
+        set_uint(p, &p->view.touched, d[1], PROP_KEYS);
         if (status != ERASE_OPEN)
                 p->open = ECU_OPEN_NOTHING;
         if (p->cancel || p->readback != READBACK_NONE || !procedure_is_active(p)) {
@@ -640,7 +705,7 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
                 routine(p, ROUTINE_RESULTS, p->profile->rids.key_registration, -1, on_a102_results);
         else if (st->poll == POLL_ERASURE && p->open == ECU_OPEN_ERASURE)
                 routine(p, ROUTINE_RESULTS, p->profile->rids.key_erasure, -1, on_a103_results);
-        else if (st->end == STEP_END_PASSCODE && !p->have_seed && p->lockout_s > 0 &&
+        else if (st->end == STEP_END_PASSCODE && !p->view.have_seed && p->view.lockout_s > 0 &&
                  usec >= p->last_probe + PROBE_INTERVAL_USEC) {
                 p->last_probe = usec;
                 read_did(p, p->profile->dids.security_attempts, on_lockout_poll);
@@ -670,8 +735,8 @@ static void on_a103_started(Procedure *p, const UdsResponse *r) {
                 return;
         }
         p->open = ECU_OPEN_ERASURE;
-        p->deadline = now_usec(CLOCK_REALTIME) + (usec_t) p->profile->durations.erasure_window_s * USEC_PER_SEC;
-        p->dirty |= PROP_DEADLINE;
+        p->view.deadline = now_usec(CLOCK_REALTIME) + (usec_t) p->profile->durations.erasure_window_s * USEC_PER_SEC;
+        p->view.dirty |= PROP_DEADLINE;
         reply_ok(p);
 }
 
@@ -679,8 +744,8 @@ static void on_a001_slots(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 6, "Reading the key status (DID A001)"))
                 return;
         keys_from_a001(p, r->data + 3);
-        set_prompt(p, "%u keys are registered and %u of %u slots are free. %s", p->registered, p->available, p->max,
-                   p->available == 0 ? "No slot is free: no key can be added." : "Confirm to continue.");
+        set_prompt(p, "%u keys are registered and %u of %u slots are free. %s", p->view.registered, p->view.available, p->view.max,
+                   p->view.available == 0 ? "No slot is free: no key can be added." : "Confirm to continue.");
         reply_ok(p);
 }
 
@@ -689,10 +754,10 @@ static void request_seed(Procedure *p);
 static void do_enter(Procedure *p, StepEnter what) {
         switch (what) {
         case ENTER_IMMOBILIZER_SEED:
-                p->seed_kind = PASSCODE_IMMOBILIZER;
+                p->view.seed_kind = PASSCODE_IMMOBILIZER;
                 return request_seed(p);
         case ENTER_SMART_CODE_SEED:
-                p->seed_kind = PASSCODE_SMART_CODE;
+                p->view.seed_kind = PASSCODE_SMART_CODE;
                 return request_seed(p);
         case ENTER_READ_SLOTS:
                 return read_did(p, p->profile->dids.key_status, on_a001_slots);
@@ -705,7 +770,7 @@ static void do_enter(Procedure *p, StepEnter what) {
                 p->reg_mode = REGISTRATION_MODE_AFTER_RESET;
                 return routine_journalled(p, ROUTINE_START, p->profile->rids.key_registration, REGISTRATION_MODE_AFTER_RESET, on_a102_started);
         case ENTER_ERASURE_WINDOW:
-                return routine_journalled(p, ROUTINE_START, p->profile->rids.key_erasure, (int) p->declared, on_a103_started);
+                return routine_journalled(p, ROUTINE_START, p->profile->rids.key_erasure, (int) p->view.declared, on_a103_started);
         case ENTER_FINAL_KEYS:
                 return read_did(p, p->profile->dids.key_status, on_final_keys);
         case ENTER_NOTHING:
@@ -718,20 +783,20 @@ static void enter_step(Procedure *p, size_t idx) {
         const StepInfo *s;
 
         /* a step for a registered key is skipped when none is registered (mode 2) */
-        if (idx < p->n_steps && p->steps[idx].needs_key && p->registered == 0)
+        if (idx < p->view.n_steps && p->view.steps[idx].needs_key && p->view.registered == 0)
                 idx++;
-        assert(idx < p->n_steps);
-        s = &p->steps[idx];
+        assert(idx < p->view.n_steps);
+        s = &p->view.steps[idx];
 
-        p->step = idx;
-        p->dirty |= PROP_STEP;
+        p->view.step = idx;
+        p->view.dirty |= PROP_STEP;
         clear_seed(p);
-        if (p->deadline) {
-                p->deadline = 0;
-                p->dirty |= PROP_DEADLINE;
+        if (p->view.deadline) {
+                p->view.deadline = 0;
+                p->view.dirty |= PROP_DEADLINE;
         }
-        set_uint(p, &p->remaining_s, 0, PROP_REMAINING);
-        set_uint(p, &p->percentage, procedure_percentage(p->kind, idx, 0), PROP_PERCENTAGE);
+        set_uint(p, &p->view.remaining_s, 0, PROP_REMAINING);
+        set_uint(p, &p->view.percentage, procedure_percentage(p->view.kind, idx, 0), PROP_PERCENTAGE);
         set_state(p, s->waiting ? JOURNAL_STATE_WAITING : JOURNAL_STATE_RUNNING);
         set_prompt(p, "%s", s->prompt);
         (void) journal(p, NULL);
@@ -787,70 +852,70 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
                 va_end(ap);
         }
         if (state == JOURNAL_STATE_SUCCEEDED) {
-                p->step = p->n_steps - 1;
-                p->dirty |= PROP_STEP;
-                set_uint(p, &p->percentage, 100, PROP_PERCENTAGE);
+                p->view.step = p->view.n_steps - 1;
+                p->view.dirty |= PROP_STEP;
+                set_uint(p, &p->view.percentage, 100, PROP_PERCENTAGE);
                 if (msg[0])
                         set_prompt(p, "%s", msg);
                 else
                         set_prompt(p, "%s", step_info(p)->prompt);
         } else {
-                free(p->error);
-                free(p->error_message);
-                p->error = strdup(error ?: IMMOD_ERROR_CANCELLED);
-                p->error_message = strdup(msg);
-                p->dirty |= PROP_ERROR;
+                free(p->view.error);
+                free(p->view.error_message);
+                p->view.error = strdup(error ?: IMMOD_ERROR_CANCELLED);
+                p->view.error_message = strdup(msg);
+                p->view.dirty |= PROP_ERROR;
                 set_prompt(p, "%s", msg);
         }
         explicit_bzero(p->passcode, sizeof(p->passcode));
         clear_seed(p);
-        set_uint(p, &p->remaining_s, 0, PROP_REMAINING);
-        if (p->deadline) {
-                p->deadline = 0;
-                p->dirty |= PROP_DEADLINE;
+        set_uint(p, &p->view.remaining_s, 0, PROP_REMAINING);
+        if (p->view.deadline) {
+                p->view.deadline = 0;
+                p->view.dirty |= PROP_DEADLINE;
         }
         set_state(p, state);
         /* nothing of an ended procedure acts any more: its requests are dropped */
         ecu_gate_drop(p->gate);
         p->poll = sd_event_source_disable_unref(p->poll);
         uds_link_set_tester_present(p->daemon->link, 0);
-        log_info("Procedure %" PRIu64 " (%s) %s%s%s", p->id, procedure_kind_to_string(p->kind),
+        log_info("Procedure %" PRIu64 " (%s) %s%s%s", p->view.id, procedure_kind_to_string(p->view.kind),
                  journal_state_to_string(state), msg[0] ? ": " : ".", msg);
 
         AuditRecord a = {
-                .id = p->id,
-                .uid = p->owner,
-                .technician = p->technician,
+                .id = p->view.id,
+                .uid = p->view.owner,
+                .technician = p->view.technician,
                 .time = now_usec(CLOCK_REALTIME),
-                .created = p->created,
-                .kind = p->kind,
-                .vin = p->vin,
+                .created = p->view.created,
+                .kind = p->view.kind,
+                .vin = p->view.vin,
                 .profile = (char *) p->profile->name,
-                .repair_order = p->repair_order,
+                .repair_order = p->view.repair_order,
                 .result = state == JOURNAL_STATE_SUCCEEDED ? AUDIT_SUCCEEDED :
                           state == JOURNAL_STATE_CANCELLED ? AUDIT_CANCELLED : AUDIT_FAILED,
-                .error = state == JOURNAL_STATE_SUCCEEDED ? NULL : p->error,
+                .error = state == JOURNAL_STATE_SUCCEEDED ? NULL : p->view.error,
                 .keys_before = p->keys_before,
-                .keys_after = p->max > 0 || p->registered > 0 ? (int) p->registered : -1,
-                .battery_min = p->battery_min,
+                .keys_after = p->view.max > 0 || p->view.registered > 0 ? (int) p->view.registered : -1,
+                .battery_min = p->view.battery_min,
                 .passcode_attempts = p->passcode_attempts,
         };
         a.trace = trace_points(p, &a.n_trace);
         r = audit_append(p->daemon->config.state_dir, &a);
         free(a.trace);
         if (r < 0)
-                log_error_errno(r, "Procedure %" PRIu64 ": failed to append the audit record: %m", p->id);
+                log_error_errno(r, "Procedure %" PRIu64 ": failed to append the audit record: %m", p->view.id);
         else {
-                r = journal_remove(p->daemon->config.state_dir, p->id);
+                r = journal_remove(p->daemon->config.state_dir, p->view.id);
                 if (r < 0)
-                        log_warning_errno(r, "Procedure %" PRIu64 ": failed to remove the journal: %m", p->id);
+                        log_warning_errno(r, "Procedure %" PRIu64 ": failed to remove the journal: %m", p->view.id);
         }
 
         if (p->pending) {
                 if (state == JOURNAL_STATE_SUCCEEDED && !p->cancel)
                         reply_ok(p);
                 else
-                        reply_error(p, p->error ?: IMMOD_ERROR_CANCELLED, "%s",
+                        reply_error(p, p->view.error ?: IMMOD_ERROR_CANCELLED, "%s",
                                     msg[0] ? msg : "The procedure has ended.");
         }
         if (p->cancel) {
@@ -889,7 +954,7 @@ static void rb_on_keys(Procedure *p, const UdsResponse *r) {
         if (r->error == 0 && r->nrc == 0 && r->size >= 6)
                 keys_from_a001(p, r->data + 3);
         else
-                log_warning("Procedure %" PRIu64 ": the key status (DID A001) could not be read back.", p->id);
+                log_warning("Procedure %" PRIu64 ": the key status (DID A001) could not be read back.", p->view.id);
         rb_decide(p);
 }
 
@@ -907,7 +972,7 @@ static void rb_on_session(Procedure *p, const UdsResponse *r) {
                 unsigned ms = p->daemon->config.tester_present_ms ?: p->profile->timing.tester_present_ms;
                 uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
         }
-        if (p->kind == PROCEDURE_IMMOBILIZER_RESET)
+        if (p->view.kind == PROCEDURE_IMMOBILIZER_RESET)
                 routine(p, ROUTINE_RESULTS, p->profile->rids.smart_code_reset, -1, rb_on_a101);
         else
                 rb_keys(p);
@@ -932,7 +997,7 @@ static void rb_on_verify(Procedure *p, const UdsResponse *r) {
                 snprintf(p->readback_note, sizeof(p->readback_note),
                          "The ECU still reports %s after %u attempts to end it.",
                          s == IMMOBILIZER_REGISTRATION ? "registration mode open" : "the erasure window open", p->close_tries);
-                log_error("Procedure %" PRIu64 ": %s", p->id, p->readback_note);
+                log_error("Procedure %" PRIu64 ": %s", p->view.id, p->readback_note);
         } else {
                 p->open = ECU_OPEN_NOTHING;
                 p->a002_state = s == 0xff ? p->a002_state : s;
@@ -950,7 +1015,7 @@ static void rb_close(Procedure *p) {
         static const uint8_t default_session[2] = { UDS_SESSION_CONTROL, 0x01 };
 
         p->close_tries++;
-        log_info("Procedure %" PRIu64 ": ending %s in the ECU.", p->id,
+        log_info("Procedure %" PRIu64 ": ending %s in the ECU.", p->view.id,
                  p->a002_state == IMMOBILIZER_REGISTRATION ? "registration mode" : "the erasure window");
         send_or_fail(p, default_session, sizeof(default_session), rb_on_default_session);
 }
@@ -971,7 +1036,7 @@ static void rb_on_state(Procedure *p, const UdsResponse *r) {
 
         p->a002_state = known ? r->data[3] : 0xff;
         if (!known)
-                log_warning("Procedure %" PRIu64 ": the immobilizer state (DID A002) could not be read back.", p->id);
+                log_warning("Procedure %" PRIu64 ": the immobilizer state (DID A002) could not be read back.", p->view.id);
         if (p->a002_state == IMMOBILIZER_REGISTRATION)
                 routine(p, ROUTINE_RESULTS, p->profile->rids.key_registration, -1, rb_on_results);
         else if (p->a002_state == IMMOBILIZER_ERASURE)
@@ -994,7 +1059,7 @@ static void readback(Procedure *p, Readback why) {
         clear_seed(p);
         set_state(p, JOURNAL_STATE_RUNNING);
         procedure_bus_emit(p);
-        log_info("Procedure %" PRIu64 ": reading the vehicle back (%s).", p->id,
+        log_info("Procedure %" PRIu64 ": reading the vehicle back (%s).", p->view.id,
                  why == READBACK_CANCEL ? "cancel" : "resume");
         read_did(p, p->profile->dids.immobilizer_state, rb_on_state);
 }
@@ -1010,7 +1075,7 @@ static void decide_cancel(Procedure *p) {
                 p->readback = READBACK_NONE;
                 p->open = ECU_OPEN_RESET;
                 p->reset_sent = true;
-                enter_step(p, (size_t) procedure_step_index(p->kind, "resetting"));
+                enter_step(p, (size_t) procedure_step_index(p->view.kind, "resetting"));
                 if (c)
                         (void) sd_bus_reply_method_errorf(c, IMMOD_ERROR_NOT_CANCELLABLE,
                                                           "The ECU had already started the reset when Cancel came; "
@@ -1020,89 +1085,89 @@ static void decide_cancel(Procedure *p) {
         if (p->readback_note[0] && p->a002_state != IMMOBILIZER_NORMAL)
                 return finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
                               "Cancelled, but %s Check the vehicle (immoctl status).", p->readback_note);
-        if (before >= 0 && (int) p->registered > before)
+        if (before >= 0 && (int) p->view.registered > before)
                 return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
                               "Cancelled after %d new key(s) were registered: they stay registered (%u keys now).",
-                              (int) p->registered - before, p->registered);
-        if (before >= 0 && (int) p->registered < before)
+                              (int) p->view.registered - before, p->view.registered);
+        if (before >= 0 && (int) p->view.registered < before)
                 return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
                               "Cancelled after %d key(s) were erased: they are gone for good (%u keys now).",
-                              before - (int) p->registered, p->registered);
+                              before - (int) p->view.registered, p->view.registered);
         finish(p, JOURNAL_STATE_CANCELLED, IMMOD_ERROR_CANCELLED,
-               "The procedure was cancelled; nothing was changed on the vehicle (%u keys registered)%s%s", p->registered,
+               "The procedure was cancelled; nothing was changed on the vehicle (%u keys registered)%s%s", p->view.registered,
                p->readback_note[0] ? ": " : ".", p->readback_note);
 }
 
 /* Resume: after a restart, a wake-up, or a lost answer to a command that changes the car. */
 static void decide_resume(Procedure *p) {
         const char *at = p->stopped_at ?: procedure_step_id(p);
-        size_t to = procedure_resume_index(p->kind, p->step);
+        size_t to = procedure_resume_index(p->view.kind, p->view.step);
         int before = p->keys_before;
 
         p->readback = READBACK_NONE;
-        if (p->kind == PROCEDURE_IMMOBILIZER_RESET && p->reset_sent) {
+        if (p->view.kind == PROCEDURE_IMMOBILIZER_RESET && p->reset_sent) {
                 if (p->a002_state == IMMOBILIZER_RESET_RUNNING || p->a101_status == RESET_RUNNING) {
                         p->open = ECU_OPEN_RESET;
-                        enter_step(p, (size_t) procedure_step_index(p->kind, "resetting"));
-                        log_info("Procedure %" PRIu64 ": the reset runs in the ECU; following it to its end.", p->id);
+                        enter_step(p, (size_t) procedure_step_index(p->view.kind, "resetting"));
+                        log_info("Procedure %" PRIu64 ": the reset runs in the ECU; following it to its end.", p->view.id);
                         return;
                 }
                 if (p->a101_status == RESET_SUCCEEDED || p->a002_state == IMMOBILIZER_RESET_DONE)
                         return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
                                       "The immobilizer was reset while immod was away: %u keys are registered now.",
-                                      p->registered);
+                                      p->view.registered);
                 if (p->a101_status == RESET_FAILED || p->a002_state == IMMOBILIZER_RESET_FAILED)
                         return finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
                                       "The ECU reports the reset failed; nothing was erased (%u keys registered).",
-                                      p->registered);
+                                      p->view.registered);
                 /* it never started: the passcodes were spent, nothing was erased */
                 p->reset_sent = false;
         }
-        if (p->kind == PROCEDURE_KEY_ERASURE && p->erase_sent && before >= 0 && (int) p->registered < before)
+        if (p->view.kind == PROCEDURE_KEY_ERASURE && p->erase_sent && before >= 0 && (int) p->view.registered < before)
                 return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
                               "The Erase reached the vehicle before immod stopped: %d key(s) were erased (%u keys "
                               "now).",
-                              before - (int) p->registered, p->registered);
+                              before - (int) p->view.registered, p->view.registered);
         p->erase_sent = false;
-        if (p->steps[p->step].end == STEP_END_NONE)
+        if (p->view.steps[p->view.step].end == STEP_END_NONE)
                 return finish(p, JOURNAL_STATE_SUCCEEDED, NULL, NULL);
 
         bool restarted = p->stopped_at;
         p->stopped_at = NULL;
-        if (!restarted && to != p->step && p->steps[to].end != STEP_END_PASSCODE) {
+        if (!restarted && to != p->view.step && p->view.steps[to].end != STEP_END_PASSCODE) {
                 /* A wake-up or a lost answer: what immod holds in memory (the declared counts)
                  * is still good; only the passcode and what was open in the ECU are lost. */
-                to = p->step;
-                for (size_t i = 0; i <= p->step; i++)
-                        if (p->steps[i].end == STEP_END_PASSCODE)
+                to = p->view.step;
+                for (size_t i = 0; i <= p->view.step; i++)
+                        if (p->view.steps[i].end == STEP_END_PASSCODE)
                                 to = i;
         }
-        if (p->kind == PROCEDURE_KEY_REGISTRATION && before >= 0)
-                set_uint(p, &p->added, p->registered > (unsigned) before ? p->registered - (unsigned) before : 0,
+        if (p->view.kind == PROCEDURE_KEY_REGISTRATION && before >= 0)
+                set_uint(p, &p->view.added, p->view.registered > (unsigned) before ? p->view.registered - (unsigned) before : 0,
                          PROP_KEYS);
         enter_step(p, to);
-        if (!restarted && to == p->step && p->steps[to].end != STEP_END_PASSCODE)
+        if (!restarted && to == p->view.step && p->view.steps[to].end != STEP_END_PASSCODE)
                 set_prompt(p, "The ECU is awake again. %s", step_info(p)->prompt);
-        else if (!restarted && p->kind == PROCEDURE_IMMOBILIZER_RESET)
+        else if (!restarted && p->view.kind == PROCEDURE_IMMOBILIZER_RESET)
                 set_prompt(p, "The ECU fell asleep (or lost its session) and forgot the immobilizer passcode: both "
                               "passcodes must be entered in one session. Get the immobilizer passcode for the new seed "
                               "shown.");
         else if (!restarted)
                 set_prompt(p, "The ECU fell asleep (or lost its session) and the seed shown before is no longer "
                               "valid%s: get the passcode for the new seed shown.",
-                           p->added > 0 ? "; the keys registered so far stay registered" : "");
-        else if (p->kind == PROCEDURE_KEY_REGISTRATION)
+                           p->view.added > 0 ? "; the keys registered so far stay registered" : "");
+        else if (p->view.kind == PROCEDURE_KEY_REGISTRATION)
                 set_prompt(p, "immod restarted during step %s: the ECU forgot the passcode%s. Keys registered so far "
                               "stay registered (%u now, %u added). Get the smart code passcode for the new seed shown "
                               "and enter it; or Cancel, which keeps them.",
                            at, p->open == ECU_OPEN_NOTHING && p->a002_state == IMMOBILIZER_REGISTRATION ? " and registration mode was ended" : "",
-                           p->registered, p->added);
-        else if (p->kind == PROCEDURE_IMMOBILIZER_RESET && step_info(p)->enter == ENTER_IMMOBILIZER_SEED)
+                           p->view.registered, p->view.added);
+        else if (p->view.kind == PROCEDURE_IMMOBILIZER_RESET && step_info(p)->enter == ENTER_IMMOBILIZER_SEED)
                 set_prompt(p, "immod restarted during step %s: the reset did not start and nothing was erased. Both "
                               "passcodes must be entered in one session: get the immobilizer passcode for the new "
                               "seed shown.",
                            at);
-        else if (p->kind == PROCEDURE_KEY_ERASURE && step_info(p)->end == STEP_END_KEY_COUNT)
+        else if (p->view.kind == PROCEDURE_KEY_ERASURE && step_info(p)->end == STEP_END_KEY_COUNT)
                 set_prompt(p, "immod restarted during step %s; nothing was deleted. Enter the number of customer keys "
                               "that are present again.",
                            at);
@@ -1145,25 +1210,25 @@ static int procedure_alloc(Manager *m, uint64_t id, ProcedureKind kind, const ch
                 return -ENOMEM;
         p->manager = m;
         p->daemon = manager_daemon(m);
-        p->id = id;
-        snprintf(p->path, sizeof(p->path), PROCEDURE_PATH_PREFIX "/%" PRIu64, id);
-        p->kind = kind;
-        p->steps = procedure_steps(kind, &p->n_steps);
-        snprintf(p->vin, sizeof(p->vin), "%s", vin);
+        p->view.id = id;
+        snprintf(p->view.path, sizeof(p->view.path), PROCEDURE_PATH_PREFIX "/%" PRIu64, id);
+        p->view.kind = kind;
+        p->view.steps = procedure_steps(kind, &p->view.n_steps);
+        snprintf(p->view.vin, sizeof(p->view.vin), "%s", vin);
         p->profile = profile;
-        p->owner = owner;
-        p->created = now_usec(CLOCK_REALTIME);
-        p->technician = strdup(technician ?: "");
-        p->repair_order = strdup(repair_order ?: "");
+        p->view.owner = owner;
+        p->view.created = now_usec(CLOCK_REALTIME);
+        p->view.technician = strdup(technician ?: "");
+        p->view.repair_order = strdup(repair_order ?: "");
         p->keys_before = -1;
         p->a101_status = -1;
-        p->battery_min = NAN;
-        p->state = JOURNAL_STATE_RUNNING;
+        p->view.battery_min = NAN;
+        p->view.state = JOURNAL_STATE_RUNNING;
         p->battery_trace = malloc(sizeof(BatteryTrace));
         if (p->battery_trace)
                 battery_trace_begin(p->battery_trace, now_usec(CLOCK_MONOTONIC));
         p->battery_state = battery_monitor_state(battery_watch_monitor(manager_battery(m)));
-        if (!p->technician || !p->repair_order || !p->battery_trace) {
+        if (!p->view.technician || !p->view.repair_order || !p->battery_trace) {
                 procedure_free(p);
                 return -ENOMEM;
         }
@@ -1197,12 +1262,12 @@ static void on_start_keys(Procedure *p, const UdsResponse *r) {
                 return;
         }
         keys_from_a001(p, r->data + 3);
-        p->keys_before = (int) p->registered;
+        p->keys_before = (int) p->view.registered;
         /* answers StartProcedure with the path */
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = TAKE_PTR(p->pending);
         enter_step(p, 0);
         if (m)
-                (void) sd_bus_reply_method_return(m, "o", p->path);
+                (void) sd_bus_reply_method_return(m, "o", p->view.path);
 }
 
 static void on_start_session(Procedure *p, const UdsResponse *r) {
@@ -1253,27 +1318,27 @@ int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *p
         r = procedure_alloc(m, j->id, j->kind, j->vin, profile, j->owner, j->technician, j->repair_order, &p);
         if (r < 0)
                 return r;
-        p->created = j->created;
+        p->view.created = j->created;
         p->keys_before = j->keys_before;
-        p->battery_min = j->battery_min;
+        p->view.battery_min = j->battery_min;
         p->passcode_attempts = j->passcode_attempts;
         if (j->customer_last_name && j->customer_last_name[0] &&
-            !(p->customer_last_name = strdup(j->customer_last_name))) {
+            !(p->view.customer_last_name = strdup(j->customer_last_name))) {
                 procedure_free(p);
                 return -ENOMEM;
         }
         r = procedure_step_index(j->kind, j->step);
-        p->step = r >= 0 ? (size_t) r : 0;
-        p->state = JOURNAL_STATE_RUNNING;
-        p->stopped_at = p->steps[p->step].id;
+        p->view.step = r >= 0 ? (size_t) r : 0;
+        p->view.state = JOURNAL_STATE_RUNNING;
+        p->stopped_at = p->view.steps[p->view.step].id;
 
         routine_command_text(ROUTINE_START, profile->rids.smart_code_reset, -1, reset, sizeof(reset));
         routine_command_text(ROUTINE_STOP, profile->rids.key_erasure, -1, erase, sizeof(erase));
         p->reset_sent = j->kind == PROCEDURE_IMMOBILIZER_RESET &&
-                        (p->steps[p->step].poll == POLL_RESET || (j->sent_command && startswith(j->sent_command, reset)));
+                        (p->view.steps[p->view.step].poll == POLL_RESET || (j->sent_command && startswith(j->sent_command, reset)));
         p->erase_sent = j->kind == PROCEDURE_KEY_ERASURE && j->sent_command && startswith(j->sent_command, erase);
         set_prompt(p, "immod restarted; reading the vehicle back before going on.");
-        log_info("Procedure %" PRIu64 ": immod stopped during step %s%s%s; reading the vehicle back.", p->id, j->step,
+        log_info("Procedure %" PRIu64 ": immod stopped during step %s%s%s; reading the vehicle back.", p->view.id, j->step,
                  j->sent_command ? " after sending " : "", j->sent_command ?: "");
         *ret = p;
         readback(p, READBACK_RESUME);
@@ -1284,9 +1349,9 @@ Procedure *procedure_free(Procedure *p) {
         if (!p)
                 return NULL;
         procedure_fetch_abort(p);
-        if (p->deferred) {
-                (void) sd_bus_reply_method_errorf(p->deferred, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
-                p->deferred = sd_bus_message_unref(p->deferred);
+        if (p->view.deferred) {
+                (void) sd_bus_reply_method_errorf(p->view.deferred, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
+                p->view.deferred = sd_bus_message_unref(p->view.deferred);
         }
         if (p->cancel) {
                 (void) sd_bus_reply_method_errorf(p->cancel, IMMOD_ERROR_CANCELLED, "immod is shutting down.");
@@ -1296,11 +1361,11 @@ Procedure *procedure_free(Procedure *p) {
         explicit_bzero(p->passcode, sizeof(p->passcode));
         p->poll = sd_event_source_disable_unref(p->poll);
         p->pending = sd_bus_message_unref(p->pending);
-        free(p->customer_last_name);
-        free(p->technician);
-        free(p->repair_order);
-        free(p->error);
-        free(p->error_message);
+        free(p->view.customer_last_name);
+        free(p->view.technician);
+        free(p->view.repair_order);
+        free(p->view.error);
+        free(p->view.error_message);
         free(p->battery_trace);
         free(p);
         return NULL;
@@ -1322,7 +1387,7 @@ static int check_idle(Procedure *p, sd_bus_error *error) {
 static int wrong_step(Procedure *p, const char *method, sd_bus_error *error) {
         if (!procedure_is_active(p))
                 return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP, "The procedure has ended (%s).",
-                                         journal_state_to_string(p->state));
+                                         journal_state_to_string(p->view.state));
         return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP, "%s() does not end the current step %s.", method,
                                  procedure_step_id(p));
 }
@@ -1335,7 +1400,7 @@ static void on_door(Procedure *p, const UdsResponse *r) {
                             "The driver's door is closed (DID A003): open it and leave it open, then confirm again.");
                 return;
         }
-        enter_step(p, p->step + 1);
+        enter_step(p, p->view.step + 1);
 }
 
 int procedure_acknowledge(Procedure *p, sd_bus_message *msg, const char *step, sd_bus_error *error) {
@@ -1345,7 +1410,7 @@ int procedure_acknowledge(Procedure *p, sd_bus_message *msg, const char *step, s
         assert(msg);
         if (!procedure_is_active(p) || step_info(p)->end != STEP_END_ACKNOWLEDGE || !streq(step, procedure_step_id(p)))
                 return sd_bus_error_setf(error, IMMOD_ERROR_WRONG_STEP, "The current step is %s, not %s.",
-                                         procedure_is_active(p) ? procedure_step_id(p) : journal_state_to_string(p->state),
+                                         procedure_is_active(p) ? procedure_step_id(p) : journal_state_to_string(p->view.state),
                                          step);
         r = check_idle(p, error);
         if (r < 0)
@@ -1353,10 +1418,10 @@ int procedure_acknowledge(Procedure *p, sd_bus_message *msg, const char *step, s
 
         switch (step_info(p)->check) {
         case CHECK_FREE_SLOT:
-                if (p->available == 0)
+                if (p->view.available == 0)
                         return sd_bus_error_setf(error, IMMOD_ERROR_ECU_REFUSED,
                                                  "No key slot is free (%u of %u used): no key can be added.",
-                                                 p->registered, p->max);
+                                                 p->view.registered, p->view.max);
                 break;
         case CHECK_DOOR_OPEN:
                 p->pending = sd_bus_message_ref(msg);
@@ -1366,7 +1431,7 @@ int procedure_acknowledge(Procedure *p, sd_bus_message *msg, const char *step, s
                 break;
         }
         p->pending = sd_bus_message_ref(msg);
-        enter_step(p, p->step + 1);
+        enter_step(p, p->view.step + 1);
         return 1;
 }
 
@@ -1379,7 +1444,7 @@ static void on_reset_started(Procedure *p, const UdsResponse *r) {
                 return;
         }
         p->open = ECU_OPEN_RESET;
-        enter_step(p, p->step + 1);
+        enter_step(p, p->view.step + 1);
 }
 
 static void start_reset(Procedure *p) {
@@ -1390,15 +1455,15 @@ static void start_reset(Procedure *p) {
 static void on_passcode_refused_attempts(Procedure *p, const UdsResponse *r) {
         if (r->error == 0 && r->nrc == 0 && r->size >= 7) {
                 const uint8_t *d = r->data + 3;
-                set_uint(p, &p->attempts_left, p->seed_kind == PASSCODE_IMMOBILIZER ? d[0] : d[1], PROP_ATTEMPTS);
-                set_uint(p, &p->lockout_s, be16(d + 2), PROP_LOCKOUT);
+                set_uint(p, &p->view.attempts_left, p->view.seed_kind == PASSCODE_IMMOBILIZER ? d[0] : d[1], PROP_ATTEMPTS);
+                set_uint(p, &p->view.lockout_s, be16(d + 2), PROP_LOCKOUT);
         }
-        if (p->lockout_s > 0) {
+        if (p->view.lockout_s > 0) {
                 clear_seed(p);
                 reply_error(p, IMMOD_ERROR_LOCKED_OUT,
                             "Too many wrong passcodes: the ECU is locked for %u seconds. Wait, then submit again for a "
                             "new seed.",
-                            p->lockout_s);
+                            p->view.lockout_s);
                 return;
         }
         /* a fresh seed, then the error: the caller sees the new Seed at once */
@@ -1423,19 +1488,19 @@ static void on_passcode(Procedure *p, const UdsResponse *r) {
         }
         if (!answer_ok(p, r, 2, "Sending the passcode"))
                 return;
-        set_uint(p, &p->lockout_s, 0, PROP_LOCKOUT);
+        set_uint(p, &p->view.lockout_s, 0, PROP_LOCKOUT);
         clear_seed(p);
         if (step_info(p)->passcode == PASSCODE_START_RESET)
                 start_reset(p);
         else
-                enter_step(p, p->step + 1);
+                enter_step(p, p->view.step + 1);
 }
 
 static void send_passcode(Procedure *p) {
         uint8_t req[2 + PASSCODE_SMART_CODE_LEN / 2] = { UDS_SECURITY_ACCESS };
         size_t n;
 
-        if (p->seed_kind == PASSCODE_IMMOBILIZER) {
+        if (p->view.seed_kind == PASSCODE_IMMOBILIZER) {
                 req[1] = SECURITY_LEVEL_IMMOBILIZER + 1;
                 memcpy(req + 2, p->passcode, PASSCODE_IMMOBILIZER_LEN);
                 n = 2 + PASSCODE_IMMOBILIZER_LEN;
@@ -1487,7 +1552,7 @@ static void on_reset_battery(Procedure *p, const UdsResponse *r) {
                             volts, source, min_v);
                 return;
         }
-        log_info("Procedure %" PRIu64 ": battery %.2f V (%s) allows the reset (minimum %.1f V).", p->id, volts, source,
+        log_info("Procedure %" PRIu64 ": battery %.2f V (%s) allows the reset (minimum %.1f V).", p->view.id, volts, source,
                  min_v);
         send_passcode(p);
 }
@@ -1504,13 +1569,13 @@ int procedure_submit_passcode(Procedure *p, sd_bus_message *msg, const char *pas
         if (r < 0)
                 return r;
 
-        if (!p->have_seed) {
+        if (!p->view.have_seed) {
                 /* after a lockout or a lost session: a new seed first */
                 p->pending = sd_bus_message_ref(msg);
                 request_seed(p);
                 return 1;
         }
-        r = passcode_normalize(p->seed_kind, passcode, p->passcode, sizeof(p->passcode), &reason);
+        r = passcode_normalize(p->view.seed_kind, passcode, p->passcode, sizeof(p->passcode), &reason);
         if (r < 0) {
                 explicit_bzero(p->passcode, sizeof(p->passcode));
                 return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_PASSCODE_FORMAT, "%s",
@@ -1538,15 +1603,15 @@ int procedure_set_key_count(Procedure *p, sd_bus_message *msg, uint32_t present,
         if (present == 0)
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "At least one key must be present; with no key left, run an immobilizer reset.");
-        if (present > p->registered)
+        if (present > p->view.registered)
                 return sd_bus_error_setf(error, IMMOD_ERROR_COUNT_MISMATCH,
-                                         "%u keys declared present, but only %u are registered.", present, p->registered);
-        p->declared = present;
-        p->to_delete = p->registered - present;
-        p->dirty |= PROP_KEYS;
+                                         "%u keys declared present, but only %u are registered.", present, p->view.registered);
+        p->view.declared = present;
+        p->view.to_delete = p->view.registered - present;
+        p->view.dirty |= PROP_KEYS;
         p->pending = sd_bus_message_ref(msg);
-        enter_step(p, p->step + 1);
-        set_prompt(p, "Keep %u key(s) and permanently delete %u key(s). Confirm the counts.", p->declared, p->to_delete);
+        enter_step(p, p->view.step + 1);
+        set_prompt(p, "Keep %u key(s) and permanently delete %u key(s). Confirm the counts.", p->view.declared, p->view.to_delete);
         procedure_bus_emit(p);
         return 1;
 }
@@ -1554,11 +1619,11 @@ int procedure_set_key_count(Procedure *p, sd_bus_message *msg, uint32_t present,
 static void on_erased_keys(Procedure *p, const UdsResponse *r) {
         if (r->error == 0 && r->nrc == 0 && r->size >= 6)
                 keys_from_a001(p, r->data + 3);
-        enter_step(p, p->step + 1);
+        enter_step(p, p->view.step + 1);
 }
 
 static void on_erase(Procedure *p, const UdsResponse *r) {
-        if (r->error == 0 && r->nrc == UDS_NRC_CONDITIONS_NOT_CORRECT && now_usec(CLOCK_REALTIME) >= p->deadline) {
+        if (r->error == 0 && r->nrc == UDS_NRC_CONDITIONS_NOT_CORRECT && now_usec(CLOCK_REALTIME) >= p->view.deadline) {
                 p->erase_sent = false;
                 p->open = ECU_OPEN_NOTHING;
                 reply_error(p, IMMOD_ERROR_TIMEOUT, "The erasure window closed; nothing was deleted.");
@@ -1570,8 +1635,8 @@ static void on_erase(Procedure *p, const UdsResponse *r) {
                 return;
         }
         p->open = ECU_OPEN_NOTHING;
-        p->deadline = 0;
-        p->dirty |= PROP_DEADLINE;
+        p->view.deadline = 0;
+        p->view.dirty |= PROP_DEADLINE;
         read_did(p, p->profile->dids.key_status, on_erased_keys);
 }
 
@@ -1585,15 +1650,15 @@ int procedure_erase(Procedure *p, sd_bus_message *msg, uint32_t expected, sd_bus
         r = check_idle(p, error);
         if (r < 0)
                 return r;
-        if (p->deadline > 0 && now_usec(CLOCK_REALTIME) >= p->deadline)
+        if (p->view.deadline > 0 && now_usec(CLOCK_REALTIME) >= p->view.deadline)
                 return sd_bus_error_setf(error, IMMOD_ERROR_TIMEOUT,
                                          "The erasure window has closed; nothing was deleted. The procedure ends as "
                                          "soon as the ECU confirms it.");
-        if (p->touched != p->declared || p->registered < p->touched || expected != p->registered - p->touched)
+        if (p->view.touched != p->view.declared || p->view.registered < p->view.touched || expected != p->view.registered - p->view.touched)
                 return sd_bus_error_setf(error, IMMOD_ERROR_COUNT_MISMATCH,
                                          "%u of %u declared keys were touched and %u would be deleted, not %u; nothing "
                                          "was deleted.",
-                                         p->touched, p->declared, p->registered - MIN(p->touched, p->registered), expected);
+                                         p->view.touched, p->view.declared, p->view.registered - MIN(p->view.touched, p->view.registered), expected);
         p->pending = sd_bus_message_ref(msg);
         p->erase_sent = true;
         routine_journalled(p, ROUTINE_STOP, p->profile->rids.key_erasure, (int) expected, on_erase);
@@ -1610,7 +1675,7 @@ static void on_registration_stopped(Procedure *p, const UdsResponse *r) {
                 readback(p, READBACK_RESUME);
                 return;
         }
-        enter_step(p, p->step + 1);
+        enter_step(p, p->view.step + 1);
 }
 
 int procedure_finish_registration(Procedure *p, sd_bus_message *msg, sd_bus_error *error) {
@@ -1664,7 +1729,7 @@ int procedure_cancel(Procedure *p, sd_bus_message *msg, sd_bus_error *error) {
         if (p->cancel || p->readback == READBACK_CANCEL)
                 return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "The procedure is being cancelled already.");
         p->cancel = sd_bus_message_ref(msg);
-        log_info("Procedure %" PRIu64 ": cancel requested at step %s%s.", p->id, procedure_step_id(p),
+        log_info("Procedure %" PRIu64 ": cancel requested at step %s%s.", p->view.id, procedure_step_id(p),
                  procedure_busy(p) ? ", waiting for the ECU's answer in flight" : "");
         if (!procedure_busy(p))
                 cancel_proceed(p);

@@ -57,26 +57,25 @@ enum {
         PROP_ERROR = 1U << 11,
 };
 
-struct Procedure {
-        Manager *manager;
-        Daemon *daemon;
+/*
+ * What the Procedure object shows and what its D-Bus side keeps: procedure.c writes the
+ * first part, procedure-bus.c reads it (plain values by offset, the others through getters)
+ * and announces the properties named in `dirty`. The engine's own state is private to
+ * procedure.c. A Procedure starts with its view, so the bus's object pointer is both.
+ */
+typedef struct ProcedureView {
         uint64_t id;
         char path[80];
-
         ProcedureKind kind;
         const StepInfo *steps;
         size_t n_steps;
         size_t step;
-
         char vin[18];
-        const VehicleProfile *profile;
         uint32_t owner;
         usec_t created;
         char *technician;
         char *repair_order;
         char *customer_last_name; /* for a smart code from the passcode service; NULL when not given */
-        void *fetch;              /* FetchPasscode() under way (procedure-bus.c) */
-        char passcode[PASSCODE_SMART_CODE_LEN + 1]; /* normalised, until sent; wiped on every path */
 
         JournalState state;
         char *error;
@@ -89,43 +88,22 @@ struct Procedure {
         uint8_t imm_seed[PASSCODE_SEED_SIZE];
         char sc_vin[18], data1[PASSCODE_DATA1_LEN + 1], data2[PASSCODE_DATA2_LEN + 1], data3[PASSCODE_DATA3_LEN + 1];
 
-        unsigned attempts_left, lockout_s;
-        unsigned percentage, remaining_s;
+        uint32_t attempts_left, lockout_s;
+        uint32_t percentage, remaining_s;
         usec_t deadline;
-        unsigned registered, available, max, declared, touched, to_delete, added;
-        int keys_before;
+        uint32_t registered, available, max, declared, touched, to_delete, added;
         double battery_min;
-        BatteryTrace *battery_trace; /* every reading while the procedure runs */
-        BatteryState battery_state;  /* as last told by the battery watch */
-        usec_t battery_emit_at;      /* BatteryMinimum: at most 4 PropertiesChanged a second */
-        unsigned passcode_attempts;
-        int reg_mode; /* A102 mode, 0 when none started */
-        EcuOpen open;
-        bool reset_sent; /* 31 01 A101 left (journalled): the reset may run */
-        bool erase_sent; /* 31 02 A103 left (journalled): keys may be deleted */
-        const char *stopped_at; /* the step a restart interrupted (static step table) */
-        bool rejected; /* the seed being fetched follows a wrong passcode */
+        unsigned dirty; /* PROP_* to announce */
 
-        EcuGate *gate; /* one ECU request at a time, dropped when the procedure ends (ecu-gate.h) */
-        sd_bus_message *pending; /* the method call answered when the chain ends */
-        sd_bus_message *cancel;  /* Cancel(), answered once nothing is in flight and all is closed */
-        Readback readback;
-        unsigned a002_state;    /* as read back */
-        unsigned close_tries;
-        int a101_status;        /* as read back; -1: unknown */
-        char readback_note[256]; /* what the readback found, for the prompt and the record */
+        /* kept by the D-Bus side */
+        void *fetch; /* FetchPasscode() under way (procedure-fetch.c) */
         /* A call that came while a background poll (tester present, routine results) was on
          * its way to the ECU: it runs once the answer is in, rather than failing with Busy
          * (procedure-bus.c). At most one; a second call gets Busy. */
         sd_bus_message *deferred;
         sd_bus_message_handler_t deferred_handler;
-        sd_event_source *poll;
-        bool asleep;
-        usec_t last_probe;
+} ProcedureView;
 
-        unsigned dirty;
-        usec_t last_emit;
-};
 
 /* Creates a procedure for the vehicle and starts it (extended session, key status);
  * `msg` (StartProcedure) is answered with the object path or an error. */
@@ -138,6 +116,17 @@ int procedure_start(Manager *m, uint64_t id, ProcedureKind kind, const char *vin
 int procedure_resume(Manager *m, const JournalRecord *r, const VehicleProfile *profile, Procedure **ret);
 Procedure *procedure_free(Procedure *p);
 bool procedure_is_active(const Procedure *p);
+
+static inline ProcedureView *procedure_view(Procedure *p) {
+        return (ProcedureView *) p; /* its first member */
+}
+Daemon *procedure_daemon(const Procedure *p);
+Manager *procedure_manager(const Procedure *p);
+const VehicleProfile *procedure_profile(const Procedure *p);
+/* A method call may be served now: no Cancel, readback or answer under way. */
+bool procedure_can_serve(const Procedure *p);
+/* Only a background poll holds the ECU: a method call that comes now may wait for it. */
+bool procedure_polling(const Procedure *p);
 
 const char *procedure_step_id(const Procedure *p);
 

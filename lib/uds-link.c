@@ -16,6 +16,8 @@ struct UdsLink {
 
 static void rearm(UdsLink *l) {
         int r = deadline_timer_set(&l->timer, uds_client_next_deadline(l->client));
+        if (r == -ESTALE)
+                return; /* the loop is exiting (a SIGTERM): nothing runs any more */
         if (r < 0)
                 log_error_errno(r, "%s: cannot arm the UDS timer: %m", transport_describe(l->transport));
 }

@@ -25,20 +25,8 @@ usec_t ecu_window_scaled(const Ecu *ecu, unsigned seconds) {
 
 static int timer_arm(Ecu *ecu, sd_event_source **s, usec_t when, sd_event_time_handler_t handler,
                      const char *description) {
-        int r;
-
-        if (!*s) {
-                /* 1 ms accuracy: sd-event's default slack would blur the scaled timers. */
-                r = sd_event_add_time(ecu->event, s, CLOCK_MONOTONIC, when, USEC_PER_MSEC, handler, ecu);
-                if (r < 0)
-                        return r;
-                (void) sd_event_source_set_description(*s, description);
-                return 0;
-        }
-        r = sd_event_source_set_time(*s, when);
-        if (r < 0)
-                return r;
-        return sd_event_source_set_enabled(*s, SD_EVENT_ONESHOT);
+        /* 1 ms accuracy: sd-event's default slack would blur the scaled timers. */
+        return event_timer_arm(ecu->event, s, when, USEC_PER_MSEC, handler, ecu, description);
 }
 
 static void timer_disarm(sd_event_source *s) {

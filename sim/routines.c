@@ -14,25 +14,14 @@
 #include <stdio.h>
 
 #include "ecu.h"
+#include "event-util.h"
 #include "log.h"
 #include "uds.h"
 
 
 
 static int arm(Ecu *ecu, sd_event_source **s, usec_t when, sd_event_time_handler_t h, const char *desc) {
-        int r;
-
-        if (!*s) {
-                r = sd_event_add_time(ecu->event, s, CLOCK_MONOTONIC, when, USEC_PER_MSEC, h, ecu);
-                if (r < 0)
-                        return r;
-                (void) sd_event_source_set_description(*s, desc);
-                return 0;
-        }
-        r = sd_event_source_set_time(*s, when);
-        if (r < 0)
-                return r;
-        return sd_event_source_set_enabled(*s, SD_EVENT_ONESHOT);
+        return event_timer_arm(ecu->event, s, when, USEC_PER_MSEC, h, ecu, desc);
 }
 
 static void disarm(sd_event_source *s) {

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <grp.h>
+#include <pwd.h>
+
+#include "bus-error.h"
+#include "log.h"
+#include "manager-internal.h"
+
+/* The configured group's gid: looked up once, and again on each call while the group does
+ * not exist (it may be made after immod started). 0 when it does not exist. */
+static int manager_group_gid(Manager *m, const char *group, gid_t *ret) {
+        _cleanup_free_ char *buf = NULL;
+        struct group grbuf, *gr = NULL;
+        size_t size = 4096;
+        int r;
+
+        if (m->group_resolved) {
+                *ret = m->group_gid;
+                return 1;
+        }
+        for (;;) {
+                free(buf);
+                buf = malloc(size);
+                if (!buf)
+                        return -ENOMEM;
+                r = getgrnam_r(group, &grbuf, buf, size, &gr);
+                if (r != ERANGE)
+                        break;
+                if (size >= 1024 * 1024)
+                        return -ERANGE;
+                size *= 2;
+        }
+        if (r != 0)
+                return -r;
+        if (!gr)
+                return 0;
+        m->group_gid = *ret = gr->gr_gid;
+        m->group_resolved = true;
+        return 1;
+}
+
+static int uid_in_group(Manager *m, uid_t uid, const char *group) {
+        _cleanup_free_ char *buf = NULL;
+        _cleanup_free_ gid_t *groups = NULL;
+        struct passwd pwbuf, *pw = NULL;
+        size_t size = 4096;
+        gid_t gid = 0;
+        int r, n;
+
+        if (uid == 0)
+                return 1;
+        r = manager_group_gid(m, group, &gid);
+        if (r <= 0)
+                return r; /* no such group: only root */
+
+        for (;;) {
+                free(buf);
+                buf = malloc(size);
+                if (!buf)
+                        return -ENOMEM;
+                r = getpwuid_r(uid, &pwbuf, buf, size, &pw);
+                if (r != ERANGE)
+                        break;
+                if (size >= 1024 * 1024)
+                        return -ERANGE;
+                size *= 2;
+        }
+        if (r != 0)
+                return -r;
+        if (!pw)
+                return 0;
+        if (pw->pw_gid == gid)
+                return 1;
+
+        n = 64;
+        for (;;) {
+                int want = n;
+                free(groups);
+                groups = calloc((size_t) want, sizeof(gid_t));
+                if (!groups)
+                        return -ENOMEM;
+                if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) >= 0)
+                        break;
+                if (n <= want) {
+                        if (want >= 65536)
+                                return -E2BIG;
+                        n = want * 2;
+                }
+        }
+        for (int i = 0; i < n; i++)
+                if (groups[i] == gid)
+                        return 1;
+        return 0;
+}
+
+/* Methods are for root and the configured group, judged on the sender's credentials as
+ * the bus recorded them, never augmented from /proc (which a caller could race). */
+int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
+        const char *group = m->daemon->config.group ?: CONFIG_DEFAULT_GROUP;
+        const char *method = sd_bus_message_get_member(msg);
+        uid_t uid;
+        int r;
+
+        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
+        if (r >= 0)
+                r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0) {
+                log_warning_errno(r, "Refused %s() from %s: cannot read the caller's credentials: %m", method,
+                                  sd_bus_message_get_sender(msg) ?: "?");
+                return sd_bus_error_setf(error, IMMOD_ERROR_NOT_AUTHORIZED,
+                                         "The caller's credentials cannot be read.");
+        }
+
+        r = uid_in_group(m, uid, group);
+        if (r > 0)
+                return 0;
+        if (r < 0)
+                log_warning_errno(r, "Refused %s() from uid %u: cannot read the user database: %m", method,
+                                  (unsigned) uid);
+        else
+                log_notice("Refused %s() from uid %u: neither root nor in group %s.", method, (unsigned) uid, group);
+        return sd_bus_error_setf(error, IMMOD_ERROR_NOT_AUTHORIZED,
+                                 "%s() needs root or membership of the group \"%s\".", method, group);
+}
+
