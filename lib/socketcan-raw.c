@@ -201,7 +201,7 @@ int socketcan_raw_open(sd_event *e, const char *ifname, FrameLink **ret) {
                 r = log_error_errno(errno, "%s: cannot ask for error frames: %m", desc);
                 goto fail;
         }
-        /* Above rmem_max only with CAP_NET_ADMIN (immod has it); else as much as allowed. */
+        /* Above rmem_max only with CAP_NET_ADMIN (immod.service gives none); else as much as allowed. */
         int rcvbuf = RX_BUFFER_BYTES, one = 1;
         if (setsockopt(c->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) < 0 &&
             setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) < 0)

@@ -14,6 +14,8 @@ packages=(
         libcmocka-dev dbus systemd can-utils openssl curl python3 libxml2-utils libglib2.0-bin util-linux
         # the VM with real SocketCAN and kernel ISO-TP
         qemu-system-x86 busybox-static cpio kmod iproute2
+        # the Debian packages (debian/, tools/build-debs.sh) and their check
+        debhelper dpkg-dev lintian bash-completion
         # the web page (web/) and its browser test (tests/web/): Cockpit, headless Chromium, Selenium
         cockpit-ws cockpit-bridge chromium chromium-driver python3-selenium
 )
