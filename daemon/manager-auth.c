@@ -8,30 +8,50 @@
 
 /* The configured group's gid: looked up once, and again on each call while the group does
  * not exist (it may be made after immod started). 0 when it does not exist. */
+/* NSS lookups (getgrnam_r(), getpwuid_r()) with a buffer that grows while they answer
+ * ERANGE; *buf is the caller's to free. */
+typedef int (*NssLookup)(const void *key, void *result, char *buf, size_t size, void **found);
+
+static int nss_lookup(NssLookup lookup, const void *key, void *result, char **buf, void **found) {
+        size_t size = 4096;
+        int r;
+
+        for (;;) {
+                free(*buf);
+                *buf = malloc(size);
+                if (!*buf)
+                        return -ENOMEM;
+                r = lookup(key, result, *buf, size, found);
+                if (r != ERANGE)
+                        return -r;
+                if (size >= 1024 * 1024)
+                        return -ERANGE;
+                size *= 2;
+        }
+}
+
+static int group_by_name(const void *key, void *result, char *buf, size_t size, void **found) {
+        return getgrnam_r(key, result, buf, size, (struct group **) found);
+}
+
+static int user_by_uid(const void *key, void *result, char *buf, size_t size, void **found) {
+        return getpwuid_r(*(const uid_t *) key, result, buf, size, (struct passwd **) found);
+}
+
+/* The configured group's gid: looked up once, and again on each call while the group does
+ * not exist (it may be made after immod started). 0 when it does not exist. */
 static int manager_group_gid(Manager *m, const char *group, gid_t *ret) {
         _cleanup_free_ char *buf = NULL;
         struct group grbuf, *gr = NULL;
-        size_t size = 4096;
         int r;
 
         if (m->group_resolved) {
                 *ret = m->group_gid;
                 return 1;
         }
-        for (;;) {
-                free(buf);
-                buf = malloc(size);
-                if (!buf)
-                        return -ENOMEM;
-                r = getgrnam_r(group, &grbuf, buf, size, &gr);
-                if (r != ERANGE)
-                        break;
-                if (size >= 1024 * 1024)
-                        return -ERANGE;
-                size *= 2;
-        }
-        if (r != 0)
-                return -r;
+        r = nss_lookup(group_by_name, group, &grbuf, &buf, (void **) &gr);
+        if (r < 0)
+                return r;
         if (!gr)
                 return 0;
         m->group_gid = *ret = gr->gr_gid;
@@ -43,7 +63,6 @@ static int uid_in_group(Manager *m, uid_t uid, const char *group) {
         _cleanup_free_ char *buf = NULL;
         _cleanup_free_ gid_t *groups = NULL;
         struct passwd pwbuf, *pw = NULL;
-        size_t size = 4096;
         gid_t gid = 0;
         int r, n;
 
@@ -52,21 +71,9 @@ static int uid_in_group(Manager *m, uid_t uid, const char *group) {
         r = manager_group_gid(m, group, &gid);
         if (r <= 0)
                 return r; /* no such group: only root */
-
-        for (;;) {
-                free(buf);
-                buf = malloc(size);
-                if (!buf)
-                        return -ENOMEM;
-                r = getpwuid_r(uid, &pwbuf, buf, size, &pw);
-                if (r != ERANGE)
-                        break;
-                if (size >= 1024 * 1024)
-                        return -ERANGE;
-                size *= 2;
-        }
-        if (r != 0)
-                return -r;
+        r = nss_lookup(user_by_uid, &uid, &pwbuf, &buf, (void **) &pw);
+        if (r < 0)
+                return r;
         if (!pw)
                 return 0;
         if (pw->pw_gid == gid)
