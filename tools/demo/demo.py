@@ -10,9 +10,15 @@ and a Smart Code Registration of two new keys, every passcode fetched from the p
 service by immod (--fetch). The manager approves on the passcode service (curl), and the
 person at the car opens the door and touches the keys (immo-ecusim's control socket).
 
-usage: tools/demo.sh [--interactive]
+The technician's web page (Cockpit, web/) is served too where cockpit-ws is installed,
+and its address printed: open it to watch the procedures as they run.
+
+usage: tools/demo.sh [--interactive | --web]
   --interactive   you are the technician: you answer immoctl's questions, and you play
                   the person at the car from a second terminal (door, key touches)
+  --web           the workshop is set up and left running, with nothing done: you are the
+                  technician on the web page, and the person at the car with tools/demo/car
+                  (Ctrl-C ends it)
 """
 
 import argparse
@@ -39,6 +45,8 @@ IMMOD = os.path.join(BUILD, "daemon", "immod")
 ECUSIM = os.path.join(BUILD, "sim", "immo-ecusim")
 SERVER = os.path.join(BUILD, "server", "immo-passcode-server")
 IMMOCTL = os.path.join(BUILD, "client", "immoctl")
+WEB = os.path.join(BUILD, "web")
+COCKPIT_WS = "/usr/lib/cockpit/cockpit-ws"
 CAR = os.path.join(HERE, "car")
 
 VIN = "58ADZ1B19LU012345"
@@ -127,6 +135,7 @@ class Demo:
         self.tokens = {}
         self.request_no = None
         self.password_file = os.path.join(self.dir, "tech1.password")
+        self.web_url = None
 
     # ---------------------------------------------------------------- processes
     def log(self, name):
@@ -285,6 +294,62 @@ class Demo:
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(self.passwords[TECH[0]] + "\n")
+
+    def web(self):
+        """cockpit-ws with a local session on loopback (no TLS, no login: a demo, as in
+        tests/web), serving the page of the build tree against the demo's bus."""
+        if not (os.access(COCKPIT_WS, os.X_OK) and shutil.which("cockpit-bridge") and os.path.isdir(WEB)):
+            say(dim("web page: cockpit-ws is not installed (tools/install-deps.sh installs it); skipped"))
+            return
+        xdg = os.path.join(self.dir, "xdg")
+        os.makedirs(os.path.join(xdg, "cockpit"))
+        os.symlink(WEB, os.path.join(xdg, "cockpit", "immod"))
+        with socket.socket() as sk:
+            sk.bind(("127.0.0.1", 0))
+            port = sk.getsockname()[1]
+        env = dict(os.environ, XDG_DATA_HOME=xdg, DBUS_SYSTEM_BUS_ADDRESS=self.addr,
+                   DBUS_SESSION_BUS_ADDRESS="unix:path=" + os.path.join(self.dir, "no-session-bus"),
+                   SSH_AUTH_SOCK="/dev/null")
+        self.spawn("cockpit-ws", [COCKPIT_WS, "--no-tls", "--address", "127.0.0.1", "--port", str(port),
+                                  "--local-session=cockpit-bridge"], "cockpit-ws.log", env=env)
+
+        def listening():
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+        self.wait_until("cockpit-ws to listen", 10, listening, 0.05)
+        self.web_url = f"http://127.0.0.1:{port}/cockpit/@localhost/immod/index.html"
+        say(f"web page: {bold(self.web_url)}")
+
+    def web_only(self):
+        section("The workshop is yours")
+        if not self.web_url:
+            raise DemoFailed("--web needs cockpit-ws and cockpit-bridge (tools/install-deps.sh installs them)")
+        say(f"Open {bold(self.web_url)} in a browser on this machine: you are the technician.")
+        say(f"The passcode service's user {TECH[0]} has the password {bold(self.passwords[TECH[0]])} "
+            "(for \"fetch from the passcode service\" and the approval request);")
+        say(f"Ask for the reset approval on the page's Approval screen (approvers {MANAGERS[0][0]} and "
+            f"{MANAGERS[1][0]}); the demo plays {MANAGERS[0][1]} and approves it within seconds.")
+        say("You are also the person at the car, from another terminal:")
+        say(f"  tools/demo/car -s {self.car_sock} door open | courtesy | touch 5E6F7A8B | state")
+        say("Ctrl-C ends the demo.")
+        mgr, mname = MANAGERS[0]
+        while True:
+            time.sleep(2)
+            self.check_alive()
+            try:  # the manager, at the service: approves what waits for him
+                tok = self.login(mgr)
+                for r in self.http("GET", f"/reset-requests?vin={VIN}", token=tok)["requests"]:
+                    if r.get("status") == "pending":
+                        self.http("POST", f"/reset-requests/{r['request_no']}/decision",
+                                  {"decision": "approve",
+                                   "attestations": {"details_verified": True, "nicb_notice": True, "terms": True}},
+                                  token=tok)
+                        say(f"{mname} approves request {r['request_no']} on the passcode service", WHO_MGR)
+            except (DemoFailed, KeyError, TypeError) as e:
+                say(dim(f"(the manager could not look at the requests: {e})"))
 
     # ---------------------------------------------------------------- immoctl
     def immoctl(self, *args, what, on_line=None, interactive=False, ok=(0,)):
@@ -478,8 +543,11 @@ class Demo:
 
 def main():
     ap = argparse.ArgumentParser(prog="tools/demo.sh", description=__doc__.split("\n")[0])
-    ap.add_argument("--interactive", action="store_true",
-                    help="you are the technician at immoctl, and the person at the car from a second terminal")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--interactive", action="store_true",
+                      help="you are the technician at immoctl, and the person at the car from a second terminal")
+    mode.add_argument("--web", action="store_true",
+                      help="the workshop is left running: you are the technician on the web page")
     args = ap.parse_args()
 
     def on_signal(signum, frame):
@@ -492,6 +560,9 @@ def main():
     code = 1
     try:
         d.setup()
+        d.web()
+        if args.web:
+            d.web_only()
         d.approval()
         d.identify()
         d.reset()
