@@ -47,6 +47,7 @@ struct Procedure {
         char passcode[PASSCODE_SMART_CODE_LEN + 1]; /* normalised, until sent; wiped on every path */
 
         int keys_before;
+        bool keys_read;              /* Keys holds what the ECU said (A001, A102's results) */
         BatteryTrace *battery_trace; /* every reading while the procedure runs */
         BatteryState battery_state;  /* as last told by the battery watch */
         usec_t battery_emit_at;      /* BatteryMinimum: at most 4 PropertiesChanged a second */
@@ -298,15 +299,26 @@ static void procedure_idle(Procedure *p);
 static void decide_cancel(Procedure *p);
 
 static void went_to_sleep(Procedure *p) {
-        if (p->readback == READBACK_CANCEL) {
+        if (p->readback == READBACK_CANCEL && !p->reset_sent && p->keys_read) {
                 /* Sleep itself ends registration mode and the erasure window (never a reset). */
                 snprintf(p->readback_note, sizeof(p->readback_note),
                          "the ECU fell asleep, which ends registration mode and the erasure window; the key count "
                          "is the one read last (%u).",
                          p->view.registered);
-                p->a002_state = 0;
+                p->a002_state = IMMOBILIZER_NORMAL;
                 decide_cancel(p);
                 return;
+        }
+        if (p->readback == READBACK_CANCEL) {
+                /* What the car did cannot be told now (a reset may run, the keys were never
+                 * read): the Cancel does not pretend; the procedure waits for the ECU. */
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *c = TAKE_PTR(p->cancel);
+                p->readback = READBACK_NONE;
+                if (c)
+                        (void) sd_bus_reply_method_errorf(c, IMMOD_ERROR_ECU_ASLEEP,
+                                                          "The ECU does not answer, so what it did cannot be read: "
+                                                          "press the driver's door courtesy switch to wake it (do not "
+                                                          "cycle the engine switch), then cancel again.");
         }
         if (!p->asleep) {
                 p->asleep = true;
@@ -447,6 +459,7 @@ static bool answer_ok(Procedure *p, const UdsResponse *r, size_t min, const char
 /* Key status (A001) */
 
 static void keys_from_a001(Procedure *p, const uint8_t *d) {
+        p->keys_read = true;
         set_uint(p, &p->view.registered, d[0], PROP_KEYS);
         set_uint(p, &p->view.available, d[1], PROP_KEYS);
         set_uint(p, &p->view.max, d[2], PROP_KEYS);
@@ -621,6 +634,7 @@ static void on_a102_results(Procedure *p, const UdsResponse *r) {
         const uint8_t *d = r->data + 4;
         unsigned status = d[0], n = d[3];
 
+        p->keys_read = true;
         set_uint(p, &p->view.registered, d[1], PROP_KEYS);
         set_uint(p, &p->view.available, d[2], PROP_KEYS);
         if (r->size < 8 + 6 * (size_t) n)

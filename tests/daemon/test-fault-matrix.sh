@@ -12,6 +12,7 @@
 #                     (vbus-watch.py --kill-on), the ECU gets it too; wire-kill-1001 is the
 #                     drop to the default session with which a Cancel ends registration mode
 #   sleep             the ECU sleeps at a waiting step, the courtesy switch wakes it
+#   cancel-asleep     Cancel while the ECU sleeps (registration and erasure), then it wakes
 #   battery-sag-*     the battery falls during the reset (8.5 V: the ECU fails it; 11.0 V:
 #                     critical for the profile, the reset goes on)
 #   late-answer       a routine-results answer 300 ms late (P2client 150 ms) carrying the
@@ -445,6 +446,7 @@ run_case() { # KIND STEP FAULT [REPEAT]
                         kill-before | kill-after) fault_kill "$kind" "$step" "$fault" ;;
                         wire-kill-*) fault_wire "$kind" "$step" "$fault" ;;
                         sleep) fault_sleep "$kind" "$step" ;;
+                        cancel-asleep) fault_cancel_asleep "$kind" "$step" ;;
                         battery-sag-*) fault_battery "$kind" "$step" "$fault" ;;
                         late-answer) fault_late "$kind" "$step" ;;
                         selftest-*) "fault_${fault//-/_}" "$kind" "$step" ;;
@@ -605,6 +607,26 @@ fault_sleep() { # KIND STEP: the ECU sleeps at a waiting step; the courtesy swit
         settle_drive "$kind"
 }
 
+fault_cancel_asleep() { # KIND STEP: Cancel while the ECU sleeps, then the courtesy switch
+        local kind=$1 step=$2 e st
+        ctl sleep >/dev/null
+        wait_for 10 ecu_asleep || reason "immod did not see the ECU asleep ($(prop EcuState))"
+        echo "=== Cancel while asleep" >>"$cdir/immod.log"
+        e=$(perr Cancel)
+        st=$(cur_state)
+        # Sleep ends registration mode and the erasure window: the Cancel may end the
+        # procedure with the keys read last; where it cannot know, it says so and waits
+        case "$e" in
+        OK) case "$st" in cancelled | succeeded) ;; *) reason "Cancel OK but State $st" ;; esac ;;
+        *EcuAsleep) case "$st" in running | waiting) ;; *) reason "Cancel EcuAsleep but State $st" ;; esac ;;
+        *) reason "Cancel while asleep: $e" ;;
+        esac
+        ctl courtesy >/dev/null
+        wait_for 10 eval '! ecu_asleep' || reason "immod did not see the ECU awake again"
+        sleep 0.5
+        settle_cancel
+}
+
 fault_battery() { # KIND resetting battery-sag-fail|battery-sag-warn
         local v=8.5
         [ "$3" = battery-sag-warn ] && v=11.0
@@ -715,6 +737,13 @@ for kind in immobilizer-reset key-registration key-erasure; do
                 waiting_step "$step" && run_case $kind "$step" kill-after
                 waiting_step "$step" && run_case $kind "$step" sleep
         done
+done
+for step in confirm-instructions smart-code-passcode place-keys touch-registered-key pre-start-check touch-new-keys \
+        function-check; do
+        run_case key-registration "$step" cancel-asleep
+done
+for step in declare-keys smart-code-passcode touch-keys; do
+        run_case key-erasure "$step" cancel-asleep
 done
 run_case immobilizer-reset resetting battery-sag-fail
 run_case immobilizer-reset resetting battery-sag-warn
