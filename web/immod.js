@@ -819,19 +819,35 @@ function setup() {
             $("k-max").textContent = k.max;
         }), "keys-error"));
 
+    /* The voltage over the procedure, as immod keeps it with the record: (s, lowest, highest). */
+    const traceOf = r => (Array.isArray(r.battery_trace) ? r.battery_trace : [])
+        .filter(p => Array.isArray(p) && p.length === 3);
+    const traceSummary = t => {
+        if (t.length === 0)
+            return "";
+        const lo = Math.min(...t.map(p => p[1])), hi = Math.max(...t.map(p => p[2]));
+        const secs = Math.max(...t.map(p => p[0]));
+        return h("span", { class: "trace", text: " · battery " + lo.toFixed(2) + "–" + hi.toFixed(2) + " V over " +
+                           (secs >= 120 ? Math.round(secs / 60) + " min" : secs + " s") });
+    };
+
     $("read-history").addEventListener("click", () =>
         act($("read-history"), "read the history", () => mcall("GetHistory", "u", [50]).then(reply => {
             const records = unwrap(reply[0]);
-            $("history").replaceChildren(...records.map(r => h("li", { "data-kind": r.kind, "data-result": r.result },
+            $("history").replaceChildren(...records.map(r => h("li", { "data-kind": r.kind, "data-result": r.result,
+                                                                         "data-trace": traceOf(r).length },
                 h("strong", { text: (KIND_TITLE[r.kind] || r.kind) + ": " + r.result }),
                 h("br"),
-                (r.time || "") + " · VIN " + (r.vin || "?") + (r.repair_order ? " · RO " + r.repair_order : "") +
+                /* GetHistory's time is µs since the epoch */
+                (typeof r.time === "number" ? new Date(r.time / 1000).toLocaleString() : (r.time || "")) +
+                    " · VIN " + (r.vin || "?") + (r.repair_order ? " · RO " + r.repair_order : "") +
                     (r.technician ? " · " + r.technician : ""),
                 h("br"),
                 "Keys " + (r.keys_before ?? "?") + " → " + (r.keys_after ?? "?") +
                     (typeof r.battery_min === "number" ? " · lowest battery " + r.battery_min.toFixed(1) + " V" : "") +
                     (r.passcode_attempts ? " · " + plural(r.passcode_attempts, "passcode attempt") : "") +
-                    (r.error ? " · " + r.error : ""))));
+                    (r.error ? " · " + r.error.replace(/^org\.immod\.Immod1\.Error\./, "") : ""),
+                traceSummary(traceOf(r)))));
             if (records.length === 0)
                 $("history").replaceChildren(h("li", { text: "No procedure yet." }));
         }), "history-error"));

@@ -502,6 +502,9 @@ def run():
     kinds = [(e.get_attribute("data-kind"), e.get_attribute("data-result")) for e in els("#history li")][:4]
     check(kinds == [("key-registration", "cancelled"), ("key-erasure", "succeeded"), ("key-registration", "succeeded"),
                     ("immobilizer-reset", "succeeded")], "history, newest first: %s" % kinds)
+    reset_li = [e for e in els("#history li") if e.get_attribute("data-kind") == "immobilizer-reset"]
+    check(reset_li and int(reset_li[0].get_attribute("data-trace") or 0) > 0 and "battery" in reset_li[0].text and " V over " in reset_li[0].text,
+          "history: the reset's voltage trace, as immod kept it (%s)" % (reset_li[0].text.splitlines()[-1] if reset_li else "none"))
     shot("21-history")
 
 
