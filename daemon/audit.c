@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <sys/stat.h>
@@ -397,7 +400,7 @@ static int record_list_push(RecordList *l, const AuditRecord *r) {
 /* The records of one line, in the order written. Normally one; after a crash cut a line
  * short, the next append continues that line, so what follows a broken part is searched
  * for the start of a record. */
-static int parse_line(const char *path, size_t lineno, const char *line, size_t len, RecordList *out) {
+static int parse_line(const char *path, uint64_t offset, const char *line, size_t len, RecordList *out) {
         size_t pos = 0;
 
         while (pos < len) {
@@ -419,7 +422,7 @@ static int parse_line(const char *path, size_t lineno, const char *line, size_t 
                         if (k == -ENOMEM)
                                 return k;
                         if (k < 0)
-                                log_warning("%s:%zu: skipping an invalid audit record: %s", path, lineno, reason);
+                                log_warning("%s: line at byte %" PRIu64 ": skipping an invalid audit record: %s", path, offset, reason);
                         else if (record_list_push(out, &r) < 0) {
                                 audit_record_done(&r);
                                 return -ENOMEM;
@@ -428,8 +431,8 @@ static int parse_line(const char *path, size_t lineno, const char *line, size_t 
                         continue;
                 }
 
-                log_warning("%s:%zu: skipping an unreadable audit record (cut short by a crash?): column %d: %s",
-                            path, lineno, err.column, err.text);
+                log_warning("%s: line at byte %" PRIu64 ": skipping an unreadable audit record (cut short by a "
+                            "crash?): column %d: %s", path, offset, err.column, err.text);
                 next = memmem(line + pos + 1, len - pos - 1, AUDIT_RECORD_START, strlen(AUDIT_RECORD_START));
                 if (!next)
                         break;
@@ -438,96 +441,186 @@ static int parse_line(const char *path, size_t lineno, const char *line, size_t 
         return 0;
 }
 
-/* Adds the newest records of one log file to `all`, newest first, until `limit` (0: no
- * limit). A missing file adds nothing. */
-static int read_one_log(const char *path, unsigned limit, RecordList *all) {
-        _cleanup_free_ char *text = NULL;
-        RecordList line_records = {};
-        size_t size, lineno = 1, end;
+/* Reading the logs from their ends, newest record first: a reader pays for the records it
+ * takes, whatever the size of the history. */
+
+#define TAIL_CHUNK (64U * 1024U)
+
+struct AuditReader {
+        char *path;           /* audit.log; the rotated logs are path.N */
+        unsigned next_rotated; /* the next older log to open, 0 when none is left; UINT_MAX:
+                                * audit.log itself */
+        unsigned next_rotated_first; /* the newest rotated log */
+        int fd;               /* the log being read, -1 before the first and after the last */
+        char *log_name;       /* its path, for warnings */
+        uint64_t off;         /* the file offset of buf[0]: what is left to read lies before */
+        char *buf;            /* the part of the file not handed out yet, [off, off + len) */
+        size_t len;
+        RecordList line;      /* the records of the line read last, oldest first */
+};
+
+/* The previous line of the log (without its newline) into *ret, *ret_len, its offset into
+ * *ret_off; 0 at the start of the file. The line stays valid until the next call. */
+static int tail_prev_line(AuditReader *r, const char **ret, size_t *ret_len, uint64_t *ret_off) {
+        for (;;) {
+                size_t end = r->len > 0 && r->buf[r->len - 1] == '\n' ? r->len - 1 : r->len;
+                const char *nl = end > 0 ? memrchr(r->buf, '\n', end) : NULL;
+
+                if (nl || r->off == 0) {
+                        size_t start = nl ? (size_t) (nl - r->buf) + 1 : 0;
+
+                        if (!nl && end == 0)
+                                return 0;
+                        *ret = r->buf + start;
+                        *ret_len = end - start;
+                        *ret_off = r->off + start;
+                        r->len = start; /* keeps the newline ending the line before */
+                        return 1;
+                }
+
+                /* no line start in what was read: read the chunk before it */
+                size_t chunk = (size_t) MIN(r->off, (uint64_t) TAIL_CHUNK);
+                char *b = malloc(chunk + r->len);
+                ssize_t n;
+
+                if (!b)
+                        return -ENOMEM;
+                n = pread(r->fd, b, chunk, (off_t) (r->off - chunk));
+                if (n != (ssize_t) chunk) {
+                        free(b);
+                        return n < 0 ? log_error_errno(errno, "Failed to read audit log %s: %m", r->log_name)
+                                     : log_error_errno(EIO, "Audit log %s shrank while it was read", r->log_name);
+                }
+                memcpy(b + chunk, r->buf, r->len);
+                free(r->buf);
+                r->buf = b;
+                r->len += chunk;
+                r->off -= chunk;
+        }
+}
+
+/* Opens the next older log; 0 when there is none left. */
+static int reader_open_next(AuditReader *r) {
+        struct stat st;
+
+        for (;;) {
+                r->fd = safe_close(r->fd);
+                r->log_name = mfree(r->log_name);
+                r->buf = mfree(r->buf);
+                r->len = 0;
+                if (r->next_rotated == UINT_MAX) /* audit.log itself comes first */
+                        r->log_name = strdup(r->path);
+                else if (r->next_rotated == 0)
+                        return 0;
+                else if (asprintf(&r->log_name, "%s.%u", r->path, r->next_rotated) < 0)
+                        r->log_name = NULL;
+                if (!r->log_name)
+                        return -ENOMEM;
+                r->next_rotated = r->next_rotated == UINT_MAX ? r->next_rotated_first : r->next_rotated - 1;
+
+                r->fd = open(r->log_name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (r->fd < 0 && errno == ENOENT)
+                        continue;
+                if (r->fd < 0 || fstat(r->fd, &st) < 0)
+                        return log_error_errno(errno, "Failed to open audit log %s: %m", r->log_name);
+                if ((uint64_t) st.st_size > AUDIT_FILE_MAX)
+                        return log_error_errno(EFBIG, "Audit log %s is larger than %u bytes", r->log_name,
+                                               AUDIT_FILE_MAX);
+                r->off = (uint64_t) st.st_size;
+                return 1;
+        }
+}
+
+int audit_reader_new(const char *state_dir, AuditReader **ret) {
+        AuditReader *r;
         int k;
 
-        k = read_file_bounded(path, AUDIT_FILE_MAX, &text, &size);
-        if (k == -ENOENT)
-                return 0;
-        if (k == -EFBIG)
-                return log_error_errno(k, "Audit log %s is larger than %u bytes", path, AUDIT_FILE_MAX);
-        if (k < 0)
-                return log_error_errno(k, "Failed to read audit log %s: %m", path);
-
-        for (size_t i = 0; i < size; i++)
-                if (text[i] == '\n')
-                        lineno++;
-        /* lineno is now the number of the last line: the one after the last newline, usually
-         * empty */
-
-        /* newest first: walk the lines from the end, and stop once `limit` are found */
-        end = size;
-        for (;;) {
-                const char *nl = end > 0 ? memrchr(text, '\n', end) : NULL;
-                size_t start = nl ? (size_t) (nl - text) + 1 : 0;
-
-                if (end > start) {
-                        line_records.n = 0;
-                        k = parse_line(path, lineno, text + start, end - start, &line_records);
-                        if (k < 0)
-                                goto fail;
-                        while (line_records.n > 0) {
-                                AuditRecord *r = &line_records.records[--line_records.n];
-
-                                if (limit > 0 && all->n >= limit) {
-                                        audit_record_done(r);
-                                        continue;
-                                }
-                                k = record_list_push(all, r);
-                                if (k < 0) {
-                                        audit_record_done(r);
-                                        goto fail;
-                                }
-                        }
-                }
-                if (!nl || (limit > 0 && all->n >= limit))
-                        break;
-                end = start - 1;
-                lineno--;
+        r = calloc(1, sizeof(AuditReader));
+        if (!r)
+                return -ENOMEM;
+        r->fd = -1;
+        r->next_rotated = UINT_MAX;
+        r->path = audit_path(state_dir);
+        if (!r->path) {
+                free(r);
+                return -ENOMEM;
         }
-        free(line_records.records);
+        /* the rotated logs as they are now: a rotation while reading renames audit.log,
+         * which stays open, to the one after these */
+        k = rotated_max(state_dir, &r->next_rotated_first);
+        if (k < 0) {
+                audit_reader_free(r);
+                return log_error_errno(k, "Cannot list %s: %m", state_dir);
+        }
+        *ret = r;
         return 0;
+}
 
-fail:
-        audit_records_free(line_records.records, line_records.n);
-        return log_oom();
+int audit_reader_next(AuditReader *r, AuditRecord *ret) {
+        int k;
+
+        while (r->line.n == 0) {
+                const char *line = NULL;
+                size_t len = 0;
+                uint64_t off = 0;
+
+                if (r->fd < 0) {
+                        k = reader_open_next(r);
+                        if (k <= 0)
+                                return k;
+                }
+                k = tail_prev_line(r, &line, &len, &off);
+                if (k < 0)
+                        return k;
+                if (k == 0) {
+                        r->fd = safe_close(r->fd);
+                        if (r->next_rotated == 0)
+                                return 0;
+                        continue;
+                }
+                k = parse_line(r->log_name, off, line, len, &r->line);
+                if (k < 0)
+                        return k;
+        }
+        *ret = r->line.records[--r->line.n];
+        return 1;
+}
+
+AuditReader *audit_reader_free(AuditReader *r) {
+        if (!r)
+                return NULL;
+        audit_records_free(r->line.records, r->line.n);
+        safe_close(r->fd);
+        free(r->log_name);
+        free(r->buf);
+        free(r->path);
+        return mfree(r);
 }
 
 int audit_read(const char *state_dir, unsigned limit, AuditRecord **ret, size_t *ret_n) {
-        _cleanup_free_ char *path = NULL;
+        AuditReader *reader = NULL;
         RecordList all = {};
-        unsigned rotated;
+        AuditRecord rec;
         int k;
 
         if (limit == 0 || limit > AUDIT_HISTORY_MAX)
                 limit = AUDIT_HISTORY_MAX;
-        path = audit_path(state_dir);
-        if (!path)
-                return log_oom();
-        k = read_one_log(path, limit, &all);
-        /* then the rotated logs, newest first, as far as needed */
-        if (k >= 0 && all.n < limit)
-                k = rotated_max(state_dir, &rotated);
-        for (unsigned i = rotated; k >= 0 && all.n < limit && i > 0; i--) {
-                _cleanup_free_ char *older = NULL;
-                if (asprintf(&older, "%s.%u", path, i) < 0)
-                        k = -ENOMEM;
-                else
-                        k = read_one_log(older, limit, &all);
+        k = audit_reader_new(state_dir, &reader);
+        while (k >= 0 && all.n < limit) {
+                k = audit_reader_next(reader, &rec);
+                if (k <= 0)
+                        break;
+                k = record_list_push(&all, &rec);
+                if (k < 0)
+                        audit_record_done(&rec);
         }
+        audit_reader_free(reader);
         if (k < 0) {
                 audit_records_free(all.records, all.n);
                 return k == -ENOMEM ? log_oom() : k;
         }
-        if (all.n == 0) {
-                free(all.records);
-                all.records = NULL;
-        }
+        if (all.n == 0)
+                all.records = mfree(all.records);
         *ret = all.records;
         *ret_n = all.n;
         return 0;

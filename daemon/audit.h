@@ -14,7 +14,7 @@
 
 #define AUDIT_VERSION 1
 #define AUDIT_FILE_NAME "audit.log"
-#define AUDIT_FILE_MAX (16U * 1024U * 1024U) /* audit_read() refuses a larger log with -EFBIG */
+#define AUDIT_FILE_MAX (16U * 1024U * 1024U) /* a larger log is refused with -EFBIG */
 #define AUDIT_ROTATE_BYTES (1024U * 1024U)   /* about 3000 records a file */
 #define AUDIT_ROTATED_MAX 100000U            /* audit.log.N, N below this */
 #define AUDIT_HISTORY_MAX 10000U             /* records audit_read() returns at most */
@@ -68,6 +68,14 @@ int audit_append(const char *state_dir, const AuditRecord *r);
  * NULL then). Lines that are not valid records, such as one a crash cut short, are skipped
  * with a warning naming the line. Free with audit_records_free(). */
 int audit_read(const char *state_dir, unsigned limit, AuditRecord **ret, size_t *ret_n);
+
+/* The records one at a time, newest first, each log read from its end (GetHistory runs one
+ * on the event loop, a slice at a time). */
+typedef struct AuditReader AuditReader;
+int audit_reader_new(const char *state_dir, AuditReader **ret);
+/* 1 and the next older record in *ret (audit_record_done() it); 0 when there is none left. */
+int audit_reader_next(AuditReader *r, AuditRecord *ret);
+AuditReader *audit_reader_free(AuditReader *r);
 
 void audit_record_done(AuditRecord *r);
 void audit_records_free(AuditRecord *r, size_t n);

@@ -61,6 +61,7 @@ struct Manager {
         struct WakeProbe *wake_probe;  /* the 3E 00 on its way, NULL when none */
         gid_t group_gid;               /* the configured group's, once looked up */
         bool group_resolved;
+        struct HistoryRead *history_reads; /* GetHistory calls being answered */
 };
 
 /* Outlives the Manager when immod stops with a probe on its way. */
@@ -88,6 +89,11 @@ int append_vehicle(sd_bus_message *reply, const Vehicle *v);
 int method_identify(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_read_key_status(sd_bus_message *msg, void *userdata, sd_bus_error *error);
 int method_set_vehicle(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+
+/* manager-history.c */
+typedef struct HistoryRead HistoryRead;
+int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error *error);
+void manager_history_reads_free(Manager *m);
 
 /* manager-approval.c */
 int method_request_approval(sd_bus_message *msg, void *userdata, sd_bus_error *error);

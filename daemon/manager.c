@@ -476,77 +476,6 @@ static int method_list_procedures(sd_bus_message *msg, void *userdata, sd_bus_er
         return sd_bus_send(NULL, reply, NULL);
 }
 
-static int append_audit_record(sd_bus_message *reply, const AuditRecord *a) {
-        int r;
-
-        r = sd_bus_message_open_container(reply, 'a', "{sv}");
-        if (r < 0)
-                return r;
-        r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}",
-                                  "id", "t", a->id,
-                                  "uid", "u", a->uid,
-                                  "technician", "s", a->technician ?: "",
-                                  "time", "t", (uint64_t) a->time,
-                                  "created", "t", (uint64_t) a->created,
-                                  "kind", "s", procedure_kind_to_string(a->kind),
-                                  "vin", "s", a->vin ?: "",
-                                  "profile", "s", a->profile ?: "",
-                                  "repair_order", "s", a->repair_order ?: "",
-                                  "result", "s", audit_result_to_string(a->result),
-                                  "error", "s", a->error ?: "",
-                                  "keys_before", "i", (int32_t) a->keys_before,
-                                  "keys_after", "i", (int32_t) a->keys_after,
-                                  "battery_min", "d", a->battery_min,
-                                  "passcode_attempts", "u", (uint32_t) a->passcode_attempts);
-        /* the voltage over the procedure: (seconds from its start, lowest, highest) */
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'e', "sv");
-        if (r >= 0)
-                r = sd_bus_message_append(reply, "s", "battery_trace");
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'v', "a(udd)");
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(udd)");
-        for (size_t i = 0; r >= 0 && i < a->n_trace; i++)
-                r = sd_bus_message_append(reply, "(udd)", a->trace[i].offset_s, a->trace[i].min_v, a->trace[i].max_v);
-        for (unsigned i = 0; r >= 0 && i < 3; i++)
-                r = sd_bus_message_close_container(reply);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        return r;
-}
-
-static int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Manager *m = userdata;
-        AuditRecord *records = NULL;
-        size_t n = 0;
-        uint32_t limit;
-        int r;
-
-        r = sd_bus_message_read(msg, "u", &limit);
-        if (r < 0)
-                return r;
-        r = manager_authorize(m, msg, error);
-        if (r < 0)
-                return r;
-        r = audit_read(m->daemon->config.state_dir, limit, &records, &n);
-        if (r < 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_IO_ERROR, "Cannot read the audit log: %s.", strerror(-r));
-
-        r = sd_bus_message_new_method_return(msg, &reply);
-        if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "a{sv}");
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = append_audit_record(reply, &records[i]);
-        if (r >= 0)
-                r = sd_bus_message_close_container(reply);
-        audit_records_free(records, n);
-        if (r < 0)
-                return r;
-        return sd_bus_send(NULL, reply, NULL);
-}
-
 #define RESUME_AUDIT_RECORDS 64U
 
 int manager_resume(Manager *m) {
@@ -750,6 +679,7 @@ Manager *manager_free(Manager *m) {
         for (size_t i = 0; i < m->n_procedures; i++)
                 procedure_free(m->procedures[i]);
         free(m->procedures);
+        manager_history_reads_free(m);
         m->battery = battery_watch_free(m->battery);
         m->wake_timer = sd_event_source_disable_unref(m->wake_timer);
         if (m->wake_probe)

@@ -34,6 +34,13 @@ static inline void closep(int *fd) {
 }
 #define _cleanup_close_ _cleanup_(closep)
 
+/* Closes fd when it is open; always -1, to assign back. */
+static inline int safe_close(int fd) {
+        if (fd >= 0)
+                (void) close(fd);
+        return -1;
+}
+
 /* Takes ownership out of a _cleanup_ variable. */
 #define TAKE_PTR(p)                            \
         ({                                     \

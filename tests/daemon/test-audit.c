@@ -329,8 +329,70 @@ static void test_rotation(void **state) {
 
         assert_int_equal(audit_read(dir, 0, &r, &n), 0);
         assert_int_equal(n, k + 1);
-        assert_int_equal(r[n - 1].id, 1);
+        for (size_t i = 0; i < n; i++) /* every record once, newest first, across chunks and files */
+                assert_int_equal(r[i].id, k + 1 - i);
         audit_records_free(r, n);
+        assert_int_equal(unlink(rotated), 0);
+}
+
+/* A line longer than the reader's chunk (junk here), between records: the records on both
+ * sides are read, in order. */
+static void test_long_line(void **state) {
+        AuditRecord a = sample(1), b = sample(2), *r = NULL;
+        size_t n = 0;
+        char *junk = malloc(200 * 1024 + 2);
+
+        assert_non_null(junk);
+        memset(junk, 'x', 200 * 1024);
+        strcpy(junk + 200 * 1024, "\n");
+        assert_int_equal(audit_append(dir, &a), 0);
+        append_raw(junk);
+        assert_int_equal(audit_append(dir, &b), 0);
+        free(junk);
+
+        assert_int_equal(audit_read(dir, 0, &r, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(r[0].id, 2);
+        assert_int_equal(r[1].id, 1);
+        audit_records_free(r, n);
+}
+
+/* A reader that is open while the log rotates goes on with the log it read (now
+ * audit.log.1) and then the older ones: nothing twice, nothing missed. */
+static void test_reader_across_rotation(void **state) {
+        char rotated[160];
+        AuditReader *reader = NULL;
+        AuditRecord rec, one;
+        uint64_t expect = 0;
+        unsigned k = 0;
+        struct stat st;
+
+        /* records 1..k, until the next one rotates the log */
+        for (;;) {
+                one = sample(++k);
+                assert_int_equal(audit_append(dir, &one), 0);
+                assert_int_equal(stat(log_path, &st), 0);
+                if ((uint64_t) st.st_size + (uint64_t) st.st_size / k > AUDIT_ROTATE_BYTES)
+                        break;
+        }
+        assert_int_equal(audit_reader_new(dir, &reader), 0);
+        assert_int_equal(audit_reader_next(reader, &rec), 1);
+        assert_int_equal(rec.id, k);
+        audit_record_done(&rec);
+
+        one = sample(k + 1);
+        assert_int_equal(audit_append(dir, &one), 0);
+        snprintf(rotated, sizeof(rotated), "%s.1", log_path);
+        assert_int_equal(access(rotated, F_OK), 0);
+
+        expect = k - 1;
+        while (audit_reader_next(reader, &rec) == 1) {
+                assert_int_equal(rec.id, expect);
+                expect--;
+                audit_record_done(&rec);
+        }
+        assert_int_equal(expect, 0);
+        audit_reader_free(reader);
         assert_int_equal(unlink(rotated), 0);
 }
 
@@ -353,6 +415,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_append_rejects, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_trace, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_rotation, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reader_across_rotation, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_too_large, setup, teardown),
         };
 
