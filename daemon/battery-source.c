@@ -256,7 +256,9 @@ void battery_watch_set_active(BatteryWatch *w, bool active) {
 }
 
 void battery_watch_kick(BatteryWatch *w) {
-        if (w->source != BATTERY_SOURCE_ECU)
+        /* shared with the schedule: a reading younger than its period is recent enough */
+        if (w->source != BATTERY_SOURCE_ECU ||
+            (w->monitor.sampled_at != USEC_INFINITY && now_mono() < w->monitor.sampled_at + BATTERY_WATCH_ECU_INTERVAL_USEC))
                 return;
         read_ecu(w);
         watch_rearm(w);

@@ -100,26 +100,70 @@ static int uid_in_group(Manager *m, uid_t uid, const char *group) {
         return 0;
 }
 
-/* Methods are for root and the configured group, judged on the sender's credentials as
- * the bus recorded them, never augmented from /proc (which a caller could race). */
-int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+/* The uid behind a unique bus name never changes and the name is never used again, so it
+ * is asked of the bus once per caller (a synchronous round trip) and kept; the group's
+ * verdict is kept for AUTH_VERDICT_USEC, so that a change of membership counts soon. */
+static AuthCache *auth_cache_find(Manager *m, const char *sender) {
+        for (size_t i = 0; i < ELEMENTSOF(m->auth_cache); i++)
+                if (streq(m->auth_cache[i].sender, sender))
+                        return &m->auth_cache[i];
+        return NULL;
+}
+
+static int sender_uid(Manager *m, sd_bus_message *msg, AuthCache **ret_entry, uid_t *ret) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        const char *group = m->daemon->config.group ?: CONFIG_DEFAULT_GROUP;
-        const char *method = sd_bus_message_get_member(msg);
+        const char *sender = sd_bus_message_get_sender(msg);
+        AuthCache *e = sender ? auth_cache_find(m, sender) : NULL;
         uid_t uid;
         int r;
 
+        if (e) {
+                *ret_entry = e;
+                *ret = e->uid;
+                return 0;
+        }
         r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
         if (r >= 0)
                 r = sd_bus_creds_get_euid(creds, &uid);
+        if (r < 0)
+                return r;
+        *ret_entry = NULL;
+        if (sender && strlen(sender) < sizeof(e->sender)) {
+                e = &m->auth_cache[m->auth_cache_next++ % ELEMENTSOF(m->auth_cache)];
+                *e = (AuthCache) { .uid = uid, .verdict_at = USEC_INFINITY };
+                strcpy(e->sender, sender);
+                *ret_entry = e;
+        }
+        *ret = uid;
+        return 0;
+}
+
+/* Methods are for root and the configured group, judged on the sender's credentials as
+ * the bus recorded them, never augmented from /proc (which a caller could race). */
+int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+        const char *group = m->daemon->config.group ?: CONFIG_DEFAULT_GROUP;
+        const char *method = sd_bus_message_get_member(msg);
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        AuthCache *e;
+        uid_t uid;
+        int r;
+
+        r = sender_uid(m, msg, &e, &uid);
         if (r < 0) {
                 log_warning_errno(r, "Refused %s() from %s: cannot read the caller's credentials: %m", method,
                                   sd_bus_message_get_sender(msg) ?: "?");
                 return sd_bus_error_setf(error, IMMOD_ERROR_NOT_AUTHORIZED,
                                          "The caller's credentials cannot be read.");
         }
-
-        r = uid_in_group(m, uid, group);
+        if (e && e->verdict_at != USEC_INFINITY && now < e->verdict_at + AUTH_VERDICT_USEC)
+                r = e->in_group;
+        else {
+                r = uid_in_group(m, uid, group);
+                if (e && r >= 0) {
+                        e->in_group = r > 0;
+                        e->verdict_at = now;
+                }
+        }
         if (r > 0)
                 return 0;
         if (r < 0)
@@ -130,4 +174,3 @@ int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
         return sd_bus_error_setf(error, IMMOD_ERROR_NOT_AUTHORIZED,
                                  "%s() needs root or membership of the group \"%s\".", method, group);
 }
-

@@ -41,6 +41,16 @@ typedef struct Vehicle {
         const char *source; /* "ecu" or "manual" */
 } Vehicle;
 
+/* A caller's uid, and whether it may call methods (manager-auth.c). */
+#define AUTH_CACHE_MAX 32
+#define AUTH_VERDICT_USEC (10 * USEC_PER_SEC)
+typedef struct AuthCache {
+        char sender[32];  /* the unique bus name; "" when unused */
+        uid_t uid;
+        bool in_group;
+        usec_t verdict_at; /* CLOCK_MONOTONIC; USEC_INFINITY: none yet */
+} AuthCache;
+
 struct Manager {
         Daemon *daemon;
         sd_bus_slot *slot;
@@ -62,6 +72,8 @@ struct Manager {
         gid_t group_gid;               /* the configured group's, once looked up */
         bool group_resolved;
         struct HistoryRead *history_reads; /* GetHistory calls being answered */
+        AuthCache auth_cache[AUTH_CACHE_MAX];
+        unsigned auth_cache_next;          /* the entry replaced next */
 };
 
 /* Outlives the Manager when immod stops with a probe on its way. */

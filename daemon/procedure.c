@@ -18,8 +18,14 @@
 #include "procedure.h"
 #include "uds-link.h"
 
-#define POLL_INTERVAL_USEC (250 * USEC_PER_MSEC) /* also bounds progress to 4 changes a second */
-#define PROBE_INTERVAL_USEC (1000 * USEC_PER_MSEC)
+/* The poll timer is armed for the next thing due (poll_period()), so that a procedure waiting
+ * for a person wakes immod little more than tester present does. */
+#define POLL_INTERVAL_USEC (250 * USEC_PER_MSEC)  /* the reset's progress (4 changes a second at most),
+                                                    * and a request on its way (the gate's ticks) */
+#define RESULTS_INTERVAL_USEC (1000 * USEC_PER_MSEC) /* key touches, while a person touches keys */
+#define PROBE_INTERVAL_USEC (1000 * USEC_PER_MSEC)   /* a sleeping ECU, a lockout's countdown */
+#define PROBE_LEAD_USEC (100 * USEC_PER_MSEC)         /* the probe goes this much before tester present
+                                                    * would, and so takes its place (uds.h) */
 
 static const char *const event_names[] = {
         [EVENT_RECOGNISED] = "registered-key-recognised",
@@ -701,34 +707,78 @@ static void on_a103_results(Procedure *p, const UdsResponse *r) {
         procedure_bus_emit(p);
 }
 
+/* What the step polls, as far as the ECU has it open. */
+static bool polls_results(Procedure *p) {
+        const StepInfo *st = step_info(p);
+
+        return st->poll == POLL_RESET || (st->poll == POLL_REGISTRATION && p->open == ECU_OPEN_REGISTRATION) ||
+               (st->poll == POLL_ERASURE && p->open == ECU_OPEN_ERASURE);
+}
+
+static bool polls_lockout(Procedure *p) {
+        return step_info(p)->end == STEP_END_PASSCODE && !p->view.have_seed && p->view.lockout_s > 0;
+}
+
+/* 3E 00 now and then tells whether the ECU still answers (3E 80 has no answer). Sent a little
+ * before tester present is due, it keeps the session itself: one keep-alive on the bus. */
+static usec_t probe_period(Procedure *p) {
+        unsigned ms = p->daemon->config.tester_present_ms ?: p->profile->timing.tester_present_ms;
+        usec_t tp = (usec_t) ms * USEC_PER_MSEC;
+
+        if (p->asleep)
+                return PROBE_INTERVAL_USEC;
+        return tp > 2 * PROBE_LEAD_USEC ? tp - PROBE_LEAD_USEC : tp / 2;
+}
+
+/* When the poll timer is next needed. */
+static usec_t poll_period(Procedure *p) {
+        if (procedure_busy(p) || p->pending || !procedure_is_active(p))
+                return POLL_INTERVAL_USEC; /* the gate's late answers; a chain that goes on */
+        if (step_info(p)->poll == POLL_RESET)
+                return POLL_INTERVAL_USEC;
+        if (polls_results(p))
+                return RESULTS_INTERVAL_USEC;
+        if (polls_lockout(p))
+                return PROBE_INTERVAL_USEC;
+        return probe_period(p);
+}
+
+/* Something to poll starts now (a step entered, a routine opened): within POLL_INTERVAL. */
+static void poll_soon(Procedure *p) {
+        uint64_t next, now = now_usec(CLOCK_MONOTONIC);
+
+        if (sd_event_source_get_time(p->poll, &next) >= 0 && next > now + POLL_INTERVAL_USEC)
+                (void) sd_event_source_set_time(p->poll, now + POLL_INTERVAL_USEC);
+}
+
 static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
         Procedure *p = userdata;
-        const StepInfo *st;
 
-        (void) sd_event_source_set_time(s, usec + POLL_INTERVAL_USEC);
         ecu_gate_tick(p->gate); /* a late answer that never came */
         if (!procedure_is_active(p) || procedure_busy(p) || p->pending)
-                return 0;
+                goto rearm;
         if ((p->cancel || p->readback != READBACK_NONE) && !p->asleep)
-                return 0; /* only a sleeping ECU is asked, so that they can go on */
-        st = step_info(p);
+                goto rearm; /* only a sleeping ECU is asked, so that they can go on */
 
-        if (st->poll == POLL_RESET)
+        if (step_info(p)->poll == POLL_RESET)
                 routine(p, ROUTINE_RESULTS, p->profile->rids.smart_code_reset, -1, on_a101_results);
-        else if (st->poll == POLL_REGISTRATION && p->open == ECU_OPEN_REGISTRATION)
+        else if (polls_results(p) && step_info(p)->poll == POLL_REGISTRATION)
                 routine(p, ROUTINE_RESULTS, p->profile->rids.key_registration, -1, on_a102_results);
-        else if (st->poll == POLL_ERASURE && p->open == ECU_OPEN_ERASURE)
+        else if (polls_results(p))
                 routine(p, ROUTINE_RESULTS, p->profile->rids.key_erasure, -1, on_a103_results);
-        else if (st->end == STEP_END_PASSCODE && !p->view.have_seed && p->view.lockout_s > 0 &&
-                 usec >= p->last_probe + PROBE_INTERVAL_USEC) {
-                p->last_probe = usec;
-                read_did(p, p->profile->dids.security_attempts, on_lockout_poll);
-        } else if (p->asleep || usec >= p->last_probe + PROBE_INTERVAL_USEC) {
-                /* 3E 80 has no answer: ask with 3E 00 now and then whether the ECU is still there */
-                p->last_probe = usec;
+        else if (polls_lockout(p)) {
+                if (usec >= p->last_probe + PROBE_INTERVAL_USEC) {
+                        p->last_probe = usec;
+                        read_did(p, p->profile->dids.security_attempts, on_lockout_poll);
+                }
+        } else if (usec + POLL_INTERVAL_USEC > p->last_probe + probe_period(p)) {
                 static const uint8_t probe[2] = { UDS_TESTER_PRESENT, 0x00 };
+
+                p->last_probe = usec;
                 (void) request(p, probe, sizeof(probe), NULL);
         }
+rearm:
+        (void) sd_event_source_set_time(s, usec + poll_period(p));
         return 0;
 }
 
@@ -738,6 +788,7 @@ static void on_a102_started(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 4, "Starting registration mode"))
                 return;
         p->open = ECU_OPEN_REGISTRATION;
+        poll_soon(p);
         reply_ok(p);
 }
 
@@ -749,6 +800,7 @@ static void on_a103_started(Procedure *p, const UdsResponse *r) {
                 return;
         }
         p->open = ECU_OPEN_ERASURE;
+        poll_soon(p);
         p->view.deadline = now_usec(CLOCK_REALTIME) + (usec_t) p->profile->durations.erasure_window_s * USEC_PER_SEC;
         p->view.dirty |= PROP_DEADLINE;
         reply_ok(p);
@@ -804,6 +856,7 @@ static void enter_step(Procedure *p, size_t idx) {
 
         p->view.step = idx;
         p->view.dirty |= PROP_STEP;
+        poll_soon(p);
         clear_seed(p);
         if (p->view.deadline) {
                 p->view.deadline = 0;

@@ -167,8 +167,11 @@ static void dispatch(UdsClient *c, usec_t now) {
                 usec_t due = c->tp_next;
 
                 /* Schedule the next one first: the transport may report "sent" from inside
-                 * send(), which comes back here. */
-                c->tp_next = now + c->tp_interval;
+                 * send(), which comes back here. On a fixed grid: a late one does not push
+                 * the later ones back, and slots already missed are not sent in a burst. */
+                c->tp_next = due + c->tp_interval;
+                if (c->tp_next <= now)
+                        c->tp_next = now + c->tp_interval - (now - due) % c->tp_interval;
                 if (!offer(c, IN_TRANSPORT_TESTER_PRESENT, tester_present, sizeof(tester_present), &r, now)) {
                         c->tp_next = due;
                         return;
@@ -194,6 +197,10 @@ static void dispatch(UdsClient *c, usec_t now) {
                         return;
                 }
                 c->stats.requests++;
+                /* any request restarts the ECU's S3: the next keep-alive is due a period
+                 * after it, so that a request made now and then is the only one on the bus */
+                if (r >= 0 && c->tp_interval > 0)
+                        c->tp_next = MAX(c->tp_next, now + c->tp_interval);
                 if (r < 0)
                         complete(c, r, NULL, 0, false, now);
         }

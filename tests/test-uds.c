@@ -916,18 +916,66 @@ static void test_tester_present_waits_for_transport(void **state) {
         assert_int_equal(REQUEST(1, 0x22, 0xf1, 0x90), 0);
         assert_int_equal(E.n_tx, 2);
         unsigned attempts = E.attempts;
-        run_until(T0 + 2500 * MS);
-        /* tester present is due since 2 s but the transport is busy: not even offered */
+        run_until(T0 + 3500 * MS);
+        /* tester present is due since 3 s (a period after the request) but the transport is
+         * busy: not even offered */
         assert_int_equal(E.attempts, attempts);
         assert_int_equal(E.n_tx, 2);
         transport_done(0);
         assert_int_equal(E.n_tx, 3);
         EXPECT_TX(2, 0x3e, 0x80);
-        assert_true(E.tx[2].t == T0 + 2500 * MS);
+        assert_true(E.tx[2].t == T0 + 3500 * MS);
         transport_done(0);
         ANSWER(0x62, 0xf1, 0x90, 'J');
         assert_int_equal(E.n_resp, 1);
         assert_int_equal(E.resp[0].error, 0);
+}
+
+/* A request restarts the ECU's S3 as tester present does: the keep-alive is due a period
+ * after the last request, so a request made every period is the only one on the bus. */
+static void test_tester_present_after_requests(void **state) {
+        E.auto_sent = true;
+        uds_client_set_tester_present(E.c, 2 * SEC, E.now);
+        assert_int_equal(count_tester_present(T0, T0), 1);
+        for (unsigned k = 1; k <= 5; k++) {
+                run_until(T0 + k * 1900 * MS);
+                assert_int_equal(REQUEST(1, 0x3e, 0x00), 0);
+                run_for(5 * MS);
+                ANSWER(0x7e, 0x00);
+        }
+        assert_int_equal(E.n_resp, 5);
+        run_until(T0 + 5 * 1900 * MS + 1999 * MS);
+        assert_int_equal(count_tester_present(T0, E.now), 1);
+        /* then, with no request, tester present a period after the last one, and on */
+        run_until(T0 + 5 * 1900 * MS + 2 * SEC);
+        assert_int_equal(count_tester_present(T0, E.now), 2);
+        assert_true(E.tx[E.n_tx - 1].t == T0 + 5 * 1900 * MS + 2 * SEC);
+}
+
+/* Tester present on a fixed grid: one sent late (the transport busy) does not push the
+ * later ones back, and the slots missed while late are not sent in a burst. */
+static void test_tester_present_grid(void **state) {
+        uds_client_set_tester_present(E.c, 2 * SEC, E.now);
+        transport_done(0); /* at 0 */
+        run_until(T0 + 2 * SEC);
+        assert_int_equal(count_tester_present(T0, E.now), 2);
+        /* its transmission takes 300 ms: the one at 4 s goes on time all the same */
+        run_until(T0 + 2300 * MS);
+        transport_done(0);
+        run_until(T0 + 4 * SEC);
+        assert_int_equal(count_tester_present(T0, E.now), 3);
+        assert_true(E.tx[E.n_tx - 1].t == T0 + 4 * SEC);
+        /* held up for 5 s: one goes at once, then the grid (10 s, 12 s), not three at once */
+        run_until(T0 + 9 * SEC);
+        transport_done(0);
+        assert_int_equal(count_tester_present(T0, E.now), 4);
+        transport_done(0);
+        assert_int_equal(count_tester_present(T0, E.now), 4);
+        E.auto_sent = true;
+        run_until(T0 + 12 * SEC);
+        assert_int_equal(count_tester_present(T0, E.now), 6);
+        assert_true(E.tx[E.n_tx - 2].t == T0 + 10 * SEC);
+        assert_true(E.tx[E.n_tx - 1].t == T0 + 12 * SEC);
 }
 
 static void test_tester_present_busy_retry(void **state) {
@@ -1396,6 +1444,8 @@ int main(void) {
                 T(test_tester_present_from_config),
                 T(test_tester_present_during_pending),
                 T(test_tester_present_waits_for_transport),
+                T(test_tester_present_after_requests),
+                T(test_tester_present_grid),
                 T(test_tester_present_busy_retry),
                 T(test_request_busy_retry),
                 T(test_queue_in_order),

@@ -1,0 +1,144 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# immod's own figures (meson test -C build --benchmark bench-immod -v): printed, never
+# asserted (these machines are shared and noisy).
+#   - wakeups a second (context switches), CPU and bus requests a second: idle, and while a
+#     procedure holds the ECU session at a step that waits for a person;
+#   - the keep-alive's lateness on the bus (a sniffer's time between two requests beyond the
+#     tester-present period: median, p99, max) while holding the session, alone, with a
+#     client reading a 10,000-record history in a loop, and with 50 D-Bus clients calling
+#     in a loop;
+#   - GetHistory's time for 10,000 records and for 20;
+#   - RSS, PSS and anonymous memory at idle, without and with a passcode service configured.
+set -uo pipefail
+immod=$1 ecusim=$2 src=$3
+SECS=${BENCH_SECONDS:-20}
+harness_pids="watch_pid immod_pid sim_pid bus_pid"
+harness_logs=("ecusim log" ecusim.log 20)
+. "$src/tests/lib/harness.sh"
+require_tools dbus-daemon busctl python3
+
+# /proc figures of PID: "voluntary+involuntary context switches, utime+stime in ticks"
+proc_counts() {
+        local cs
+        cs=$(awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n }' "/proc/$1/status")
+        echo "$cs $(awk '{ print $14 + $15 }' "/proc/$1/stat")"
+}
+# measure LABEL SECONDS: wakeups/s, CPU % and bus requests/s of immod over SECONDS
+measure() {
+        local a b r0 r1 hz
+        hz=$(getconf CLK_TCK)
+        a=($(proc_counts "$immod_pid"))
+        r0=$(wc -l <"$tmp/bus.log")
+        sleep "$2"
+        b=($(proc_counts "$immod_pid"))
+        r1=$(wc -l <"$tmp/bus.log")
+        python3 -c 'import sys
+cs, ticks, reqs, s, hz = (float(x) for x in sys.argv[2:7])
+print("%-44s wakeups %5.2f/s   CPU %5.2f %%   bus requests %4.2f/s" % (sys.argv[1], cs / s, 100 * ticks / hz / s, reqs / s))' \
+                "$1" $((b[0] - a[0])) $((b[1] - a[1])) $((r1 - r0)) "$2" "$hz"
+}
+# lateness LABEL FROM_LINE: the keep-alive gaps on the bus since line FROM_LINE
+lateness() {
+        tail -n +"$(($2 + 1))" "$tmp/bus.log" | python3 -c '
+import statistics, sys
+t = [float(l.split()[0]) for l in sys.stdin if " 0x" in l]
+late = sorted(max(0.0, (b - a) - 2.0) * 1000 for a, b in zip(t, t[1:]))
+if not late:
+    print("%-44s no requests" % sys.argv[1]); sys.exit()
+p99 = late[min(len(late) - 1, int(len(late) * 0.99))]
+print("%-44s keep-alive late by median %6.1f ms, p99 %6.1f ms, max %6.1f ms (%d gaps)"
+      % (sys.argv[1], statistics.median(late), p99, late[-1], len(late)))' "$1"
+}
+memory() {
+        awk -v label="$1" '/^Rss:/ { rss = $2 } /^Pss:/ { pss = $2 } /^Anonymous:/ { anon = $2 }
+                END { printf "%-44s RSS %5.1f MiB   PSS %5.1f MiB   anonymous %5.2f MiB\n", label, rss / 1024, pss / 1024, anon / 1024 }' \
+                "/proc/$immod_pid/smaps_rollup"
+}
+
+# 10,000 audit records, about as large as real ones (a trace of 60 points), in rotated logs
+write_history() {
+        mkdir -p "$tmp/state"
+        python3 - "$tmp/state" "$VIN" <<'PY'
+import json, os, sys
+d, vin = sys.argv[1:3]
+files, cur, size = [], [], 0
+for i in range(1, 10001):
+    rec = {"version": 1, "id": i, "time": "2026-01-01T00:00:00Z", "usec": 1767225600000000 + i,
+           "created": 1767225000000000 + i, "uid": 1000, "technician": "tech1", "vin": vin,
+           "profile": "lexus-es-ux-ls-2018-2021", "repair_order": "RO-%d" % i, "kind": "key-registration",
+           "result": "succeeded", "error": None, "keys_before": 1, "keys_after": 2, "battery_min": 12.4,
+           "passcode_attempts": 1, "trace": [[s * 10, 12.4, 12.6] for s in range(60)]}
+    line = json.dumps(rec, separators=(",", ":")) + "\n"
+    if size + len(line) > 1024 * 1024:
+        files.append(cur); cur, size = [], 0
+    cur.append(line); size += len(line)
+for n, lines in enumerate(files, 1):
+    open(os.path.join(d, "audit.log.%d" % n), "w").writelines(lines)
+open(os.path.join(d, "audit.log"), "w").writelines(cur)
+PY
+        chmod 0600 "$tmp/state"/audit.log*
+}
+history_loop() { while :; do bctl --timeout=60 call "$DEST" "$OBJ" "$IFACE" GetHistory u 0 >/dev/null 2>&1; done; }
+caller_loop() { while :; do bctl get-property "$DEST" "$OBJ" "$IFACE" EcuState >/dev/null 2>&1; done; }
+
+start_bus
+start_ecusim
+write_history
+python3 "$src/tests/daemon/vbus-watch.py" "$tmp/vbus.sock" --log "$tmp/bus.log" --ready "$tmp/watch.ready" \
+        --out /dev/null >/dev/null 2>&1 &
+watch_pid=$!
+wait_for 10 test -e "$tmp/watch.ready" || { fail "the bus sniffer did not start"; exit 1; }
+start_immod ecu || { fail "immod did not start"; exit 1; }
+wait_for 10 link_up
+sleep 2
+
+echo "immod's figures ($SECS s each; wakeups are context switches)"
+memory "memory, idle, no passcode service"
+measure "idle" "$SECS"
+python3 - "$addr" <<'PY'
+import subprocess, sys, time
+for limit in (20, 0):
+    t = []
+    for _ in range(5):
+        t0 = time.monotonic()
+        subprocess.run(["busctl", "--address=" + sys.argv[1], "--timeout=60", "call", "org.immod.Immod1",
+                        "/org/immod/Immod1", "org.immod.Immod1.Manager", "GetHistory", "u", str(limit)],
+                       stdout=subprocess.DEVNULL, check=True)
+        t.append((time.monotonic() - t0) * 1000)
+    t.sort()
+    print("%-44s median %6.1f ms, min %6.1f ms, max %6.1f ms (busctl included)"
+          % ("GetHistory(%d) of 10,000 records" % limit, t[2], t[0], t[-1]))
+PY
+
+start_reset >/dev/null
+n=$(wc -l <"$tmp/bus.log")
+measure "holding the session (immobilizer-passcode)" "$SECS"
+lateness "  alone" "$n"
+
+n=$(wc -l <"$tmp/bus.log")
+history_loop &
+hist_pid=$!
+measure "  while a client reads 10,000 records" "$SECS"
+kill "$hist_pid" 2>/dev/null; wait "$hist_pid" 2>/dev/null
+lateness "  while a client reads 10,000 records" "$n"
+
+n=$(wc -l <"$tmp/bus.log")
+callers=()
+for i in $(seq 50); do caller_loop & callers+=($!); done
+measure "  with 50 clients calling in a loop" "$SECS"
+kill "${callers[@]}" 2>/dev/null; wait "${callers[@]}" 2>/dev/null
+lateness "  with 50 clients calling in a loop" "$n"
+pcall Cancel >/dev/null
+
+# with a passcode service configured (nothing listens there: immod only loads its client)
+stop_immod
+write_immod_conf ecu "https://127.0.0.1:$(free_port)/" 5
+make_ca ca
+start_immod || { fail "immod did not start with a service configured"; exit 1; }
+wait_for 10 link_up
+sleep 2
+memory "memory, idle, passcode service configured"
+measure "idle, passcode service configured" "$SECS"
+[ "$failures" -eq 0 ]
