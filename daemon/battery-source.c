@@ -16,6 +16,7 @@ struct BatteryWatch {
         sd_event_source *sample_timer, *notify_timer;
         bool active;
         bool reading;  /* an A010 request is out */
+        bool kicked;   /* a caller wants a reading: the timer reads even while not active */
         int last_error; /* of the hwmon reader, so a broken file is logged once, not every second */
 
         BatteryWatchHandlers handlers;
@@ -144,10 +145,11 @@ static int on_sample_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         if (w->source == BATTERY_SOURCE_HWMON)
                 read_hwmon(w);
         else if (w->source == BATTERY_SOURCE_ECU) {
-                if (w->active)
+                if (w->active || w->kicked)
                         read_ecu(w);
                 else
                         watch_tick(w); /* only to let an old reading go stale */
+                w->kicked = false;
         }
         watch_rearm(w);
         return 0;
@@ -256,10 +258,28 @@ void battery_watch_set_active(BatteryWatch *w, bool active) {
 }
 
 void battery_watch_kick(BatteryWatch *w) {
-        /* shared with the schedule: a reading younger than its period is recent enough */
-        if (w->source != BATTERY_SOURCE_ECU ||
-            (w->monitor.sampled_at != USEC_INFINITY && now_mono() < w->monitor.sampled_at + BATTERY_WATCH_ECU_INTERVAL_USEC))
+        usec_t due;
+
+        if (w->source != BATTERY_SOURCE_ECU)
                 return;
+        /* Shared with the schedule: a reading younger than its period is recent enough, and
+         * the next one comes when that period ends, active or not. */
+        if (w->monitor.sampled_at != USEC_INFINITY) {
+                due = w->monitor.sampled_at + BATTERY_WATCH_ECU_INTERVAL_USEC;
+                if (now_mono() < due) {
+                        uint64_t armed;
+                        int enabled = SD_EVENT_OFF;
+
+                        w->kicked = true;
+                        (void) sd_event_source_get_enabled(w->sample_timer, &enabled);
+                        if (enabled == SD_EVENT_OFF || sd_event_source_get_time(w->sample_timer, &armed) < 0 ||
+                            armed > due) {
+                                (void) sd_event_source_set_time(w->sample_timer, due);
+                                (void) sd_event_source_set_enabled(w->sample_timer, SD_EVENT_ONESHOT);
+                        }
+                        return;
+                }
+        }
         read_ecu(w);
         watch_rearm(w);
 }

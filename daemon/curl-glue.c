@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <curl/curl.h>
 #include <stdio.h>
 #include <sys/epoll.h>
 
+#include "curl-dlopen.h"
 #include "curl-glue.h"
 #include "event-util.h"
 #include "log.h"
@@ -49,7 +49,7 @@ static void headers_free(struct curl_slist *l) {
         for (struct curl_slist *i = l; i; i = i->next)
                 if (i->data)
                         explicit_bzero(i->data, strlen(i->data));
-        curl_slist_free_all(l);
+        sym_curl_slist_free_all(l);
 }
 
 static void request_free(CurlRequest *r) {
@@ -65,8 +65,8 @@ static void request_free(CurlRequest *r) {
         }
         if (r->easy) {
                 if (r->glue)
-                        (void) curl_multi_remove_handle(r->glue->multi, r->easy);
-                curl_easy_cleanup(r->easy);
+                        (void) sym_curl_multi_remove_handle(r->glue->multi, r->easy);
+                sym_curl_easy_cleanup(r->easy);
         }
         headers_free(r->headers);
         wipe_free_string(r->body);
@@ -131,22 +131,22 @@ static void glue_check_finished(CurlGlue *g) {
         CURLMsg *msg;
         int left;
 
-        while ((msg = curl_multi_info_read(g->multi, &left))) {
+        while ((msg = sym_curl_multi_info_read(g->multi, &left))) {
                 CurlRequest *r = NULL;
                 long status = 0;
                 int error;
 
                 if (msg->msg != CURLMSG_DONE)
                         continue;
-                if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r) != CURLE_OK || !r)
+                if (sym_curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &r) != CURLE_OK || !r)
                         continue;
                 error = curl_code_to_errno(msg->data.result, r->too_big);
-                if (error == 0 && curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
+                if (error == 0 && sym_curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK)
                         error = -EPROTO;
                 if (error < 0)
-                        log_debug("HTTPS request failed: %s.", curl_easy_strerror(msg->data.result));
+                        log_debug("HTTPS request failed: %s.", sym_curl_easy_strerror(msg->data.result));
                 /* msg belongs to the handle: nothing of it is used after this */
-                (void) curl_multi_remove_handle(g->multi, r->easy);
+                (void) sym_curl_multi_remove_handle(g->multi, r->easy);
                 if (!r->response) {
                         r->response = calloc(1, 1);
                         r->allocated = r->response ? 1 : 0;
@@ -167,8 +167,8 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
                 action |= CURL_CSELECT_OUT;
         if (revents & (EPOLLERR | EPOLLHUP))
                 action |= CURL_CSELECT_ERR;
-        if (curl_multi_socket_action(g->multi, fd, action, &running) != CURLM_OK)
-                log_debug("curl_multi_socket_action() failed on fd %d.", fd);
+        if (sym_curl_multi_socket_action(g->multi, fd, action, &running) != CURLM_OK)
+                log_debug("sym_curl_multi_socket_action() failed on fd %d.", fd);
         glue_check_finished(g);
         return 0;
 }
@@ -181,7 +181,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
 
         if (what == CURL_POLL_REMOVE) {
                 if (s) {
-                        (void) curl_multi_assign(g->multi, fd, NULL);
+                        (void) sym_curl_multi_assign(g->multi, fd, NULL);
                         sd_event_source_disable_unref(s);
                 }
                 return 0;
@@ -199,7 +199,7 @@ static int on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *
                 r = sd_event_add_io(g->event, &s, fd, events, on_io, g);
                 if (r >= 0) {
                         (void) sd_event_source_set_description(s, "curl-io");
-                        if (curl_multi_assign(g->multi, fd, s) != CURLM_OK) {
+                        if (sym_curl_multi_assign(g->multi, fd, s) != CURLM_OK) {
                                 sd_event_source_disable_unref(s);
                                 r = -EIO;
                         }
@@ -216,8 +216,8 @@ static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         CurlGlue *g = userdata;
         int running;
 
-        if (curl_multi_socket_action(g->multi, CURL_SOCKET_TIMEOUT, 0, &running) != CURLM_OK)
-                log_debug("curl_multi_socket_action() failed on its timeout.");
+        if (sym_curl_multi_socket_action(g->multi, CURL_SOCKET_TIMEOUT, 0, &running) != CURLM_OK)
+                log_debug("sym_curl_multi_socket_action() failed on its timeout.");
         glue_check_finished(g);
         return 0;
 }
@@ -278,7 +278,10 @@ static size_t on_write(char *data, size_t size, size_t n, void *userdata) {
 int curl_glue_new(sd_event *e, const ServerConfig *server, CurlGlue **ret) {
         CurlGlue *g;
 
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        int r = dlopen_curl();
+        if (r < 0)
+                return r;
+        if (sym_curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return -EIO;
         g = calloc(1, sizeof(*g));
         if (!g)
@@ -286,15 +289,15 @@ int curl_glue_new(sd_event *e, const ServerConfig *server, CurlGlue **ret) {
         g->event = sd_event_ref(e);
         g->server = server;
         g->allow_http = server->url && startswith(server->url, "http://");
-        g->multi = curl_multi_init();
+        g->multi = sym_curl_multi_init();
         if (!g->multi) {
                 curl_glue_free(g);
                 return -ENOMEM;
         }
-        if (curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
-            curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, g) != CURLM_OK ||
-            curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
-            curl_multi_setopt(g->multi, CURLMOPT_TIMERDATA, g) != CURLM_OK) {
+        if (sym_curl_multi_setopt(g->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+            sym_curl_multi_setopt(g->multi, CURLMOPT_SOCKETDATA, g) != CURLM_OK ||
+            sym_curl_multi_setopt(g->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer) != CURLM_OK ||
+            sym_curl_multi_setopt(g->multi, CURLMOPT_TIMERDATA, g) != CURLM_OK) {
                 curl_glue_free(g);
                 return -EIO;
         }
@@ -308,11 +311,11 @@ CurlGlue *curl_glue_free(CurlGlue *g) {
         while (g->requests)
                 request_free(g->requests);
         if (g->multi)
-                curl_multi_cleanup(g->multi);
+                sym_curl_multi_cleanup(g->multi);
         g->timer = sd_event_source_disable_unref(g->timer);
         sd_event_unref(g->event);
         free(g);
-        curl_global_cleanup();
+        sym_curl_global_cleanup();
         return NULL;
 }
 
@@ -327,7 +330,7 @@ static int request_setup(CurlGlue *g, CurlRequest *r, const char *method, const 
 #define SET(opt, val)                                           \
         do {                                                    \
                 if (c == CURLE_OK)                              \
-                        c = curl_easy_setopt(r->easy, opt, val); \
+                        c = sym_curl_easy_setopt(r->easy, opt, val); \
         } while (0)
 
         SET(CURLOPT_URL, url);
@@ -360,12 +363,12 @@ static int request_setup(CurlGlue *g, CurlRequest *r, const char *method, const 
         if (c != CURLE_OK)
                 return curl_code_to_errno(c, false);
 
-        l = curl_slist_append(NULL, "Accept: application/json");
+        l = sym_curl_slist_append(NULL, "Accept: application/json");
         if (!l)
                 return -ENOMEM;
         r->headers = l;
         if (r->body) {
-                l = curl_slist_append(r->headers, "Content-Type: application/json");
+                l = sym_curl_slist_append(r->headers, "Content-Type: application/json");
                 if (!l)
                         return -ENOMEM;
                 r->headers = l;
@@ -377,19 +380,19 @@ static int request_setup(CurlGlue *g, CurlRequest *r, const char *method, const 
                 if (!h)
                         return -ENOMEM;
                 snprintf(h, n, "Authorization: Bearer %s", bearer);
-                l = curl_slist_append(r->headers, h);
-                wipe_free(h, n); /* curl_slist_append() copied it */
+                l = sym_curl_slist_append(r->headers, h);
+                wipe_free(h, n); /* sym_curl_slist_append() copied it */
                 if (!l)
                         return -ENOMEM;
                 r->headers = l;
         }
         if (header) {
-                l = curl_slist_append(r->headers, header);
+                l = sym_curl_slist_append(r->headers, header);
                 if (!l)
                         return -ENOMEM;
                 r->headers = l;
         }
-        c = curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+        c = sym_curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
         return curl_code_to_errno(c, false);
 }
 
@@ -410,7 +413,7 @@ int curl_glue_request(CurlGlue *g, const char *method, const char *url, const ch
                         return -ENOMEM;
                 }
         }
-        r->easy = curl_easy_init();
+        r->easy = sym_curl_easy_init();
         if (!r->easy) {
                 request_free(r);
                 return -ENOMEM;
@@ -420,7 +423,7 @@ int curl_glue_request(CurlGlue *g, const char *method, const char *url, const ch
                 request_free(r);
                 return k;
         }
-        if (curl_multi_add_handle(g->multi, r->easy) != CURLM_OK) {
+        if (sym_curl_multi_add_handle(g->multi, r->easy) != CURLM_OK) {
                 request_free(r);
                 return -EIO;
         }

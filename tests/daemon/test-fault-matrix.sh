@@ -494,11 +494,11 @@ fault_cancel() { # KIND STEP: the call that ends STEP with its answer held back,
         immobilizer-passcode | smart-code-passcode) cmd=(pcall SubmitPasscode s "$(passcode)") ;;
         *) cmd=(end_call "$kind" "$step") ;;
         esac
-        # arm the fault just after immod's tester-present probe (one a second at a waiting
-        # step), so that the call's own request gets it, not the next probe
+        # arm the fault just after immod's probe (3E 00 in tester present's place, 1.9 s apart
+        # at a waiting step), so that the call's own request gets it, not the next probe
         case "$step" in
-        touch-* | pre-start-check | resetting) ;; # routine results polled every 250 ms: no probe
-        *) n=$(req_lines); wait_for 2 new_request "$n" '3E 00' ;;
+        touch-* | pre-start-check | resetting) ;; # routine results polled instead: no probe
+        *) n=$(req_lines); wait_for 3 new_request "$n" '3E 00' ;;
         esac
         n=$(req_lines)
         ctl 'fault pending 3' >/dev/null

@@ -173,11 +173,11 @@ expect_match "erasure at declare-keys" '^s "declare-keys"$' "$(pprop Step)"
 cancel_and_check "erasure at declare-keys"
 
 # ===== 9. a call that comes while a background poll waits for the ECU waits too, never Busy
-# The ECU holds its next answer for 30 x 0x78 (3 s); immod's tester-present probe (every
-# second at a waiting step) is then on its way when Acknowledge comes.
+# The ECU holds its next answer for 30 x 0x78 (3 s); immod's probe (3E 00 in tester
+# present's place, 1.9 s apart at a waiting step) is then on its way when Acknowledge comes.
 start key-erasure
 expect_match "fault pending 30" '"ok": *true' "$(ctl 'fault pending 30')"
-sleep 1.5
+sleep 2.5
 expect_match "Acknowledge while a poll waits: OK, not Busy" '^OK$' "$(perr Acknowledge "'confirm-warning'")"
 expect_match "and the step moved on" '^s "declare-keys"$' "$(pprop Step)"
 if grep -q 'Acknowledge() waits for the answer to a poll' "$tmp/immod.log"; then pass "the call waited behind the poll"; else
