@@ -20,8 +20,10 @@ struct HistoryRead {
         Manager *manager;
         sd_bus_message *reply; /* filled as the records are read */
         AuditReader *reader;
-        unsigned left;
+        unsigned left, sent;
         sd_event_source *slice;
+        usec_t started, busy, longest; /* for the log: wall time, and the loop's time taken */
+        unsigned slices;
         HistoryRead *next;
 };
 
@@ -104,15 +106,21 @@ static int history_read_slice(HistoryRead *h) {
                 if (r < 0)
                         return r;
                 h->left--;
+                h->sent++;
         }
         return 1;
 }
 
 static int on_history_slice(sd_event_source *s, void *userdata) {
         HistoryRead *h = userdata;
+        usec_t t0 = now_usec(CLOCK_MONOTONIC), took;
         int r;
 
         r = history_read_slice(h);
+        took = now_usec(CLOCK_MONOTONIC) - t0;
+        h->busy += took;
+        h->longest = MAX(h->longest, took);
+        h->slices++;
         if (r == 0)
                 return 0; /* the next turn of the loop goes on */
         if (r > 0)
@@ -121,6 +129,10 @@ static int on_history_slice(sd_event_source *s, void *userdata) {
                 r = sd_bus_send(NULL, h->reply, NULL);
         if (r < 0)
                 log_warning_errno(r, "Cannot answer GetHistory: %m");
+        else
+                log_debug("GetHistory: %u records in %.1f ms, %u slices taking %.1f ms of the loop, the longest %.1f ms.",
+                          h->sent, (double) (now_usec(CLOCK_MONOTONIC) - h->started) / USEC_PER_MSEC, h->slices,
+                          (double) h->busy / USEC_PER_MSEC, (double) h->longest / USEC_PER_MSEC);
         history_read_free(h);
         return 0;
 }
@@ -148,6 +160,7 @@ int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (!h)
                 return -ENOMEM;
         h->manager = m;
+        h->started = now_usec(CLOCK_MONOTONIC);
         h->left = limit == 0 || limit > AUDIT_HISTORY_MAX ? AUDIT_HISTORY_MAX : limit;
         h->next = m->history_reads;
         m->history_reads = h;

@@ -730,17 +730,17 @@ static usec_t probe_period(Procedure *p) {
         return tp > 2 * PROBE_LEAD_USEC ? tp - PROBE_LEAD_USEC : tp / 2;
 }
 
-/* When the poll timer is next needed. */
-static usec_t poll_period(Procedure *p) {
+/* When the poll timer is next needed, from `now`. */
+static usec_t next_poll(Procedure *p, usec_t now) {
         if (procedure_busy(p) || p->pending || !procedure_is_active(p))
-                return POLL_INTERVAL_USEC; /* the gate's late answers; a chain that goes on */
+                return now + POLL_INTERVAL_USEC; /* the gate's late answers; a chain that goes on */
         if (step_info(p)->poll == POLL_RESET)
-                return POLL_INTERVAL_USEC;
+                return now + POLL_INTERVAL_USEC;
         if (polls_results(p))
-                return RESULTS_INTERVAL_USEC;
+                return now + RESULTS_INTERVAL_USEC;
         if (polls_lockout(p))
-                return PROBE_INTERVAL_USEC;
-        return probe_period(p);
+                return now + PROBE_INTERVAL_USEC;
+        return MAX(now + USEC_PER_MSEC, p->last_probe + probe_period(p));
 }
 
 /* Something to poll starts now (a step entered, a routine opened): within POLL_INTERVAL. */
@@ -771,14 +771,14 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
                         p->last_probe = usec;
                         read_did(p, p->profile->dids.security_attempts, on_lockout_poll);
                 }
-        } else if (usec + POLL_INTERVAL_USEC > p->last_probe + probe_period(p)) {
+        } else if (usec >= p->last_probe + probe_period(p)) {
                 static const uint8_t probe[2] = { UDS_TESTER_PRESENT, 0x00 };
 
                 p->last_probe = usec;
                 (void) request(p, probe, sizeof(probe), NULL);
         }
 rearm:
-        (void) sd_event_source_set_time(s, usec + poll_period(p));
+        (void) sd_event_source_set_time(s, next_poll(p, usec));
         return 0;
 }
 
@@ -1306,7 +1306,10 @@ static int procedure_alloc(Manager *m, uint64_t id, ProcedureKind kind, const ch
                 procedure_free(p);
                 return r;
         }
-        r = sd_event_add_time_relative(p->daemon->event, &p->poll, CLOCK_MONOTONIC, POLL_INTERVAL_USEC, 0, on_poll, p);
+        /* 1 ms: the probe must go before tester present would, which sd-event's default slack
+         * of 250 ms does not ensure */
+        r = sd_event_add_time_relative(p->daemon->event, &p->poll, CLOCK_MONOTONIC, POLL_INTERVAL_USEC, USEC_PER_MSEC,
+                                       on_poll, p);
         if (r < 0) {
                 procedure_free(p);
                 return r;
