@@ -95,7 +95,7 @@ start_bus
 start_ecusim --sleep-after 86400
 write_history
 python3 "$src/tests/daemon/vbus-watch.py" "$tmp/vbus.sock" --log "$tmp/bus.log" --ready "$tmp/watch.ready" \
-        --out /dev/null >/dev/null 2>&1 &
+        --out "$tmp/counts.json" >/dev/null 2>&1 &
 watch_pid=$!
 wait_for 10 test -e "$tmp/watch.ready" || { fail "the bus sniffer did not start"; exit 1; }
 start_immod ecu || { fail "immod did not start"; exit 1; }
