@@ -17,6 +17,10 @@
 #define HTTP_BODY_MAX (16U * 1024U)
 #define HTTP_BEARER_MAX 256
 #define HTTP_IDEMPOTENCY_KEY_MAX 128
+/* sent with every answer, the API's included (web-pages.h) */
+#define HTTP_CONTENT_SECURITY_POLICY                                                                              \
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "           \
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 typedef struct HttpRequest {
         const char *method;
