@@ -228,21 +228,27 @@ static const char *request_status(const DbRequest *q, int64_t now) {
         return q->status;
 }
 
-static json_t *request_to_json(const DbRequest *q) {
+/* The request as the API shows it; the technician's name too, for the pages. */
+static json_t *request_to_json(Api *a, const DbRequest *q) {
         json_t *approvers = json_array();
         char approved_at[32], valid_till[32], created_at[32];
+        DbUser tech;
+
+        if (db_user_get(DB(a), q->technician, &tech) < 0)
+                snprintf(tech.name, sizeof tech.name, "%s", q->technician);
 
         for (size_t i = 0; i < q->n_approvers; i++)
                 json_array_append_new(approvers, json_string(q->approvers[i]));
         format_time(q->approved_at, approved_at);
         format_time(q->valid_till, valid_till);
         format_time(q->created_at, created_at);
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?, s:s?, s:s?}",
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?, s:s?, s:s?}",
                          "request_no", q->request_no,
                          "dealer_code", q->dealer,
                          "vin", q->vin,
                          "status", request_status(q, now_sec()),
                          "technician", q->technician,
+                         "technician_name", tech.name,
                          "repair_order", q->repair_order,
                          "customer_last_name", q->customer,
                          "created_at", created_at,
@@ -440,7 +446,7 @@ static void handle_request_list(Api *a, const Caller *caller, const HttpRequest 
                 return reply_internal(reply, r);
         list = json_array();
         for (size_t i = 0; i < n; i++)
-                json_array_append_new(list, request_to_json(&q[i]));
+                json_array_append_new(list, request_to_json(a, &q[i]));
         reply->json = json_pack("{s:o}", "requests", list);
 }
 
@@ -465,7 +471,7 @@ static void handle_request_get(Api *a, const Caller *caller, const char *no, Htt
 
         if (find_request(a, caller, no, reply, &q) < 0)
                 return;
-        reply->json = request_to_json(&q);
+        reply->json = request_to_json(a, &q);
 }
 
 static void handle_decision(Api *a, const Caller *caller, const char *no, const HttpRequest *req, HttpReply *reply) {

@@ -28,7 +28,7 @@ function h(tag, attrs, ...children) {
                         e.setAttribute(k, v === true ? "" : v);
         }
         for (const c of children.flat(Infinity)) {
-                if (c === null || c === undefined || c === false)
+                if (c === null || c === undefined || c === false || c === "")
                         continue;
                 e.append(c instanceof Node ? c : document.createTextNode(String(c)));
         }
@@ -54,7 +54,12 @@ function who(id) {
                 return "";
         if (s && id === s.user)
                 return s.name + " (you)";
-        return approverNames[id] ? approverNames[id] + " · " + id : id;
+        return approverNames[id] || id;
+}
+
+function technician(q) {
+        const s = current();
+        return q.technician === s.user ? s.name + " (you)" : q.technician_name || q.technician;
 }
 
 function statusBadge(status) {
@@ -151,7 +156,7 @@ function requestTable(id, caption, requests, empty) {
                 h("td", { "data-label": "VIN" }, q.vin),
                 h("td", { "data-label": "Repair order" }, q.repair_order),
                 h("td", { "data-label": "Customer" }, q.customer_last_name),
-                h("td", { "data-label": "Technician" }, who(q.technician)),
+                h("td", { "data-label": "Technician" }, technician(q)),
                 h("td", { "data-label": "Status" }, statusBadge(q.status)),
                 h("td", { "data-label": "Decided by" }, who(q.approved_by)),
                 h("td", { "data-label": "Valid till" }, when(q.valid_till))));
@@ -245,7 +250,7 @@ async function viewRequest(count, no) {
         if (count !== renderCount)
                 return;
         const details = [
-                ["Request No", q.request_no], ["Dealer Code", q.dealer_code], ["Technician", who(q.technician)],
+                ["Request No", q.request_no], ["Dealer Code", q.dealer_code], ["Technician", technician(q)],
                 ["Vehicle VIN", q.vin], ["Repair Order/Parts Invoice Number", q.repair_order],
                 ["Customer Last Name", q.customer_last_name], ["Requested", when(q.created_at)],
                 ["Selected managers", q.approvers.map(who).join(", ")], ["Status", statusBadge(q.status)],
@@ -425,10 +430,12 @@ function reportTable(j) {
         return h("section", { class: "card" },
                 h("h2", {}, (j.dealer_name || j.dealer) + " · " + j.month + " · ", h("span", { id: "report-count" }, String(j.count)),
                         " transaction" + (j.count === 1 ? "" : "s")),
-                h("div", { class: "scroll" }, h("table", { class: "report" },
-                        h("thead", {}, h("tr", {}, cols.map(([, t]) => h("th", {}, t)))),
-                        h("tbody", {}, j.transactions.map(t => h("tr", { "data-transaction": t.transaction_id },
-                                cols.map(([k]) => h("td", {}, k === "time" ? when(t[k]) : t[k]))))))));
+                j.count === 0 ? h("p", { class: "empty" }, "No passcode was issued in this month.") :
+                        h("div", { class: "scroll" }, h("table", { class: "report cards" },
+                                h("thead", {}, h("tr", {}, cols.map(([, t]) => h("th", {}, t)))),
+                                h("tbody", {}, j.transactions.map(t => h("tr", { "data-transaction": t.transaction_id },
+                                        cols.map(([k, label]) => h("td", { "data-label": label, "data-column": k },
+                                                k === "time" ? when(t[k]) : t[k]))))))));
 }
 
 async function downloadCsv(form, box) {

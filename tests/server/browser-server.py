@@ -425,7 +425,7 @@ def run(tech, mgr, port):
     mgr.view("report")
     mgr.click("#report-show")
     mgr.wait("the month's report", lambda: mgr.attr("body", "data-report") is not None and mgr.els("tr[data-transaction]"))
-    kinds = sorted(e.text for e in mgr.els("tr[data-transaction] td:nth-child(6)"))
+    kinds = sorted(e.text for e in mgr.els("tr[data-transaction] td[data-column=kind]"))
     check(mgr.text("#report-count") == "2" and kinds == ["immobilizer", "smart-code"],
           "two transactions, an immobilizer and a smart-code one (%s %s)" % (mgr.text("#report-count"), kinds))
     check("RO-1001" in mgr.text("table.report") and "RO-2002" in mgr.text("table.report"), "their repair orders")
