@@ -242,7 +242,8 @@ static json_t *request_to_json(Api *a, const DbRequest *q) {
         format_time(q->approved_at, approved_at);
         format_time(q->valid_till, valid_till);
         format_time(q->created_at, created_at);
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?, s:s?, s:s?}",
+        /* approved_by names an approval only; decided_by the manager who approved or denied */
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?, s:s?, s:s?, s:s?}",
                          "request_no", q->request_no,
                          "dealer_code", q->dealer,
                          "vin", q->vin,
@@ -254,6 +255,7 @@ static json_t *request_to_json(Api *a, const DbRequest *q) {
                          "created_at", created_at,
                          "approvers", approvers,
                          "approved_by", q->approved_by[0] && q->approved_at ? q->approved_by : NULL,
+                         "decided_by", q->approved_by[0] ? q->approved_by : NULL,
                          "approved_at", streq(q->status, "denied") || !q->approved_at ? NULL : approved_at,
                          "valid_till", q->valid_till ? valid_till : NULL);
 }

@@ -158,7 +158,7 @@ function requestTable(id, caption, requests, empty) {
                 h("td", { "data-label": "Customer" }, q.customer_last_name),
                 h("td", { "data-label": "Technician" }, technician(q)),
                 h("td", { "data-label": "Status" }, statusBadge(q.status)),
-                h("td", { "data-label": "Decided by" }, who(q.approved_by)),
+                h("td", { "data-label": "Decided by" }, who(q.decided_by)),
                 h("td", { "data-label": "Valid till" }, when(q.valid_till))));
         return h("section", { class: "card", id },
                 h("h2", {}, caption, " ", h("span", { class: "count" }, String(requests.length))),
@@ -181,7 +181,7 @@ async function viewHome(count) {
                 parts.push(requestTable("inbox-waiting", "Waiting for your decision",
                         reqs.filter(q => q.status === "pending" && q.approvers.includes(s.user) && q.technician !== s.user),
                         "No request waits for your decision."));
-                parts.push(requestTable("inbox-decided", "Decided by you", reqs.filter(q => q.approved_by === s.user),
+                parts.push(requestTable("inbox-decided", "Decided by you", reqs.filter(q => q.decided_by === s.user),
                         "You have decided no request yet."));
         }
         parts.push(requestTable("inbox-mine", "Your requests", reqs.filter(q => q.technician === s.user),
@@ -255,8 +255,8 @@ async function viewRequest(count, no) {
                 ["Customer Last Name", q.customer_last_name], ["Requested", when(q.created_at)],
                 ["Selected managers", q.approvers.map(who).join(", ")], ["Status", statusBadge(q.status)],
         ];
-        if (q.approved_by)
-                details.push([q.status === "denied" ? "Denied by" : "Approved by", who(q.approved_by)]);
+        if (q.decided_by)
+                details.push([q.status === "denied" ? "Denied by" : "Approved by", who(q.decided_by)]);
         if (q.approved_at)
                 details.push(["Approved at", when(q.approved_at)]);
         if (q.valid_till)

@@ -6,9 +6,10 @@ of test-vectors.json and the pages of the source tree (web_root). Two browser se
 as in the bulletins: a technician (tech1) asks for a reset; the first selected manager
 (mgr1) finds it in his inbox and approves it with the three boxes; the technician gets
 the immobilizer passcode for a seed and a smart-code passcode, both equal to the known
-answers of test-vectors.json; a mistyped Data2 check character is named before any
-passcode; the repair is marked complete; a manager who asked himself cannot approve his
-own request; the manager reads the month's report and downloads it as CSV. Fails on any
+answers of test-vectors.json (and a second seed its own); a mistyped Data2 check
+character is named before any passcode; the repair is marked complete; a manager who
+asked himself cannot approve his own request, which a selected manager then denies; the
+manager reads the month's report and downloads it as CSV. Fails on any
 console or Content-Security-Policy error (the API's expected 4xx answers aside). A
 screenshot of every page, at desktop and phone sizes, goes to SHOTS_DIR.
 
@@ -351,6 +352,12 @@ def run(tech, mgr, port):
     check(got == IMM["passcode"], "the immobilizer passcode %s equals the known answer %s" % (got, IMM["passcode"]))
     check("valid for one reset event" in tech.text("#passcode-box"), "\"valid for one reset event\"")
     tech.shot("09-immobilizer-passcode")
+    # the next attempt brings a new seed, and gets its own passcode on the same approval
+    second = VECTORS["immobilizer"][1]
+    check(second["vin"] == VIN, "the second known answer is for the same VIN")
+    tech.type("#seed", second["seed_hex"].upper())
+    tech.click("#immobilizer-submit")
+    tech.wait("a new seed: its own passcode", lambda: tech.text("strong#passcode") == second["passcode"])
 
     tech.click("[data-nav=smart-code]")
     tech.view("smart-code")
@@ -417,19 +424,35 @@ def run(tech, mgr, port):
              lambda: mgr.error_id() == "self-approval" and "Nobody can decide his own reset request." in mgr.text("main .error"))
     check(mgr.attr("#request-details [data-status]", "data-status") == "pending", "his request stays pending")
     mgr.shot("13-self-approval-refused")
+    own = mgr.d.execute_script("return decodeURIComponent(location.hash.slice('#/request/'.length))")
 
-    # ---- the month's report
+    # ---- a selected manager denies it (no boxes needed to deny)
     mgr.logout()
     mgr.login("mgr1")
+    mgr.wait("Mo Manager's request waits for mgr1", lambda: "Mo Manager" in mgr.text(f"#inbox-waiting tr[data-request='{own}']"))
+    mgr.click(f"#inbox-waiting tr[data-request='{own}'] a")
+    mgr.view("request")
+    mgr.click("#deny")
+    mgr.wait("denied", lambda: mgr.attr("#request-details [data-status]", "data-status") == "denied" and
+             "Denied by" in mgr.text("#request-details"))
+    check(not mgr.els("#decision-form") and not mgr.els("#immobilizer-form"), "no decision and no passcode once denied")
+    mgr.shot("14-request-denied")
+    mgr.click("[data-nav=home]")
+    mgr.view("home")
+    check(bool(mgr.els(f"#inbox-decided tr[data-request='{own}']")) and bool(mgr.els(f"#inbox-decided tr[data-request='{no}']"))
+          and not mgr.els("#inbox-waiting tr[data-request]"), "both requests under \"Decided by you\", none waiting")
+    mgr.shot("15-manager-inbox-decided")
+
+    # ---- the month's report
     mgr.click("[data-nav=report]")
     mgr.view("report")
     mgr.click("#report-show")
     mgr.wait("the month's report", lambda: mgr.attr("body", "data-report") is not None and mgr.els("tr[data-transaction]"))
     kinds = sorted(e.text for e in mgr.els("tr[data-transaction] td[data-column=kind]"))
-    check(mgr.text("#report-count") == "2" and kinds == ["immobilizer", "smart-code"],
-          "two transactions, an immobilizer and a smart-code one (%s %s)" % (mgr.text("#report-count"), kinds))
+    check(mgr.text("#report-count") == "3" and kinds == ["immobilizer", "immobilizer", "smart-code"],
+          "three transactions, two immobilizer and a smart-code one (%s %s)" % (mgr.text("#report-count"), kinds))
     check("RO-1001" in mgr.text("table.report") and "RO-2002" in mgr.text("table.report"), "their repair orders")
-    mgr.shot("14-report")
+    mgr.shot("16-report")
     ids = [e.get_attribute("data-transaction") for e in mgr.els("tr[data-transaction]")]
     mgr.click("#report-csv")
     csv = []
@@ -437,7 +460,7 @@ def run(tech, mgr, port):
     if csv:
         text = open(os.path.join(mgr.downloads, csv[0])).read()
         check(text.startswith("transaction_id,time,dealer") and all(i in text for i in ids),
-              "the CSV %s holds both transactions" % csv[0])
+              "the CSV %s holds the transactions" % csv[0])
     tech.collect_console()
     mgr.collect_console()
 

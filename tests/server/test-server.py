@@ -326,7 +326,8 @@ def main():
         status, j = c.call("GET", f"/reset-requests/{no}", token=mgr2)
         check(status == 200 and j.get("request_no") == no and j.get("status") == "approved"
               and j.get("customer_last_name") == "Smith" and j.get("technician_name") == "Tom Tech"
-              and j.get("created_at", "").endswith("Z") and j.get("repair_order") == "RO-1001",
+              and j.get("created_at", "").endswith("Z") and j.get("repair_order") == "RO-1001"
+              and j.get("decided_by") == "mgr1" and j.get("approved_by") == "mgr1",
               f"one request by its number {j}")
         expect_error(c.call("GET", f"/reset-requests/{no}", token=tech9), 404, "not-found",
                      "another dealer's request by its number")
@@ -385,6 +386,9 @@ def main():
         no2 = j.get("request_no")
         status, j = c.call("POST", f"/reset-requests/{no2}/decision", {"decision": "deny"}, token=mgr3)
         check(status == 200 and j.get("status") == "denied", "denied by a selected manager")
+        status, j = c.call("GET", f"/reset-requests/{no2}", token=tech1)
+        check(status == 200 and j.get("decided_by") == "mgr3" and j.get("approved_by") is None and j.get("approved_at") is None,
+              f"a denied request names who decided, and no approval {j}")
         expect_error(c.call("POST", "/passcodes", dict(imm_body, request_no=no2), token=tech2), 409,
                      "approval-denied", "passcode on a denied request")
 
