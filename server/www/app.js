@@ -66,12 +66,16 @@ function statusBadge(status) {
         return h("span", { class: "status status-" + status, "data-status": status }, status);
 }
 
-// The service's refusal in its words, the field it names marked on the form.
-function showError(box, form, e) {
+function clearError(box, form) {
         box.replaceChildren();
         if (form)
                 for (const i of form.querySelectorAll("[aria-invalid]"))
                         i.removeAttribute("aria-invalid");
+}
+
+// The service's refusal in its words, the field it names marked on the form.
+function showError(box, form, e) {
+        clearError(box, form);
         if (!(e instanceof ApiError))
                 e = new ApiError(0, "error", String(e && e.message ? e.message : e));
         if (e.status === 401 && !current() && !(form && form.id === "login-form")) {
@@ -159,7 +163,7 @@ function requestTable(id, caption, requests, empty) {
                 h("td", { "data-label": "Technician" }, technician(q)),
                 h("td", { "data-label": "Status" }, statusBadge(q.status)),
                 h("td", { "data-label": "Decided by" }, who(q.decided_by)),
-                h("td", { "data-label": "Valid till" }, when(q.valid_till))));
+                h("td", { "data-label": "Valid till" }, q.status === "approved" ? when(q.valid_till) : "")));
         return h("section", { class: "card", id },
                 h("h2", {}, caption, " ", h("span", { class: "count" }, String(requests.length))),
                 requests.length === 0 ? h("p", { class: "empty" }, empty) :
@@ -259,7 +263,7 @@ async function viewRequest(count, no) {
                 details.push([q.status === "denied" ? "Denied by" : "Approved by", who(q.decided_by)]);
         if (q.approved_at)
                 details.push(["Approved at", when(q.approved_at)]);
-        if (q.valid_till)
+        if (q.status === "approved")
                 details.push(["Approval valid till", when(q.valid_till)]);
         const parts = [h("h1", {}, "Request " + q.request_no),
                 h("section", { class: "card" }, h("h2", {}, "Request Details"),
@@ -271,6 +275,10 @@ async function viewRequest(count, no) {
                         q.approvers.map(who).join(", ") + ".")));
         if (q.status === "approved")
                 parts.push(immobilizerForm(q), completeForm(q));
+        else if (q.status === "completed" || q.status === "expired")
+                parts.push(h("section", { class: "card", id: "closed" }, h("p", {}, (q.status === "completed" ?
+                        "The repair is complete: this approval no longer holds." : "This approval has expired.") +
+                        " Another reset of this vehicle needs a new request.")));
         main.replaceChildren(...parts);
         ready("request", count);
 }
@@ -319,7 +327,7 @@ function immobilizerForm(q) {
         form.addEventListener("submit", async ev => {
                 ev.preventDefault();
                 out.replaceChildren();
-                box.replaceChildren();
+                clearError(box, form);
                 try {
                         const j = await call("POST", "/passcodes", {
                                 kind: "immobilizer", vin: q.vin, request_no: q.request_no,
@@ -374,7 +382,7 @@ function viewSmartCode(count) {
         form.addEventListener("submit", async ev => {
                 ev.preventDefault();
                 out.replaceChildren();
-                box.replaceChildren();
+                clearError(box, form);
                 const v = id => form.querySelector("#" + id).value.replace(/\s+/g, "").toUpperCase();
                 const body = {
                         kind: "smart-code", vin: v("vin"), data1: v("data1"), data2: v("data2"), data3: v("data3"),
@@ -410,7 +418,7 @@ function viewReport(count) {
         form.addEventListener("submit", async ev => {
                 ev.preventDefault();
                 out.replaceChildren();
-                box.replaceChildren();
+                clearError(box, form);
                 try {
                         const j = await call("GET", "/transactions?dealer=" + encodeURIComponent(s.dealer) + "&month=" +
                                 encodeURIComponent(form.querySelector("#month").value));

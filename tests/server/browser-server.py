@@ -378,7 +378,7 @@ def run(tech, mgr, port):
     tech.wait("smart-code passcode shown in bold", lambda: bool(tech.els("strong#passcode")))
     got = tech.text("strong#passcode")
     check(got == SC["passcode"], "the smart-code passcode %s equals the known answer %s" % (got, SC["passcode"]))
-    check(not tech.els("main .error"), "no error left on the page")
+    check(not tech.els("main .error") and tech.attr("#data2", "aria-invalid") is None, "no error left on the page")
     tech.shot("11-smart-code-passcode")
 
     tech.reload(f"#/request/{no}")
@@ -390,7 +390,8 @@ def run(tech, mgr, port):
     check(tech.d.execute_script("return location.hash") == f"#/request/{no}", "after the login, the page asked for")
     tech.click("#complete")
     tech.wait("repair marked complete", lambda: tech.attr("#request-details [data-status]", "data-status") == "completed")
-    check(not tech.els("#immobilizer-form"), "no passcode form once the repair is complete")
+    check(not tech.els("#immobilizer-form") and "no longer holds" in tech.text("#closed"),
+          "no passcode form once the repair is complete, and why")
     tech.shot("12-request-completed")
     tech.reload("#/report")
     tech.view("login")
