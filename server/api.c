@@ -228,23 +228,34 @@ static const char *request_status(const DbRequest *q, int64_t now) {
         return q->status;
 }
 
-static json_t *request_to_json(const DbRequest *q) {
+/* The request as the API shows it; the technician's name too, for the pages. */
+static json_t *request_to_json(Api *a, const DbRequest *q) {
         json_t *approvers = json_array();
-        char approved_at[32], valid_till[32];
+        char approved_at[32], valid_till[32], created_at[32];
+        DbUser tech;
+
+        if (db_user_get(DB(a), q->technician, &tech) < 0)
+                snprintf(tech.name, sizeof tech.name, "%s", q->technician);
 
         for (size_t i = 0; i < q->n_approvers; i++)
                 json_array_append_new(approvers, json_string(q->approvers[i]));
         format_time(q->approved_at, approved_at);
         format_time(q->valid_till, valid_till);
-        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?, s:s?, s:s?}",
+        format_time(q->created_at, created_at);
+        /* approved_by names an approval only; decided_by the manager who approved or denied */
+        return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s?, s:s?, s:s?, s:s?}",
                          "request_no", q->request_no,
                          "dealer_code", q->dealer,
                          "vin", q->vin,
                          "status", request_status(q, now_sec()),
                          "technician", q->technician,
+                         "technician_name", tech.name,
                          "repair_order", q->repair_order,
+                         "customer_last_name", q->customer,
+                         "created_at", created_at,
                          "approvers", approvers,
                          "approved_by", q->approved_by[0] && q->approved_at ? q->approved_by : NULL,
+                         "decided_by", q->approved_by[0] ? q->approved_by : NULL,
                          "approved_at", streq(q->status, "denied") || !q->approved_at ? NULL : approved_at,
                          "valid_till", q->valid_till ? valid_till : NULL);
 }
@@ -300,8 +311,8 @@ static void handle_login(Api *a, const HttpRequest *req, HttpReply *reply) {
         if (r < 0)
                 return reply_internal(reply, r);
         format_time(expires_at, expires);
-        reply->json = json_pack("{s:s, s:s, s:s, s:s, s:s}", "token", token, "expires_at", expires, "dealer", u.dealer,
-                                "role", user_role_to_string(u.role), "name", u.name);
+        reply->json = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "token", token, "expires_at", expires, "user", u.id,
+                                "dealer", u.dealer, "role", user_role_to_string(u.role), "name", u.name);
 }
 
 static void handle_approvers(Api *a, const Caller *caller, const char *dealer, HttpReply *reply) {
@@ -437,7 +448,7 @@ static void handle_request_list(Api *a, const Caller *caller, const HttpRequest 
                 return reply_internal(reply, r);
         list = json_array();
         for (size_t i = 0; i < n; i++)
-                json_array_append_new(list, request_to_json(&q[i]));
+                json_array_append_new(list, request_to_json(a, &q[i]));
         reply->json = json_pack("{s:o}", "requests", list);
 }
 
@@ -455,6 +466,14 @@ static int find_request(Api *a, const Caller *caller, const char *no, HttpReply 
                 return r;
         }
         return 0;
+}
+
+static void handle_request_get(Api *a, const Caller *caller, const char *no, HttpReply *reply) {
+        DbRequest q;
+
+        if (find_request(a, caller, no, reply, &q) < 0)
+                return;
+        reply->json = request_to_json(a, &q);
 }
 
 static void handle_decision(Api *a, const Caller *caller, const char *no, const HttpRequest *req, HttpReply *reply) {
@@ -628,9 +647,12 @@ static void handle_smart_code(Api *a, const Caller *caller, const HttpRequest *r
                 return;
         for (size_t i = 0; i < 3; i++) {
                 data[i] = json_string_value(json_object_get(req->body, fields[i].name));
-                if (!data[i] || strlen(data[i]) != fields[i].len || !is_hex_string(data[i]))
-                        return http_reply_error(reply, 400, "bad-seed", "The field \"%s\" must be %zu hex digits.",
-                                                fields[i].name, fields[i].len);
+                if (!data[i] || strlen(data[i]) != fields[i].len || !is_hex_string(data[i])) {
+                        http_reply_error(reply, 400, "bad-seed", "The field \"%s\" must be %zu hex digits.", fields[i].name,
+                                         fields[i].len);
+                        json_object_set_new(reply->json, "field", json_string(fields[i].name));
+                        return;
+                }
                 for (size_t j = 0; j <= fields[i].len; j++)
                         up[i][j] = (char) (data[i][j] >= 'a' && data[i][j] <= 'f' ? data[i][j] - 32 : data[i][j]);
         }
@@ -774,7 +796,10 @@ void api_handle(void *userdata, const HttpRequest *req, HttpReply *reply) {
                         handle_request_list(a, &caller, req, reply);
         } else if ((rest = startswith(p, "reset-requests/"))) {
                 rest = path_segment(rest, seg, 33);
-                if (rest && streq(rest, "/decision")) {
+                if (rest && *rest == 0) {
+                        if (method_is(req, "GET", reply))
+                                handle_request_get(a, &caller, seg, reply);
+                } else if (rest && streq(rest, "/decision")) {
                         if (!method_is(req, "POST", reply))
                                 return;
                         if (!req->body)

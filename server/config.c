@@ -82,6 +82,7 @@ ServerConfig *server_config_free(ServerConfig *c) {
         free(c->tls_key);
         free(c->database);
         free(c->master_key_file);
+        free(c->web_root);
         for (size_t i = 0; i < c->n_dealers; i++) {
                 free(c->dealers[i].code);
                 free(c->dealers[i].name);
@@ -332,7 +333,7 @@ static int parse_users(const YamlNode *n, ServerConfig *c) {
 static int config_from_doc(const YamlDoc *d, const char *dir, ServerConfig **ret) {
         static const char *const known[] = { "listen",  "tls",     "database",         "master_key_file",
                                              "approval_validity_hours", "session_hours", "workers", "dealers", "users",
-                                             NULL };
+                                             "web_root", NULL };
         _cleanup_(server_config_freep) ServerConfig *c = NULL;
         const YamlNode *root = yaml_doc_root(d), *n;
         const char *s;
@@ -376,6 +377,12 @@ static int config_from_doc(const YamlDoc *d, const char *dir, ServerConfig **ret
                         return r;
         }
         r = get_path(root, "master_key_file", dir, &c->master_key_file);
+        if (r < 0)
+                return r;
+        if (yaml_mapping_get(root, "web_root"))
+                r = get_path(root, "web_root", dir, &c->web_root);
+        else
+                r = (c->web_root = strdup(PASSCODE_WEB_ROOT)) ? 0 : -ENOMEM;
         if (r < 0)
                 return r;
         n = yaml_mapping_get(root, "approval_validity_hours");

@@ -41,6 +41,7 @@ typedef struct ServerConfig {
         char *tls_key;
         char *database; /* a file path (SQLite) or a postgresql:// URI */
         char *master_key_file;
+        char *web_root; /* the folder of the service's web pages (web-pages.h) */
         unsigned approval_validity_hours;
         unsigned session_hours;
         unsigned workers; /* HTTP worker threads, each with its own database connection */

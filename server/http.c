@@ -59,7 +59,14 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, HttpReply *reply) {
                 return MHD_NO;
         }
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+        /* every answer may show a passcode or a request: never cached. The pages are
+         * files of this server only (no inline script or style), never framed, and no
+         * address leaks to another site. */
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        MHD_add_response_header(resp, "Content-Security-Policy", HTTP_CONTENT_SECURITY_POLICY);
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(resp, "Referrer-Policy", "no-referrer");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
         if (reply->status == 401)
                 MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
         ret = MHD_queue_response(c, reply->status, resp);

@@ -7,7 +7,9 @@
  * share of the connections; the bounds (64 connections, 32 per address, 30 s idle
  * timeout, HTTP_BODY_MAX) are the server's whole, whatever the number of workers. Bodies above HTTP_BODY_MAX,
  * bodies that are not `application/json`, and JSON that is not an object are answered
- * here with 413, 415 and 400; everything else goes to the handler.
+ * here with 413, 415 and 400; everything else goes to the handler. Every answer carries
+ * the safety headers (no caching, HTTP_CONTENT_SECURITY_POLICY, nosniff, no referrer, no
+ * framing): the same server answers the API and the service's own pages (web-pages.h).
  */
 
 #include <jansson.h>
@@ -17,6 +19,10 @@
 #define HTTP_BODY_MAX (16U * 1024U)
 #define HTTP_BEARER_MAX 256
 #define HTTP_IDEMPOTENCY_KEY_MAX 128
+/* sent with every answer, the API's included (web-pages.h) */
+#define HTTP_CONTENT_SECURITY_POLICY                                                                              \
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "           \
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 typedef struct HttpRequest {
         const char *method;

@@ -11,8 +11,25 @@
 #include "http.h"
 #include "log.h"
 #include "passcode.h"
+#include "web-pages.h"
 
 #define PEM_MAX (64U * 1024U)
+
+typedef struct Service {
+        Api *api;
+        WebPages *pages;
+} Service;
+
+/* The API under /api/, the service's own pages everywhere else (the same TLS, the same
+ * process; the pages call the API). */
+static void service_handle(void *userdata, const HttpRequest *req, HttpReply *reply) {
+        Service *s = userdata;
+
+        if (startswith(req->path, "/api/"))
+                api_handle(s->api, req, reply);
+        else
+                web_pages_handle(s->pages, req, reply);
+}
 
 static int run(const char *config_path) {
         _cleanup_(server_config_freep) ServerConfig *c = NULL;
@@ -20,7 +37,7 @@ static int run(const char *config_path) {
         _cleanup_free_ char *cert = NULL, *key = NULL;
         uint8_t master[PASSCODE_KEY_SIZE];
         HttpServer *http = NULL;
-        Api *api = NULL;
+        Service service = {};
         sigset_t ss;
         int r, sig;
 
@@ -46,10 +63,15 @@ static int run(const char *config_path) {
                 return log_error_errno(r, "Failed to store the configured users: %m");
         log_info("Database: %s, schema version %d.", db_backend_name(db), DB_SCHEMA_VERSION);
         db = db_close(db);
-        r = api_new(c, master, &api);
+        r = api_new(c, master, &service.api);
         memset(master, 0, sizeof master);
         if (r < 0)
                 return log_oom();
+        r = web_pages_load(c->web_root, &service.pages);
+        if (r < 0) {
+                api_free(service.api);
+                return r;
+        }
 
         /* block the signals before libmicrohttpd's thread starts, so they come to sigwait() */
         sigemptyset(&ss);
@@ -59,19 +81,22 @@ static int run(const char *config_path) {
         pthread_sigmask(SIG_BLOCK, &ss, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        r = http_server_start(c->listen_address, c->port, c->workers, cert, key, api_handle, api, &http);
+        r = http_server_start(c->listen_address, c->port, c->workers, cert, key, service_handle, &service, &http);
         if (r < 0) {
-                api_free(api);
+                api_free(service.api);
+                web_pages_free(service.pages);
                 return r;
         }
-        log_info("Listening on https://%s:%u/api/v1/ with %u workers.", c->listen_address, c->port, c->workers);
+        log_info("Listening on https://%s:%u/ (pages) and /api/v1/ with %u workers.", c->listen_address, c->port,
+                 c->workers);
         do {
                 if (sigwait(&ss, &sig) != 0)
                         sig = SIGTERM;
         } while (sig == SIGHUP);
         log_info("Stopping on signal %d.", sig);
         http_server_stop(http);
-        api_free(api);
+        api_free(service.api);
+        web_pages_free(service.pages);
         return 0;
 }
 

@@ -73,6 +73,18 @@ static void test_postgres_and_workers(void **state) {
         assert_int_equal(d->workers, 4);
 }
 
+static void test_web_root(void **state) {
+        _cleanup_(server_config_freep) ServerConfig *c = NULL, *d = NULL, *e = NULL;
+
+        /* the installed pages unless the configuration names a folder, relative to its own */
+        assert_int_equal(parse(BASE, &c), 0);
+        assert_string_equal(c->web_root, PASSCODE_WEB_ROOT);
+        assert_int_equal(parse(BASE "web_root: www\n", &d), 0);
+        assert_string_equal(d->web_root, "/cfg/www");
+        assert_int_equal(parse(BASE "web_root: /srv/pages\n", &e), 0);
+        assert_string_equal(e->web_root, "/srv/pages");
+}
+
 static void test_bad(void **state) {
         static const char *const bad[] = {
                 BASE "workers: 0\n",
@@ -126,6 +138,7 @@ int main(void) {
                 cmocka_unit_test(test_good),
                 cmocka_unit_test(test_validity_hours),
                 cmocka_unit_test(test_postgres_and_workers),
+                cmocka_unit_test(test_web_root),
                 cmocka_unit_test(test_bad),
                 cmocka_unit_test(test_titles),
                 cmocka_unit_test(test_month),

@@ -230,8 +230,9 @@ def main():
         expect_error(c.call("POST", "/login", {"user": "tech1", "password": "wrong"}), 401, "unauthenticated",
                      "wrong password")
         status, j = c.call("POST", "/login", {"user": "tech1", "password": "pw-x"})
-        check(status == 200 and len(j.get("token", "")) >= 32 and j.get("expires_at", "").endswith("Z"),
-              "login gives a token and expires_at")
+        check(status == 200 and len(j.get("token", "")) >= 32 and j.get("expires_at", "").endswith("Z")
+              and j.get("user") == "tech1" and j.get("role") == "technician" and j.get("dealer") == "D100",
+              f"login gives a token, expires_at, user, role and dealer {j}")
         tech1 = j["token"]
         tech2, mgr1, mgr2, mgr3 = (c.login(u) for u in ("tech2", "mgr1", "mgr2", "mgr3"))
         tech9 = c.login("tech9")
@@ -321,6 +322,20 @@ def main():
         check(status == 200 and mine and mine[0]["status"] == "approved" and mine[0]["approved_by"] == "mgr1"
               and mine[0]["approvers"] == ["mgr1", "mgr2"] and mine[0]["technician"] == "tech1"
               and mine[0]["valid_till"], "request listed by VIN as approved")
+        # one request by its number (the pages' request page), with what the pages show
+        status, j = c.call("GET", f"/reset-requests/{no}", token=mgr2)
+        check(status == 200 and j.get("request_no") == no and j.get("status") == "approved"
+              and j.get("customer_last_name") == "Smith" and j.get("technician_name") == "Tom Tech"
+              and j.get("created_at", "").endswith("Z") and j.get("repair_order") == "RO-1001"
+              and j.get("decided_by") == "mgr1" and j.get("approved_by") == "mgr1",
+              f"one request by its number {j}")
+        expect_error(c.call("GET", f"/reset-requests/{no}", token=tech9), 404, "not-found",
+                     "another dealer's request by its number")
+        expect_error(c.call("GET", "/reset-requests/RR-000000000000", token=tech1), 404, "not-found",
+                     "an unknown request number")
+        expect_error(c.call("GET", f"/reset-requests/{no}"), 401, "unauthenticated", "a request without login")
+        expect_error(c.call("DELETE", f"/reset-requests/{no}", token=tech1), 405, "method-not-allowed",
+                     "DELETE of a request")
 
         # immobilizer passcodes: the known answers, a retry, a new seed
         expect_error(c.call("POST", "/passcodes", dict(imm_body, seed="ab" * 47), token=tech1), 400, "bad-seed",
@@ -353,8 +368,9 @@ def main():
             j = expect_error(c.call("POST", "/passcodes", dict(sc_body, cd=wrong), token=tech2), 400,
                              "check-character-mismatch", f"wrong cd of {field}")
             check(j.get("field") == field, f"the mismatch names the field {field}")
-        expect_error(c.call("POST", "/passcodes", dict(sc_body, data2="XYZ"), token=tech2), 400, "bad-seed",
-                     "malformed data2")
+        j = expect_error(c.call("POST", "/passcodes", dict(sc_body, data2="XYZ"), token=tech2), 400, "bad-seed",
+                         "malformed data2")
+        check(j.get("field") == "data2", "a malformed field is named (%s)" % j.get("field"))
         expect_error(c.call("POST", "/passcodes", sc_body), 401, "unauthenticated", "smart code without login")
         expect_error(c.call("POST", "/passcodes", dict(sc_body, vin=vin, data1="134B18FBDB1"), token=tech9), 409,
                      "dealer-needs-two-approvers", "smart code at a dealer with one approver")
@@ -370,6 +386,9 @@ def main():
         no2 = j.get("request_no")
         status, j = c.call("POST", f"/reset-requests/{no2}/decision", {"decision": "deny"}, token=mgr3)
         check(status == 200 and j.get("status") == "denied", "denied by a selected manager")
+        status, j = c.call("GET", f"/reset-requests/{no2}", token=tech1)
+        check(status == 200 and j.get("decided_by") == "mgr3" and j.get("approved_by") is None and j.get("approved_at") is None,
+              f"a denied request names who decided, and no approval {j}")
         expect_error(c.call("POST", "/passcodes", dict(imm_body, request_no=no2), token=tech2), 409,
                      "approval-denied", "passcode on a denied request")
 

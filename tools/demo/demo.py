@@ -241,7 +241,7 @@ class Demo:
             self.port = s.getsockname()[1]
         for u in [TECH[0]] + [m[0] for m in MANAGERS]:
             self.passwords[u] = secrets.token_urlsafe(12)
-        cfg = self.template("passcode-server.yaml.in", "passcode-server.yaml", PORT=self.port,
+        cfg = self.template("passcode-server.yaml.in", "passcode-server.yaml", PORT=self.port, SRC=SRC,
                             PW_TECH1=self.passwords["tech1"], PW_MGR1=self.passwords["mgr1"],
                             PW_MGR2=self.passwords["mgr2"])
         os.chmod(cfg, 0o600)
@@ -257,6 +257,8 @@ class Demo:
         self.base = f"https://127.0.0.1:{self.port}/api/v1"
         say(f"passcode service: {self.base}  (dealer D100: technician {TECH[0]}, "
             f"approving managers {MANAGERS[0][0]} and {MANAGERS[1][0]})")
+        self.pages = f"https://127.0.0.1:{self.port}/"
+        say(f"its web pages (the manager's inbox): {self.pages}")
 
         # the private bus
         bus_conf = self.template("bus.conf.in", "bus.conf", DIR=self.dir)
@@ -465,13 +467,32 @@ class Demo:
         mine = [r for r in reqs if r["request_no"] == self.request_no]
         if not mine or mine[0]["status"] != "pending":
             raise DemoFailed(f"the manager does not see request {self.request_no} pending: {reqs}")
-        say(f"{mname} sees request {self.request_no} from {mine[0]['technician']} for VIN {VIN}: pending", WHO_MGR)
-        say("attests: details verified, the transaction log goes to the NICB, terms accepted: APPROVE", WHO_MGR)
-        j = self.http("POST", f"/reset-requests/{self.request_no}/decision",
-                      {"decision": "approve",
-                       "attestations": {"details_verified": True, "nicb_notice": True, "terms": True}}, token=mtok)
-        if j.get("status") != "approved":
-            raise DemoFailed(f"the approval was not recorded: {j}")
+        if self.interactive:  # the person approves by hand, in the service's own pages
+            say(style("1;33", f"you are {mname} now: open the manager's inbox at {self.pages}") +
+                f"\n(a browser warns about the demo's certificate: accept it, or trust {self.ca})\n"
+                f"log in as {bold(mgr)} with the password {bold(self.passwords[mgr])}, open request "
+                f"{self.request_no}, check the three boxes of the Request Approval Policy and select Approve",
+                WHO_MGR)
+
+            def decided():
+                r = [q for q in self.http("GET", f"/reset-requests?vin={VIN}", token=mtok)["requests"]
+                     if q["request_no"] == self.request_no]
+                return r and r[0]["status"] != "pending"
+            self.wait_until("the manager's decision in the web pages", 900, decided, 1)
+            j = self.http("GET", f"/reset-requests/{self.request_no}", token=mtok)
+            if j.get("status") != "approved":
+                raise DemoFailed(f"the manager did not approve request {self.request_no}: {j.get('status')}")
+            say(f"{mname} approved request {self.request_no} in the web pages", WHO_MGR)
+        else:
+            say(f"{mname} sees request {self.request_no} from {mine[0]['technician']} for VIN {VIN}: pending",
+                WHO_MGR)
+            say("attests: details verified, the transaction log goes to the NICB, terms accepted: APPROVE", WHO_MGR)
+            say(dim(f"(a person would do this in the manager's inbox at {self.pages})"), WHO_MGR)
+            j = self.http("POST", f"/reset-requests/{self.request_no}/decision",
+                          {"decision": "approve",
+                           "attestations": {"details_verified": True, "nicb_notice": True, "terms": True}}, token=mtok)
+            if j.get("status") != "approved":
+                raise DemoFailed(f"the approval was not recorded: {j}")
         self.immoctl("approval", "status", VIN, *self.credentials(), "--no-ask", what="the approval status")
 
     def identify(self):
