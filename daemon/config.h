@@ -77,6 +77,10 @@ void config_done(ImmodConfig *c);
  */
 int config_load(const char *path, ImmodConfig *ret);
 int config_load_full(const char *path, ImmodConfig *ret, char *errbuf, size_t errbuf_size);
+/* The same for text in memory (the fuzzer's door); `name` stands for the file in messages, and
+ * ret->path stays NULL. */
+int config_parse(const char *name, const char *text, size_t size, ImmodConfig *ret, char *errbuf,
+                 size_t errbuf_size);
 
 /* Syntax checks, also for other callers (e.g. a D-Bus method that takes a group name). */
 bool config_group_name_valid(const char *name);

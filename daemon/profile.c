@@ -613,17 +613,9 @@ static int parse_profile(const YamlNode *root, VehicleProfile *p) {
         return parse_seeds(root, p);
 }
 
-int profile_load(const char *path, VehicleProfile **ret, char *errbuf, size_t errbuf_size) {
+static int profile_from_doc(const YamlDoc *doc, const char *path, VehicleProfile **ret) {
         _cleanup_(profile_freep) VehicleProfile *p = NULL;
-        _cleanup_(yaml_doc_freep) YamlDoc *doc = NULL;
         int r;
-
-        if (!path || !ret)
-                return -EINVAL;
-
-        r = yaml_doc_load(path, errbuf, errbuf_size, &doc);
-        if (r < 0)
-                return r;
 
         p = calloc(1, sizeof(*p));
         if (!p)
@@ -639,6 +631,33 @@ int profile_load(const char *path, VehicleProfile **ret, char *errbuf, size_t er
 
         *ret = TAKE_PTR(p);
         return 0;
+}
+
+int profile_load(const char *path, VehicleProfile **ret, char *errbuf, size_t errbuf_size) {
+        _cleanup_(yaml_doc_freep) YamlDoc *doc = NULL;
+        int r;
+
+        if (!path || !ret)
+                return -EINVAL;
+
+        r = yaml_doc_load(path, errbuf, errbuf_size, &doc);
+        if (r < 0)
+                return r;
+        return profile_from_doc(doc, path, ret);
+}
+
+int profile_parse(const char *name, const char *text, size_t size, VehicleProfile **ret, char *errbuf,
+                  size_t errbuf_size) {
+        _cleanup_(yaml_doc_freep) YamlDoc *doc = NULL;
+        int r;
+
+        if (!name || !text || !ret)
+                return -EINVAL;
+
+        r = yaml_doc_parse(name, text, size, errbuf, errbuf_size, &doc);
+        if (r < 0)
+                return r;
+        return profile_from_doc(doc, name, ret);
 }
 
 /* Sets */
