@@ -331,6 +331,11 @@ static int builder_key(Builder *b, const yaml_event_t *ev, unsigned line, unsign
                 return builder_error_at(b, line, column, NULL, "empty key");
         if (memchr(key, 0, length))
                 return builder_error_at(b, line, column, NULL, "a key contains a NUL character");
+        /* keys are echoed in every message about their values: keep those one clean line */
+        for (size_t i = 0; i < length; i++)
+                if ((unsigned char) key[i] < 0x20 || key[i] == 0x7f)
+                        return builder_error_at(b, line, column, NULL,
+                                                "expected a key without control characters (such as a tab)");
 
         for (size_t i = 0; i < top->n_items; i++)
                 if (streq(top->items[i]->key, key))

@@ -28,21 +28,37 @@ static inline void fuzz_yaml_quiet(void) {
  * what has no place, e.g. the size) without control characters, so that it reads on one line
  * of a log or a D-Bus error.
  */
-static inline void fuzz_yaml_check_message(const char *msg) {
+static inline bool fuzz_yaml_message_ok(const char *msg) {
         size_t l = strlen(FUZZ_YAML_NAME), k;
 
-        FUZZ_CHECK(strncmp(msg, FUZZ_YAML_NAME ":", l + 1) == 0);
+        if (strncmp(msg, FUZZ_YAML_NAME ":", l + 1) != 0)
+                return false;
         k = l + 1;
         if (msg[k] >= '1' && msg[k] <= '9') {
                 k += strspn(msg + k, "0123456789");
-                FUZZ_CHECK(msg[k] == ':');
+                if (msg[k] != ':' || msg[k + 1] < '1' || msg[k + 1] > '9') /* the column */
+                        return false;
                 k++;
-                FUZZ_CHECK(msg[k] >= '1' && msg[k] <= '9'); /* the column */
                 k += strspn(msg + k, "0123456789");
-                FUZZ_CHECK(msg[k] == ':');
+                if (msg[k] != ':')
+                        return false;
                 k++;
         }
-        FUZZ_CHECK(msg[k] == ' ' && msg[k + 1] != 0);
+        if (msg[k] != ' ' || msg[k + 1] == 0)
+                return false;
         for (const char *p = msg; *p; p++)
-                FUZZ_CHECK((unsigned char) *p >= 0x20 && *p != 0x7f);
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return false;
+        return true;
+}
+
+static inline void fuzz_yaml_check_message(const char *msg) {
+        if (!fuzz_yaml_message_ok(msg)) {
+                fprintf(stderr, "message: ");
+                for (const char *p = msg; *p; p++)
+                        fprintf(stderr, (unsigned char) *p < 0x20 || *p == 0x7f ? "\\x%02x" : "%c",
+                                (unsigned char) *p);
+                fprintf(stderr, "\n");
+        }
+        FUZZ_CHECK(fuzz_yaml_message_ok(msg));
 }
