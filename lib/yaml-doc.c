@@ -112,8 +112,8 @@ void yaml_node_path(const YamlNode *n, char *buf, size_t size) {
         path_append_node(buf, size, n);
 }
 
-static int doc_errorv(YamlDoc *d, unsigned line, unsigned column, const char *path, const char *format,
-                      va_list ap) {
+_printf_(5, 0) static int doc_errorv(YamlDoc *d, unsigned line, unsigned column, const char *path,
+                                   const char *format, va_list ap) {
         char msg[ERROR_BUF];
         int k;
 
