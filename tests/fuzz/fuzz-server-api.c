@@ -90,21 +90,23 @@ static void remove_dir(void) {
         (void) rmdir(dir);
 }
 
+/* The server's configuration: two dealers, D100 with two approvers; %s is the folder. */
+#define CONFIG_FORMAT \
+        "listen: {address: 127.0.0.1, port: 8443}\n" \
+        "tls: {certificate: c.pem, key: c.key}\n" \
+        "database: %s/passcodes.sqlite\n" \
+        "master_key_file: master.key\n" \
+        "dealers:\n" \
+        "  - {code: D100, name: Dealer One}\n" \
+        "  - {code: D200, name: Dealer Two}\n" \
+        "users:\n" \
+        "  - {id: tech1, name: Tom Tech, dealer: D100, role: technician, title: Technician, password: pw}\n" \
+        "  - {id: mgr1, name: Mia M, dealer: D100, role: manager, title: Service Manager, password: pw}\n" \
+        "  - {id: mgr2, name: Max M, dealer: D100, role: manager, title: General Manager, password: pw}\n" \
+        "  - {id: tech9, name: Ted T, dealer: D200, role: technician, title: Technician, password: pw}\n" \
+        "  - {id: mgr9, name: Meg M, dealer: D200, role: manager, title: Dealer Principal, password: pw}\n"
+
 static void setup(void) {
-        static const char *const cfg =
-                "listen: {address: 127.0.0.1, port: 8443}\n"
-                "tls: {certificate: c.pem, key: c.key}\n"
-                "database: %s/passcodes.sqlite\n"
-                "master_key_file: master.key\n"
-                "dealers:\n"
-                "  - {code: D100, name: Dealer One}\n"
-                "  - {code: D200, name: Dealer Two}\n"
-                "users:\n"
-                "  - {id: tech1, name: Tom Tech, dealer: D100, role: technician, title: Technician, password: pw}\n"
-                "  - {id: mgr1, name: Mia M, dealer: D100, role: manager, title: Service Manager, password: pw}\n"
-                "  - {id: mgr2, name: Max M, dealer: D100, role: manager, title: General Manager, password: pw}\n"
-                "  - {id: tech9, name: Ted T, dealer: D200, role: technician, title: Technician, password: pw}\n"
-                "  - {id: mgr9, name: Meg M, dealer: D200, role: manager, title: Dealer Principal, password: pw}\n";
         uint8_t master[32];
         char text[2048];
         Db *db = NULL;
@@ -112,7 +114,7 @@ static void setup(void) {
         log_set_max_level(LOG_CRIT);
         FUZZ_CHECK(mkdtemp(dir));
         atexit(remove_dir);
-        snprintf(text, sizeof(text), cfg, dir);
+        snprintf(text, sizeof(text), CONFIG_FORMAT, dir);
         FUZZ_CHECK(server_config_parse("fuzz.yaml", dir, text, strlen(text), &config) == 0);
         FUZZ_CHECK(db_open(config->database, &db) == 0);
         FUZZ_CHECK(api_sync_users(config, db) == 0);
