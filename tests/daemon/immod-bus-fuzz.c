@@ -376,10 +376,15 @@ static int append_args(sd_bus_message *m, const Method *method) {
         return 0;
 }
 
+#define N_DOCUMENTED (sizeof(documented_errors) / sizeof(documented_errors[0]))
+static unsigned error_counts[N_DOCUMENTED];
+
 static bool error_documented(const char *name) {
-        for (size_t i = 0; i < sizeof(documented_errors) / sizeof(documented_errors[0]); i++)
-                if (strcmp(name, documented_errors[i]) == 0)
+        for (size_t i = 0; i < N_DOCUMENTED; i++)
+                if (strcmp(name, documented_errors[i]) == 0) {
+                        error_counts[i]++;
                         return true;
+                }
         return false;
 }
 
@@ -589,6 +594,9 @@ int main(int argc, char *argv[]) {
         printf("immod-bus-fuzz: %u calls: %u replies, %u documented errors, %u failures; "
                "%u from a second connection, %u connections closed with a call pending\n",
                calls_total, replies, documented, failures, from_second, disconnects);
+        for (size_t i = 0; i < N_DOCUMENTED; i++)
+                if (error_counts[i] > 0)
+                        printf("  %5u %s\n", error_counts[i], documented_errors[i]);
         sd_bus_unref(second);
         sd_bus_unref(bus);
         return failures ? 1 : 0;
