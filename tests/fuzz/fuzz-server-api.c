@@ -10,8 +10,9 @@
  * path, an Idempotency-Key (1 length byte + text), and the rest is the JSON body (none
  * when empty; a "request_no" of "@last" is replaced by the last request number an answer
  * gave). What http.c refuses before the handler (a body that is not a JSON object,
- * a bad Idempotency-Key) is skipped here, as http.c answers it. The query string is not
- * fuzzed: http_request_query() needs a libmicrohttpd connection (it gives NULL here).
+ * a bad Idempotency-Key) is skipped here, as http.c answers it. The query string (vin,
+ * dealer, month) comes from the input too: the target is linked with
+ * --wrap=MHD_lookup_connection_value, so http_request_query() reads it from here.
  *
  * What is checked (promised by http.h and passcode-service.md): every request gets a
  * status from 200 to 599; an error (>= 400) is a JSON object with the strings "error" and
@@ -22,6 +23,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api.h"
@@ -30,12 +32,38 @@
 #include "fuzz.h"
 #include "log.h"
 
+#include <microhttpd.h>
+
 static const char *const users[] = { "tech1", "mgr1", "mgr2", "tech9", "mgr9" };
 
 static Api *api;
 static ServerConfig *config;
 static char tokens[ELEMENTSOF(users)][HTTP_BEARER_MAX + 1];
 static char last_request_no[64] = "0";
+
+/* The query string of the request being handled: "vin", "dealer", "month" or NULL each. */
+static struct FuzzQuery {
+        const char *vin, *dealer, *month;
+} query;
+
+const char *__real_MHD_lookup_connection_value(struct MHD_Connection *c, enum MHD_ValueKind kind,
+                                               const char *key);
+const char *__wrap_MHD_lookup_connection_value(struct MHD_Connection *c, enum MHD_ValueKind kind,
+                                               const char *key);
+const char *__wrap_MHD_lookup_connection_value(struct MHD_Connection *c, enum MHD_ValueKind kind,
+                                               const char *key) {
+        if (c != (struct MHD_Connection *) &query)
+                return __real_MHD_lookup_connection_value(c, kind, key);
+        if (kind != MHD_GET_ARGUMENT_KIND)
+                return NULL;
+        if (streq(key, "vin"))
+                return query.vin;
+        if (streq(key, "dealer"))
+                return query.dealer;
+        if (streq(key, "month"))
+                return query.month;
+        return NULL;
+}
 
 static void check_reply(const HttpReply *reply) {
         if (getenv("FUZZ_SERVER_API_TRACE")) {
@@ -153,8 +181,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         FuzzInput in = { data, size };
         HttpRequest req = {};
         HttpReply reply;
-        char segment[256], key[256], path[512];
+        char segment[256], key[256], path[512], month[8];
         uint8_t m, p, t, flags;
+        time_t now = time(NULL);
+        struct tm tm;
 
         if (!api)
                 setup();
@@ -189,6 +219,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         else if (t % 8 >= 2 && t % 8 < 2 + ELEMENTSOF(users))
                 req.bearer = tokens[t % 8 - 2];
         req.wants_csv = flags & 1;
+        /* the query: bit 2 a VIN (the segment, or the known one), bit 3 a dealer and month
+         * (the segment as the dealer, or D100 and this month) */
+        req.connection = &query;
+        query = (struct FuzzQuery) {};
+        if (flags & 4)
+                query.vin = flags & 16 ? segment : "58ADZ1B16MU000123";
+        if (flags & 8) {
+                gmtime_r(&now, &tm);
+                strftime(month, sizeof(month), "%Y-%m", &tm);
+                query.dealer = flags & 16 ? segment : "D100";
+                query.month = flags & 32 ? key : month;
+        }
         if (flags & 2) {
                 /* as http.c takes it: 1 to 128 printable characters without spaces */
                 if (!key[0] || strlen(key) > HTTP_IDEMPOTENCY_KEY_MAX)
