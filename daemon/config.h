@@ -72,7 +72,7 @@ void config_done(ImmodConfig *c);
 /*
  * Reads a configuration file over the defaults. With path NULL, IMMOD_CONFIG_FILE is read
  * if it exists, else the defaults apply; a path given explicitly must exist.
- * -EINVAL for bad content, with a "FILE:LINE: KEY: ..." message logged and, with the _full
+ * -EINVAL for bad content, with a "FILE:LINE:COLUMN: KEY: ..." message logged and, with the _full
  * variant, copied into errbuf. *ret is written only on success; free it with config_done().
  */
 int config_load(const char *path, ImmodConfig *ret);

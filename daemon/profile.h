@@ -99,7 +99,7 @@ typedef struct VehicleProfile {
 
 typedef struct ProfileSet ProfileSet;
 
-/* Loads one profile file. -EINVAL with a "FILE:LINE: KEY: ..." message (logged, and copied
+/* Loads one profile file. -EINVAL with a "FILE:LINE:COLUMN: KEY: ..." message (logged, and copied
  * into errbuf when not NULL). */
 int profile_load(const char *path, VehicleProfile **ret, char *errbuf, size_t errbuf_size);
 /* The same for text in memory (the fuzzer's door); `name` stands for the file. */
