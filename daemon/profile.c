@@ -321,6 +321,7 @@ static int parse_models(const YamlNode *v, VehicleProfile *p) {
                 if (!m->name)
                         return -ENOMEM;
                 m->line = yaml_node_line(item);
+                m->column = yaml_node_column(item);
                 p->n_models++;
 
                 r = parse_years(years, m);
@@ -766,10 +767,11 @@ static int check_set(const ProfileSet *s, char *errbuf, size_t errbuf_size) {
                                             ma->first_year <= mb->last_year)
                                                 return set_error(
                                                         errbuf, errbuf_size,
-                                                        "%s:%u: models[%zu]: %s %s %u-%u is also covered by "
-                                                        "%s:%u",
-                                                        b->path, mb->line, k, b->make, mb->name,
-                                                        mb->first_year, mb->last_year, a->path, ma->line);
+                                                        "%s:%u:%u: models[%zu]: %s %s %u-%u is also covered "
+                                                        "by %s:%u:%u",
+                                                        b->path, mb->line, mb->column, k, b->make, mb->name,
+                                                        mb->first_year, mb->last_year, a->path, ma->line,
+                                                        ma->column);
                                 }
                 }
         return 0;

@@ -26,6 +26,7 @@ typedef struct ProfileModel {
         unsigned first_year; /* model years, inclusive */
         unsigned last_year;
         unsigned line;       /* in the profile file, for messages */
+        unsigned column;
 } ProfileModel;
 
 typedef struct ProfileDids {

@@ -652,7 +652,8 @@ static void test_dirs(void **state) {
                    "models:\n  - {name: X, years: 2020}\n  - {name: RX350, years: 2019-2020}\n");
         assert_int_equal(profile_load_dir_full(dir, &s, errbuf, sizeof(errbuf)), -EINVAL);
         snprintf(want, sizeof(want),
-                 "%s/b.yaml:5: models[0]: Lexus RX 350 2020-2020 is also covered by %s/a.yaml:6", dir, dir);
+                 "%s/b.yaml:5:5: models[0]: Lexus RX 350 2020-2020 is also covered by %s/a.yaml:6:5", dir,
+                 dir);
         assert_string_equal(errbuf, want);
 
         /* the same model of another make, or other years, is fine */
