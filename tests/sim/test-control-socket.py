@@ -34,10 +34,17 @@ def check(ok, what):
 
 
 def connect(path):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(path)
-    return s
+    """A connection; while the listen backlog (8) is full, connect() says EAGAIN: wait up to 10 s."""
+    for _ in range(1000):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(5)
+        try:
+            s.connect(path)
+            return s
+        except BlockingIOError:
+            s.close()
+            time.sleep(0.01)
+    raise BlockingIOError("the control socket's backlog stayed full for 10 s")
 
 
 def read_line(s):
@@ -182,12 +189,7 @@ def main():
 
             # many connections opened and dropped at once, some mid-line
             for i in range(200):
-                for _ in range(500):  # a full listen backlog says EAGAIN: wait for the accept
-                    try:
-                        c = connect(ctl)
-                        break
-                    except BlockingIOError:
-                        time.sleep(0.01)
+                c = connect(ctl)
                 if i % 2:
                     c.sendall(b"touch 1111")
                 c.close()
