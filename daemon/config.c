@@ -421,6 +421,29 @@ int config_load_full(const char *path, ImmodConfig *ret, char *errbuf, size_t er
         return 0;
 }
 
+int config_parse(const char *name, const char *text, size_t size, ImmodConfig *ret, char *errbuf,
+                 size_t errbuf_size) {
+        _cleanup_(config_donep) ImmodConfig c = {};
+        _cleanup_(yaml_doc_freep) YamlDoc *doc = NULL;
+        int r;
+
+        if (!name || !text || !ret)
+                return -EINVAL;
+        r = config_init(&c);
+        if (r < 0)
+                return r;
+        r = yaml_doc_parse(name, text, size, errbuf, errbuf_size, &doc);
+        if (r < 0)
+                return r;
+        r = parse_root(yaml_doc_root(doc), &c);
+        if (r < 0)
+                return r;
+
+        *ret = c;
+        c = (ImmodConfig) {};
+        return 0;
+}
+
 int config_load(const char *path, ImmodConfig *ret) {
         return config_load_full(path, ret, NULL, 0);
 }

@@ -72,11 +72,15 @@ void config_done(ImmodConfig *c);
 /*
  * Reads a configuration file over the defaults. With path NULL, IMMOD_CONFIG_FILE is read
  * if it exists, else the defaults apply; a path given explicitly must exist.
- * -EINVAL for bad content, with a "FILE:LINE: KEY: ..." message logged and, with the _full
+ * -EINVAL for bad content, with a "FILE:LINE:COLUMN: KEY: ..." message logged and, with the _full
  * variant, copied into errbuf. *ret is written only on success; free it with config_done().
  */
 int config_load(const char *path, ImmodConfig *ret);
 int config_load_full(const char *path, ImmodConfig *ret, char *errbuf, size_t errbuf_size);
+/* The same for text in memory (the fuzzer's door); `name` stands for the file in messages, and
+ * ret->path stays NULL. */
+int config_parse(const char *name, const char *text, size_t size, ImmodConfig *ret, char *errbuf,
+                 size_t errbuf_size);
 
 /* Syntax checks, also for other callers (e.g. a D-Bus method that takes a group name). */
 bool config_group_name_valid(const char *name);

@@ -321,6 +321,7 @@ static int parse_models(const YamlNode *v, VehicleProfile *p) {
                 if (!m->name)
                         return -ENOMEM;
                 m->line = yaml_node_line(item);
+                m->column = yaml_node_column(item);
                 p->n_models++;
 
                 r = parse_years(years, m);
@@ -613,17 +614,9 @@ static int parse_profile(const YamlNode *root, VehicleProfile *p) {
         return parse_seeds(root, p);
 }
 
-int profile_load(const char *path, VehicleProfile **ret, char *errbuf, size_t errbuf_size) {
+static int profile_from_doc(const YamlDoc *doc, const char *path, VehicleProfile **ret) {
         _cleanup_(profile_freep) VehicleProfile *p = NULL;
-        _cleanup_(yaml_doc_freep) YamlDoc *doc = NULL;
         int r;
-
-        if (!path || !ret)
-                return -EINVAL;
-
-        r = yaml_doc_load(path, errbuf, errbuf_size, &doc);
-        if (r < 0)
-                return r;
 
         p = calloc(1, sizeof(*p));
         if (!p)
@@ -639,6 +632,33 @@ int profile_load(const char *path, VehicleProfile **ret, char *errbuf, size_t er
 
         *ret = TAKE_PTR(p);
         return 0;
+}
+
+int profile_load(const char *path, VehicleProfile **ret, char *errbuf, size_t errbuf_size) {
+        _cleanup_(yaml_doc_freep) YamlDoc *doc = NULL;
+        int r;
+
+        if (!path || !ret)
+                return -EINVAL;
+
+        r = yaml_doc_load(path, errbuf, errbuf_size, &doc);
+        if (r < 0)
+                return r;
+        return profile_from_doc(doc, path, ret);
+}
+
+int profile_parse(const char *name, const char *text, size_t size, VehicleProfile **ret, char *errbuf,
+                  size_t errbuf_size) {
+        _cleanup_(yaml_doc_freep) YamlDoc *doc = NULL;
+        int r;
+
+        if (!name || !text || !ret)
+                return -EINVAL;
+
+        r = yaml_doc_parse(name, text, size, errbuf, errbuf_size, &doc);
+        if (r < 0)
+                return r;
+        return profile_from_doc(doc, name, ret);
 }
 
 /* Sets */
@@ -747,10 +767,11 @@ static int check_set(const ProfileSet *s, char *errbuf, size_t errbuf_size) {
                                             ma->first_year <= mb->last_year)
                                                 return set_error(
                                                         errbuf, errbuf_size,
-                                                        "%s:%u: models[%zu]: %s %s %u-%u is also covered by "
-                                                        "%s:%u",
-                                                        b->path, mb->line, k, b->make, mb->name,
-                                                        mb->first_year, mb->last_year, a->path, ma->line);
+                                                        "%s:%u:%u: models[%zu]: %s %s %u-%u is also covered "
+                                                        "by %s:%u:%u",
+                                                        b->path, mb->line, mb->column, k, b->make, mb->name,
+                                                        mb->first_year, mb->last_year, a->path, ma->line,
+                                                        ma->column);
                                 }
                 }
         return 0;

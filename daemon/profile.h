@@ -26,6 +26,7 @@ typedef struct ProfileModel {
         unsigned first_year; /* model years, inclusive */
         unsigned last_year;
         unsigned line;       /* in the profile file, for messages */
+        unsigned column;
 } ProfileModel;
 
 typedef struct ProfileDids {
@@ -99,9 +100,12 @@ typedef struct VehicleProfile {
 
 typedef struct ProfileSet ProfileSet;
 
-/* Loads one profile file. -EINVAL with a "FILE:LINE: KEY: ..." message (logged, and copied
+/* Loads one profile file. -EINVAL with a "FILE:LINE:COLUMN: KEY: ..." message (logged, and copied
  * into errbuf when not NULL). */
 int profile_load(const char *path, VehicleProfile **ret, char *errbuf, size_t errbuf_size);
+/* The same for text in memory (the fuzzer's door); `name` stands for the file. */
+int profile_parse(const char *name, const char *text, size_t size, VehicleProfile **ret, char *errbuf,
+                  size_t errbuf_size);
 VehicleProfile *profile_free(VehicleProfile *p);
 static inline void profile_freep(VehicleProfile **p) {
         profile_free(*p);

@@ -12,6 +12,7 @@
 struct YamlNode {
         YamlNodeKind kind;
         unsigned line;
+        unsigned column;
         char *key; /* in the parent mapping */
         size_t index;
         const YamlNode *parent;
@@ -50,13 +51,14 @@ static void node_freep(YamlNode **n) {
         node_free(*n);
 }
 
-static YamlNode *node_new(YamlDoc *d, YamlNodeKind kind, unsigned line) {
+static YamlNode *node_new(YamlDoc *d, YamlNodeKind kind, unsigned line, unsigned column) {
         YamlNode *n = calloc(1, sizeof(*n));
 
         if (!n)
                 return NULL;
         n->kind = kind;
         n->line = line;
+        n->column = column;
         n->doc = d;
         return n;
 }
@@ -110,11 +112,14 @@ void yaml_node_path(const YamlNode *n, char *buf, size_t size) {
         path_append_node(buf, size, n);
 }
 
-static int doc_errorv(YamlDoc *d, unsigned line, const char *path, const char *format, va_list ap) {
+_printf_(5, 0) static int doc_errorv(YamlDoc *d, unsigned line, unsigned column, const char *path,
+                                   const char *format, va_list ap) {
         char msg[ERROR_BUF];
         int k;
 
-        if (line > 0)
+        if (line > 0 && column > 0)
+                k = snprintf(msg, sizeof(msg), "%s:%u:%u: ", d->name, line, column);
+        else if (line > 0)
                 k = snprintf(msg, sizeof(msg), "%s:%u: ", d->name, line);
         else
                 k = snprintf(msg, sizeof(msg), "%s: ", d->name);
@@ -129,12 +134,13 @@ static int doc_errorv(YamlDoc *d, unsigned line, const char *path, const char *f
         return -EINVAL;
 }
 
-_printf_(4, 5) static int doc_error(YamlDoc *d, unsigned line, const char *path, const char *format, ...) {
+_printf_(5, 6) static int doc_error(YamlDoc *d, unsigned line, unsigned column, const char *path,
+                                   const char *format, ...) {
         va_list ap;
         int r;
 
         va_start(ap, format);
-        r = doc_errorv(d, line, path, format, ap);
+        r = doc_errorv(d, line, column, path, format, ap);
         va_end(ap);
         return r;
 }
@@ -146,7 +152,7 @@ int yaml_node_error(const YamlNode *n, const char *format, ...) {
 
         yaml_node_path(n, path, sizeof(path));
         va_start(ap, format);
-        r = doc_errorv(n->doc, n->line, path, format, ap);
+        r = doc_errorv(n->doc, n->line, n->column, path, format, ap);
         va_end(ap);
         return r;
 }
@@ -230,6 +236,7 @@ typedef struct Builder {
         size_t depth;
         char *pending_key;
         unsigned pending_key_line;
+        unsigned pending_key_column;
         unsigned documents;
 } Builder;
 
@@ -250,9 +257,10 @@ static void builder_key_path(Builder *b, const char *key, char *buf, size_t size
         }
 }
 
-static int builder_error_at(Builder *b, unsigned line, const char *key, const char *format, ...)
-        _printf_(4, 5);
-static int builder_error_at(Builder *b, unsigned line, const char *key, const char *format, ...) {
+static int builder_error_at(Builder *b, unsigned line, unsigned column, const char *key, const char *format,
+                            ...) _printf_(5, 6);
+static int builder_error_at(Builder *b, unsigned line, unsigned column, const char *key, const char *format,
+                            ...) {
         char path[PATH_BUF];
         va_list ap;
         int r;
@@ -260,19 +268,21 @@ static int builder_error_at(Builder *b, unsigned line, const char *key, const ch
         /* a value in a mapping belongs to its pending key */
         builder_key_path(b, key ?: b->pending_key, path, sizeof(path));
         va_start(ap, format);
-        r = doc_errorv(b->doc, line, path, format, ap);
+        r = doc_errorv(b->doc, line, column, path, format, ap);
         va_end(ap);
         return r;
 }
 
 /* Only plain data: the features that make one text mean something elsewhere are refused. */
-static int check_properties(Builder *b, unsigned line, const yaml_char_t *anchor, const yaml_char_t *tag) {
+static int check_properties(Builder *b, unsigned line, unsigned column, const yaml_char_t *anchor,
+                            const yaml_char_t *tag) {
         if (anchor)
-                return builder_error_at(b, line, NULL,
+                return builder_error_at(b, line, column, NULL,
                                         "anchors (&%s) are not supported; write the value out",
                                         (const char *) anchor);
         if (tag)
-                return builder_error_at(b, line, NULL, "tags (%s) are not supported", (const char *) tag);
+                return builder_error_at(b, line, column, NULL, "tags (%s) are not supported",
+                                        (const char *) tag);
         return 0;
 }
 
@@ -281,13 +291,15 @@ static int builder_attach(Builder *b, YamlNode *n) {
 
         if (!top) {
                 if (b->doc->root)
-                        return builder_error_at(b, n->line, NULL, "only one top-level value is allowed");
+                        return builder_error_at(b, n->line, n->column, NULL,
+                                                "only one top-level value is allowed");
                 b->doc->root = n;
                 return 0;
         }
 
         if (top->n_items >= YAML_DOC_MAX_ITEMS)
-                return builder_error_at(b, n->line, NULL, "more than %u entries", YAML_DOC_MAX_ITEMS);
+                return builder_error_at(b, n->line, n->column, NULL, "more than %u entries",
+                                        YAML_DOC_MAX_ITEMS);
         if (top->n_items == top->n_allocated) {
                 size_t k = MAX(top->n_allocated * 2, (size_t) 8);
                 YamlNode **items = reallocarray(top->items, k, sizeof(YamlNode *));
@@ -301,51 +313,60 @@ static int builder_attach(Builder *b, YamlNode *n) {
         n->parent = top;
         n->index = top->n_items;
         if (top->kind == YAML_DOC_MAPPING) {
+                /* a value is shown where its key is */
                 n->key = TAKE_PTR(b->pending_key);
                 n->line = b->pending_key_line;
+                n->column = b->pending_key_column;
         }
         top->items[top->n_items++] = n;
         return 0;
 }
 
-static int builder_key(Builder *b, const yaml_event_t *ev, unsigned line) {
+static int builder_key(Builder *b, const yaml_event_t *ev, unsigned line, unsigned column) {
         YamlNode *top = builder_top(b);
         const char *key = (const char *) ev->data.scalar.value;
         size_t length = ev->data.scalar.length;
 
         if (length == 0)
-                return builder_error_at(b, line, NULL, "empty key");
+                return builder_error_at(b, line, column, NULL, "empty key");
         if (memchr(key, 0, length))
-                return builder_error_at(b, line, NULL, "a key contains a NUL character");
+                return builder_error_at(b, line, column, NULL, "a key contains a NUL character");
+        /* keys are echoed in every message about their values: keep those one clean line */
+        for (size_t i = 0; i < length; i++)
+                if ((unsigned char) key[i] < 0x20 || key[i] == 0x7f)
+                        return builder_error_at(b, line, column, NULL,
+                                                "expected a key without control characters (such as a tab)");
 
         for (size_t i = 0; i < top->n_items; i++)
                 if (streq(top->items[i]->key, key))
-                        return builder_error_at(
-                                b, line, key, "duplicate key, first given on line %u", top->items[i]->line);
+                        return builder_error_at(b, line, column, key,
+                                                "duplicate key, first given on line %u",
+                                                top->items[i]->line);
 
         b->pending_key = strndup(key, length);
         if (!b->pending_key)
                 return -ENOMEM;
         b->pending_key_line = line;
+        b->pending_key_column = column;
         return 0;
 }
 
-static int builder_scalar(Builder *b, const yaml_event_t *ev, unsigned line) {
+static int builder_scalar(Builder *b, const yaml_event_t *ev, unsigned line, unsigned column) {
         _cleanup_(node_freep) YamlNode *n = NULL;
         YamlNode *top = builder_top(b);
         int r;
 
-        r = check_properties(b, line, ev->data.scalar.anchor, ev->data.scalar.tag);
+        r = check_properties(b, line, column, ev->data.scalar.anchor, ev->data.scalar.tag);
         if (r < 0)
                 return r;
 
         if (top && top->kind == YAML_DOC_MAPPING && !b->pending_key)
-                return builder_key(b, ev, line);
+                return builder_key(b, ev, line, column);
 
         if (memchr(ev->data.scalar.value, 0, ev->data.scalar.length))
-                return builder_error_at(b, line, NULL, "a value contains a NUL character");
+                return builder_error_at(b, line, column, NULL, "a value contains a NUL character");
 
-        n = node_new(b->doc, YAML_DOC_SCALAR, line);
+        n = node_new(b->doc, YAML_DOC_SCALAR, line, column);
         if (!n)
                 return -ENOMEM;
         n->value = strndup((const char *) ev->data.scalar.value, ev->data.scalar.length);
@@ -361,21 +382,22 @@ static int builder_scalar(Builder *b, const yaml_event_t *ev, unsigned line) {
 }
 
 static int builder_open(Builder *b, YamlNodeKind kind, const yaml_char_t *anchor, const yaml_char_t *tag,
-                        unsigned line) {
+                        unsigned line, unsigned column) {
         _cleanup_(node_freep) YamlNode *n = NULL;
         YamlNode *top = builder_top(b);
         int r;
 
-        r = check_properties(b, line, anchor, tag);
+        r = check_properties(b, line, column, anchor, tag);
         if (r < 0)
                 return r;
         if (top && top->kind == YAML_DOC_MAPPING && !b->pending_key)
-                return builder_error_at(b, line, NULL, "a key must be a plain word, not a mapping or list");
+                return builder_error_at(b, line, column, NULL,
+                                        "a key must be a plain word, not a mapping or list");
         if (b->depth >= YAML_DOC_MAX_DEPTH)
-                return builder_error_at(b, line, NULL, "nested more than %u levels deep",
+                return builder_error_at(b, line, column, NULL, "nested more than %u levels deep",
                                         YAML_DOC_MAX_DEPTH);
 
-        n = node_new(b->doc, kind, line);
+        n = node_new(b->doc, kind, line, column);
         if (!n)
                 return -ENOMEM;
         r = builder_attach(b, n);
@@ -385,41 +407,47 @@ static int builder_open(Builder *b, YamlNodeKind kind, const yaml_char_t *anchor
         return 0;
 }
 
-static unsigned line_at_offset(const char *text, size_t size, size_t offset) {
-        unsigned line = 1;
+static void position_at_offset(const char *text, size_t size, size_t offset, unsigned *ret_line,
+                               unsigned *ret_column) {
+        unsigned line = 1, column = 1;
 
         for (size_t i = 0; i < MIN(offset, size); i++)
-                if (text[i] == '\n')
+                if (text[i] == '\n') {
                         line++;
-        return line;
+                        column = 1;
+                } else
+                        column++;
+        *ret_line = line;
+        *ret_column = column;
 }
 
 static int builder_parser_error(Builder *b, const yaml_parser_t *p) {
-        unsigned line, context_line;
+        unsigned line, column, context_line;
         const char *problem = p->problem ?: "unknown error";
 
         switch (p->error) {
         case YAML_MEMORY_ERROR:
                 return log_error_errno(-ENOMEM, "%s: out of memory while parsing YAML", b->doc->name);
         case YAML_READER_ERROR:
-                line = line_at_offset(b->text, b->size, p->problem_offset);
-                return doc_error(b->doc, line, NULL, "invalid YAML: %s", problem);
+                position_at_offset(b->text, b->size, p->problem_offset, &line, &column);
+                return doc_error(b->doc, line, column, NULL, "invalid YAML: %s", problem);
         default:
                 break;
         }
 
         line = (unsigned) p->problem_mark.line + 1;
+        column = (unsigned) p->problem_mark.column + 1;
         if (p->problem_mark.index < b->size && b->text[p->problem_mark.index] == '\t')
-                return doc_error(b->doc, line, NULL,
+                return doc_error(b->doc, line, column, NULL,
                                  "invalid YAML: a tab character; YAML is indented with spaces");
 
         context_line = (unsigned) p->context_mark.line + 1;
         if (p->context && context_line != line)
-                return doc_error(b->doc, line, NULL, "invalid YAML: %s (%s on line %u)", problem, p->context,
-                                 context_line);
+                return doc_error(b->doc, line, column, NULL, "invalid YAML: %s (%s on line %u)", problem,
+                                 p->context, context_line);
         if (p->context)
-                return doc_error(b->doc, line, NULL, "invalid YAML: %s (%s)", problem, p->context);
-        return doc_error(b->doc, line, NULL, "invalid YAML: %s", problem);
+                return doc_error(b->doc, line, column, NULL, "invalid YAML: %s (%s)", problem, p->context);
+        return doc_error(b->doc, line, column, NULL, "invalid YAML: %s", problem);
 }
 
 static void parser_deletep(yaml_parser_t *p) {
@@ -437,11 +465,12 @@ static int builder_run(Builder *b) {
 
         while (!done && r >= 0) {
                 yaml_event_t ev;
-                unsigned line;
+                unsigned line, column;
 
                 if (!yaml_parser_parse(&parser, &ev))
                         return builder_parser_error(b, &parser);
                 line = (unsigned) ev.start_mark.line + 1;
+                column = (unsigned) ev.start_mark.column + 1;
 
                 switch (ev.type) {
                 case YAML_STREAM_END_EVENT:
@@ -449,24 +478,24 @@ static int builder_run(Builder *b) {
                         break;
                 case YAML_DOCUMENT_START_EVENT:
                         if (++b->documents > 1)
-                                r = doc_error(b->doc, line, NULL,
+                                r = doc_error(b->doc, line, column, NULL,
                                               "only one YAML document is allowed (a second \"---\")");
                         break;
                 case YAML_ALIAS_EVENT:
-                        r = builder_error_at(b, line, NULL,
+                        r = builder_error_at(b, line, column, NULL,
                                              "aliases (*%s) are not supported; write the value out",
                                              (const char *) ev.data.alias.anchor);
                         break;
                 case YAML_SCALAR_EVENT:
-                        r = builder_scalar(b, &ev, line);
+                        r = builder_scalar(b, &ev, line, column);
                         break;
                 case YAML_SEQUENCE_START_EVENT:
                         r = builder_open(b, YAML_DOC_SEQUENCE, ev.data.sequence_start.anchor,
-                                         ev.data.sequence_start.tag, line);
+                                         ev.data.sequence_start.tag, line, column);
                         break;
                 case YAML_MAPPING_START_EVENT:
                         r = builder_open(b, YAML_DOC_MAPPING, ev.data.mapping_start.anchor,
-                                         ev.data.mapping_start.tag, line);
+                                         ev.data.mapping_start.tag, line, column);
                         break;
                 case YAML_SEQUENCE_END_EVENT:
                 case YAML_MAPPING_END_EVENT:
@@ -502,7 +531,7 @@ int yaml_doc_parse(const char *name, const char *text, size_t size, char *errbuf
                 errbuf[0] = 0;
 
         if (size > YAML_DOC_MAX_SIZE)
-                return doc_error(d, 0, NULL, "larger than %u KiB", YAML_DOC_MAX_SIZE / 1024);
+                return doc_error(d, 0, 0, NULL, "larger than %u KiB", YAML_DOC_MAX_SIZE / 1024);
 
         b = (Builder) { .doc = d, .text = text, .size = size };
         r = builder_run(&b);
@@ -514,7 +543,7 @@ int yaml_doc_parse(const char *name, const char *text, size_t size, char *errbuf
          * means "all defaults". */
         if (!d->root || yaml_node_is_null(d->root)) {
                 node_free(d->root);
-                d->root = node_new(d, YAML_DOC_MAPPING, 1);
+                d->root = node_new(d, YAML_DOC_MAPPING, 1, 1);
                 if (!d->root)
                         return -ENOMEM;
         }
@@ -558,6 +587,10 @@ YamlNodeKind yaml_node_kind(const YamlNode *n) {
 
 unsigned yaml_node_line(const YamlNode *n) {
         return n->line;
+}
+
+unsigned yaml_node_column(const YamlNode *n) {
+        return n->column;
 }
 
 const char *yaml_node_key(const YamlNode *n) {

@@ -11,7 +11,7 @@
  * duplicate keys, no anchors, aliases or tags. Anything else is refused with a message.
  *
  * Every error is a sentence of the form
- *     FILE:LINE: KEY.PATH: expected ..., got "..."
+ *     FILE:LINE:COLUMN: KEY.PATH: expected ..., got "..."
  * It is logged with log_error() and, when the document was loaded with an error buffer,
  * also copied there (the last error wins), so a caller can hand it on, e.g. in a D-Bus
  * error. Functions return -EINVAL for bad content, other negative errno for I/O.
@@ -58,6 +58,8 @@ const char *yaml_doc_name(const YamlDoc *d);
 YamlNodeKind yaml_node_kind(const YamlNode *n);
 /* 1-based line of the node, or of its key when it is a mapping value. */
 unsigned yaml_node_line(const YamlNode *n);
+/* 1-based column of the same place. */
+unsigned yaml_node_column(const YamlNode *n);
 /* The key under which the node sits in its parent mapping; NULL otherwise. */
 const char *yaml_node_key(const YamlNode *n);
 /* Entries of a mapping or sequence; 0 for a scalar. */
@@ -72,7 +74,7 @@ bool yaml_node_is_null(const YamlNode *n);
 void yaml_node_path(const YamlNode *n, char *buf, size_t size);
 
 /*
- * Reports a problem with a node: logs "FILE:LINE: PATH: <message>", copies it into the
+ * Reports a problem with a node: logs "FILE:LINE:COLUMN: PATH: <message>", copies it into the
  * document's error buffer, and returns -EINVAL.
  */
 int yaml_node_error(const YamlNode *n, const char *format, ...) _printf_(2, 3);

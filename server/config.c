@@ -423,10 +423,15 @@ static int config_from_doc(const YamlDoc *d, const char *dir, ServerConfig **ret
 }
 
 int server_config_parse(const char *name, const char *dir, const char *text, size_t size, ServerConfig **ret) {
+        return server_config_parse_full(name, dir, text, size, NULL, 0, ret);
+}
+
+int server_config_parse_full(const char *name, const char *dir, const char *text, size_t size, char *errbuf,
+                             size_t errbuf_size, ServerConfig **ret) {
         _cleanup_(yaml_doc_freep) YamlDoc *d = NULL;
         int r;
 
-        r = yaml_doc_parse(name, text, size, NULL, 0, &d);
+        r = yaml_doc_parse(name, text, size, errbuf, errbuf_size, &d);
         if (r < 0)
                 return r;
         return config_from_doc(d, dir, ret);

@@ -54,6 +54,9 @@ typedef struct ServerConfig {
 int server_config_load(const char *path, ServerConfig **ret);
 /* The same for text in memory; relative paths are taken from `dir`. */
 int server_config_parse(const char *name, const char *dir, const char *text, size_t size, ServerConfig **ret);
+/* The same, with the "FILE:LINE:COLUMN: KEY: ..." message of bad content also copied into errbuf. */
+int server_config_parse_full(const char *name, const char *dir, const char *text, size_t size, char *errbuf,
+                             size_t errbuf_size, ServerConfig **ret);
 ServerConfig *server_config_free(ServerConfig *c);
 static inline void server_config_freep(ServerConfig **c) {
         server_config_free(*c);

@@ -34,6 +34,14 @@ void http_reply_error(HttpReply *reply, unsigned status, const char *id, const c
         json_decref(reply->json);
         reply->status = status;
         reply->json = json_pack("{s:s, s:s}", "error", id, "message", message);
+        if (!reply->json) {
+                /* JSON holds only UTF-8: a message that echoes bytes of a request (a path) or
+                 * was cut inside a character is sent with its non-ASCII bytes as '?' */
+                for (char *p = message; *p; p++)
+                        if ((unsigned char) *p >= 0x80)
+                                *p = '?';
+                reply->json = json_pack("{s:s, s:s}", "error", id, "message", message);
+        }
 }
 
 static enum MHD_Result send_reply(struct MHD_Connection *c, HttpReply *reply) {

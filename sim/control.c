@@ -15,7 +15,8 @@ typedef struct Client {
         sd_event_source *io;
         char in[CONTROL_LINE_MAX];
         size_t n_in;
-        bool discarding; /* the rest of an overlong line */
+        bool discarding; /* the rest of an overlong line, or of one with a NUL */
+        bool had_nul;
         char *out;
         size_t n_out;
         bool follows_events;
@@ -95,6 +96,11 @@ static int reply_error(Client *c, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(buf, sizeof(buf), fmt, ap);
         va_end(ap);
+        /* the message may echo what the client sent: JSON holds only UTF-8 text, so bytes
+         * that are not printable ASCII are shown as '?' */
+        for (char *p = buf; *p; p++)
+                if ((unsigned char) *p < 0x20 || (unsigned char) *p >= 0x7f)
+                        *p = '?';
         return client_reply(c, json_pack("{s:b, s:s}", "ok", 0, "error", buf));
 }
 
@@ -283,9 +289,12 @@ static int client_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
 
                 if (ch == '\n') {
                         if (c->discarding) {
-                                c->discarding = false;
-                                r = reply_error(c, "line too long: expected one command of at most %d characters per line",
-                                                CONTROL_LINE_MAX - 1);
+                                if (c->had_nul)
+                                        r = reply_error(c, "a NUL byte in a line: expected one command of text per line");
+                                else
+                                        r = reply_error(c, "line too long: expected one command of at most %d characters per line",
+                                                        CONTROL_LINE_MAX - 1);
+                                c->discarding = c->had_nul = false;
                         } else {
                                 c->in[c->n_in] = 0;
                                 r = handle_line(c, c->in);
@@ -299,6 +308,7 @@ static int client_on_io(sd_event_source *s, int fd, uint32_t revents, void *user
                         continue;
                 if (ch == 0 || c->n_in >= CONTROL_LINE_MAX - 1) {
                         c->discarding = true;
+                        c->had_nul = ch == 0;
                         continue;
                 }
                 c->in[c->n_in++] = ch;
