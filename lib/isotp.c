@@ -111,6 +111,7 @@ void isotp_config_init(IsoTpConfig *c) {
                 .n_as = 1000 * USEC_PER_MSEC,
                 .n_bs = 1000 * USEC_PER_MSEC,
                 .n_cr = 1000 * USEC_PER_MSEC,
+                .frame_gap = ISOTP_FRAME_GAP_DEFAULT,
         };
 }
 
@@ -139,6 +140,8 @@ int isotp_config_validate(const IsoTpConfig *c, const char **ret_reason) {
                 reason = "ISO-TP timeouts must be above zero";
         else if (c->max_wait > 255)
                 reason = "at most 255 flow control WAIT frames in a row can be allowed";
+        else if (c->frame_gap != ISOTP_FRAME_GAP_DEFAULT && c->frame_gap > ISOTP_FRAME_GAP_MAX)
+                reason = "the gap between frames must be 0..127 ms";
 
         if (reason) {
                 if (ret_reason)
@@ -276,6 +279,15 @@ static int tx_send_cf(IsoTp *t) {
         return r;
 }
 
+/* The time between two consecutive frames: the receiver's STmin plus our own gap. */
+static usec_t tx_gap(IsoTp *t) {
+        usec_t gap = isotp_st_min_to_usec(t->tx.st_min);
+
+        if (t->config.frame_gap != ISOTP_FRAME_GAP_DEFAULT)
+                gap += t->config.frame_gap;
+        return gap;
+}
+
 /* Takes send_frame()'s answer for the frame now due: true when it went out; otherwise a
  * retry is scheduled, or the message failed. */
 static bool tx_frame_went_out(IsoTp *t, int r, usec_t now) {
@@ -319,7 +331,7 @@ static void tx_pump(IsoTp *t, usec_t now) {
                         t->tx.next = now + t->config.n_bs;
                         return;
                 }
-                t->tx.next = now + isotp_st_min_to_usec(t->tx.st_min);
+                t->tx.next = now + tx_gap(t);
         }
 }
 

@@ -18,6 +18,9 @@
 #include "util.h"
 
 #define ISOTP_MAX_MESSAGE 4095U
+/* IsoTpConfig.frame_gap unset: no gap of our own on CAN_RAW, the kernel's default on CAN_ISOTP */
+#define ISOTP_FRAME_GAP_DEFAULT USEC_INFINITY
+#define ISOTP_FRAME_GAP_MAX (127 * USEC_PER_MSEC)
 
 /* The N_Result values of ISO 15765-2 §8.3.7, which name the cause of every failure. */
 typedef enum IsoTpResult {
@@ -51,10 +54,13 @@ typedef struct IsoTpConfig {
         uint8_t wait_frames;    /* FC.WAIT frames we send before each CTS (fault injection) */
         unsigned max_wait;      /* FC.WAIT frames in a row we accept as sender (N_WFTmax) */
         usec_t n_as, n_bs, n_cr; /* timeouts; N_Ar is n_as */
+        /* Least time between two consecutive frames we send, added to the receiver's STmin as
+         * the kernel adds its frame_txtime; 0..ISOTP_FRAME_GAP_MAX or ISOTP_FRAME_GAP_DEFAULT. */
+        usec_t frame_gap;
 } IsoTpConfig;
 
 /* Defaults of the reference protocol: normal addressing, no padding, BS 0, STmin 0,
- * at most 10 FC.WAIT, all timeouts 1000 ms. */
+ * at most 10 FC.WAIT, all timeouts 1000 ms, frame gap ISOTP_FRAME_GAP_DEFAULT. */
 void isotp_config_init(IsoTpConfig *c);
 int isotp_config_validate(const IsoTpConfig *c, const char **ret_reason);
 
