@@ -21,6 +21,8 @@
 /* IsoTpConfig.frame_gap unset: no gap of our own on CAN_RAW, the kernel's default on CAN_ISOTP */
 #define ISOTP_FRAME_GAP_DEFAULT USEC_INFINITY
 #define ISOTP_FRAME_GAP_MAX (127 * USEC_PER_MSEC)
+/* At most this many consecutive frames go to send_frames() at once. */
+#define ISOTP_TX_BATCH 32U
 
 /* The N_Result values of ISO 15765-2 §8.3.7, which name the cause of every failure. */
 typedef enum IsoTpResult {
@@ -68,6 +70,10 @@ typedef struct IsoTpCallbacks {
         /* Put one frame on the bus. 0 when sent, -EAGAIN when the bus is busy (the engine
          * retries at the next tick until N_As passes), other negative errno: failed. */
         int (*send_frame)(void *userdata, const struct can_frame *frame);
+        /* Optional: puts 2..ISOTP_TX_BATCH consecutive frames that need no gap between them
+         * on the bus at once (one system call instead of one each). Returns how many went
+         * out, in order (1..n), or as send_frame() when none did. */
+        int (*send_frames)(void *userdata, const struct can_frame *frames, size_t n);
         /* A whole message arrived. The buffer is only valid during the call. */
         void (*received)(void *userdata, const uint8_t *data, size_t size);
         /* isotp_send()'s message was sent completely (ISOTP_N_OK) or failed. */

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "can-adapter.h"
+#include "isotp.h"
 #include "frame-link-internal.h"
 #include "log.h"
 
@@ -62,45 +63,56 @@ static void check_dropped(SocketCanRaw *c, struct msghdr *msg) {
         }
 }
 
+static void raw_handle_frame(SocketCanRaw *c, const struct can_frame *f, size_t n) {
+        if (n != sizeof(*f) || f->len > CAN_MAX_DLEN)
+                return; /* CAN FD or a short read: not ours */
+        if (f->can_id & CAN_ERR_FLAG) {
+                frame_link_set_state(&c->link, state_from_error_frame(f, c->link.state));
+                return;
+        }
+        if (c->link.state == LINK_STATE_DOWN || c->link.state == LINK_STATE_UNKNOWN)
+                frame_link_set_state(&c->link, LINK_STATE_UP);
+        frame_link_deliver(&c->link, f);
+}
+
+/* Up to FRAMES_PER_WAKEUP frames in one recvmmsg(); the loop calls again while more wait. */
 static int raw_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         SocketCanRaw *c = userdata;
-        struct can_frame f;
-        ssize_t n;
+        struct can_frame frames[FRAMES_PER_WAKEUP];
+        struct iovec iov[FRAMES_PER_WAKEUP];
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(sizeof(uint32_t))];
+        } control[FRAMES_PER_WAKEUP];
+        struct mmsghdr msgs[FRAMES_PER_WAKEUP];
+        int n;
 
         for (unsigned i = 0; i < FRAMES_PER_WAKEUP; i++) {
-                struct iovec iov = { .iov_base = &f, .iov_len = sizeof(f) };
-                union {
-                        struct cmsghdr align;
-                        uint8_t buf[CMSG_SPACE(sizeof(uint32_t))];
-                } control;
-                struct msghdr msg = {
-                        .msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = &control,
-                        .msg_controllen = sizeof(control),
+                iov[i] = (struct iovec) { .iov_base = &frames[i], .iov_len = sizeof(frames[i]) };
+                msgs[i] = (struct mmsghdr) {
+                        .msg_hdr = {
+                                .msg_iov = &iov[i],
+                                .msg_iovlen = 1,
+                                .msg_control = &control[i],
+                                .msg_controllen = sizeof(control[i]),
+                        },
                 };
+        }
 
-                n = recvmsg(c->fd, &msg, 0);
-                if (n < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
-                                break;
-                        if (errno == ENETDOWN) {
-                                frame_link_set_state(&c->link, LINK_STATE_DOWN);
-                                break;
-                        }
-                        log_warning_errno(errno, "%s: read failed: %m", c->link.description);
-                        break;
+        n = recvmmsg(c->fd, msgs, FRAMES_PER_WAKEUP, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                if (errno == ENETDOWN) {
+                        frame_link_set_state(&c->link, LINK_STATE_DOWN);
+                        return 0;
                 }
-                check_dropped(c, &msg);
-                if ((size_t) n != sizeof(f) || f.len > CAN_MAX_DLEN)
-                        continue; /* CAN FD or a short read: not ours */
-                if (f.can_id & CAN_ERR_FLAG) {
-                        frame_link_set_state(&c->link, state_from_error_frame(&f, c->link.state));
-                        continue;
-                }
-                if (c->link.state == LINK_STATE_DOWN || c->link.state == LINK_STATE_UNKNOWN)
-                        frame_link_set_state(&c->link, LINK_STATE_UP);
-                frame_link_deliver(&c->link, &f);
+                log_warning_errno(errno, "%s: read failed: %m", c->link.description);
+                return 0;
+        }
+        for (int i = 0; i < n; i++) {
+                check_dropped(c, &msgs[i].msg_hdr);
+                raw_handle_frame(c, &frames[i], msgs[i].msg_len);
         }
         return 0;
 }
@@ -142,6 +154,32 @@ static int raw_send(FrameLink *l, const struct can_frame *f) {
         return n == sizeof(*f) ? 0 : -EIO;
 }
 
+static int raw_send_batch(FrameLink *l, const struct can_frame *frames, size_t n) {
+        SocketCanRaw *c = (SocketCanRaw *) l;
+        struct iovec iov[ISOTP_TX_BATCH];
+        struct mmsghdr msgs[ISOTP_TX_BATCH];
+        int r;
+
+        n = MIN(n, (size_t) ISOTP_TX_BATCH);
+        for (size_t i = 0; i < n; i++) {
+                iov[i] = (struct iovec) { .iov_base = (void *) &frames[i], .iov_len = sizeof(frames[i]) };
+                msgs[i] = (struct mmsghdr) { .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
+        }
+        /* Stops at the first frame the interface refuses; those before it went out. */
+        r = sendmmsg(c->fd, msgs, n, MSG_DONTWAIT);
+        if (r < 0) {
+                if (errno == EAGAIN || errno == ENOBUFS)
+                        return -EAGAIN;
+                if (errno == ENETDOWN)
+                        frame_link_set_state(l, LINK_STATE_DOWN);
+                return -errno;
+        }
+        for (int i = 0; i < r; i++)
+                if (msgs[i].msg_len != sizeof(frames[i]))
+                        return i > 0 ? i : -EIO;
+        return r > 0 ? r : -EAGAIN;
+}
+
 static void raw_free(FrameLink *l) {
         SocketCanRaw *c = (SocketCanRaw *) l;
 
@@ -153,6 +191,7 @@ static void raw_free(FrameLink *l) {
 
 static const FrameLinkOps raw_ops = {
         .send = raw_send,
+        .send_batch = raw_send_batch,
         .apply_filter = raw_apply_filter,
         .free = raw_free,
 };

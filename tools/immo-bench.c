@@ -17,8 +17,9 @@
  * and a run that fails cannot disturb the next. CPU per message is that process's own
  * (getrusage, exact to the scheduler's clock): both ends of a pairing live in it. The
  * kernel's ISO-TP does part of its work in softirq and timer context, which no process is
- * charged for, so its figure is a lower bound; the machine's busy time (/proc/stat, in
- * clock ticks that under TCG miss much) is printed per run for reading only.
+ * charged for, so its figure is a lower bound; the machine's time not idle (/proc/stat's
+ * idle, which a tickless kernel measures exactly, unlike the busy columns sampled at ticks
+ * that under TCG miss much) is shown beside it.
  * Each pairing runs --repeat times, taking turns; the ratios ours / kernel are taken per
  * round and shown as median [min..max].
  */
@@ -96,7 +97,7 @@ typedef struct RunResult {
         usec_t wall;               /* from the first send to the last reception */
         usec_t p50, p95;
         usec_t cpu;                /* this process's user + system time over the same span */
-        usec_t system_busy;        /* all CPUs' busy time over the same span; USEC_INFINITY: unknown */
+        usec_t system_busy;        /* all CPUs' time not idle over the same span; USEC_INFINITY: unknown */
         long max_rss_kib;          /* the run's peak resident set */
         unsigned busy_retries;     /* sends refused with -EBUSY and tried again */
         double rate_min, rate_max; /* messages/s of the slowest and fastest repeat */
@@ -110,7 +111,7 @@ typedef struct Spread {
 
 /* The per-round ratios of a case: o->o over k->k in messages/s and in CPU per message. */
 typedef struct CaseSpread {
-        Spread rate, cpu;
+        Spread rate, cpu, machine;
 } CaseSpread;
 
 static unsigned arg_count = 50;
@@ -316,9 +317,11 @@ static usec_t rusage_cpu(const struct rusage *ru) {
         return timeval_usec(&ru->ru_utime) + timeval_usec(&ru->ru_stime);
 }
 
-/* Busy time of all CPUs (user, nice, system, irq, softirq) from /proc/stat. */
-static usec_t system_busy_usec(void) {
-        unsigned long long user, nice, system, idle, iowait, irq, softirq;
+/* Idle time of all CPUs (idle, iowait) from /proc/stat. Unlike the busy columns, which
+ * are sampled at clock ticks, a tickless kernel measures idle time exactly on entering and
+ * leaving idle; shown in ticks of 10 ms, so a run needs MIN_BUSY_SPAN to mean anything. */
+static usec_t system_idle_usec(void) {
+        unsigned long long user, nice, system, idle, iowait;
         long hz = sysconf(_SC_CLK_TCK);
         FILE *f;
         int n;
@@ -326,12 +329,11 @@ static usec_t system_busy_usec(void) {
         f = fopen("/proc/stat", "re");
         if (!f)
                 return USEC_INFINITY;
-        n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle, &iowait, &irq,
-                   &softirq);
+        n = fscanf(f, "cpu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle, &iowait);
         fclose(f);
-        if (n != 7 || hz <= 0)
+        if (n != 5 || hz <= 0)
                 return USEC_INFINITY;
-        return (user + nice + system + irq + softirq) * USEC_PER_SEC / (unsigned long long) hz;
+        return (idle + iowait) * USEC_PER_SEC / (unsigned long long) hz;
 }
 
 /* Room for one more latency; the array doubles as a run goes on past --count. */
@@ -354,7 +356,8 @@ static int run_pairing(const Pairing *p, const Case *k, RunResult *res) {
         _cleanup_(bench_done) Bench b = {};
         _cleanup_free_ usec_t *latency = NULL;
         struct rusage before, after;
-        usec_t start, end, busy_before, busy_after, unused;
+        usec_t start, end, idle_before, idle_after, unused;
+        long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
         size_t n = 0, allocated = 0;
         int r;
 
@@ -377,7 +380,7 @@ static int run_pairing(const Pairing *p, const Case *k, RunResult *res) {
         /* At least --count messages, and on until --seconds have passed: the machine's busy
          * time comes in clock ticks and needs a long enough run to mean anything. */
         b.busy_retries = 0;
-        busy_before = system_busy_usec();
+        idle_before = system_idle_usec();
         (void) getrusage(RUSAGE_SELF, &before);
         start = now_usec(CLOCK_MONOTONIC);
         end = start + arg_seconds * USEC_PER_SEC;
@@ -392,7 +395,7 @@ static int run_pairing(const Pairing *p, const Case *k, RunResult *res) {
         }
         res->wall = now_usec(CLOCK_MONOTONIC) - start;
         (void) getrusage(RUSAGE_SELF, &after);
-        busy_after = system_busy_usec();
+        idle_after = system_idle_usec();
 
         qsort(latency, n, sizeof(usec_t), compare_usec);
         res->count = n;
@@ -400,8 +403,11 @@ static int run_pairing(const Pairing *p, const Case *k, RunResult *res) {
         res->p95 = percentile(latency, n, 95);
         res->cpu = rusage_cpu(&after) - rusage_cpu(&before);
         res->system_busy = USEC_INFINITY;
-        if (busy_before != USEC_INFINITY && busy_after != USEC_INFINITY && res->wall >= MIN_BUSY_SPAN)
-                res->system_busy = busy_after - busy_before;
+        if (idle_before != USEC_INFINITY && idle_after != USEC_INFINITY && res->wall >= MIN_BUSY_SPAN &&
+            n_cpus > 0) {
+                usec_t idle = idle_after - idle_before, all = res->wall * (usec_t) n_cpus;
+                res->system_busy = all > idle ? all - idle : 0;
+        }
         res->busy_retries = b.busy_retries;
         return 0;
 }
@@ -468,6 +474,11 @@ static double cpu_per_message(const RunResult *r) {
         return r->count > 0 ? (double) r->cpu / r->count : 0;
 }
 
+/* 0 when unknown (a run too short for /proc/stat) */
+static double machine_per_message(const RunResult *r) {
+        return r->count > 0 && r->system_busy != USEC_INFINITY ? (double) r->system_busy / r->count : 0;
+}
+
 static int compare_double(const void *a, const void *b) {
         double x = *(const double *) a, y = *(const double *) b;
         return x < y ? -1 : x > y;
@@ -485,8 +496,8 @@ static Spread spread_of(double *v, unsigned n) {
 /* Ours over the kernel's, round by round: both ran within the same round, so a burst of
  * load on the machine hits both alike. */
 static void case_spread(const RunResult *oo, const RunResult *kk, CaseSpread *ret) {
-        double rate[MAX_REPEATS], cpu[MAX_REPEATS];
-        unsigned n_rate = 0, n_cpu = 0;
+        double rate[MAX_REPEATS], cpu[MAX_REPEATS], machine[MAX_REPEATS];
+        unsigned n_rate = 0, n_cpu = 0, n_machine = 0;
 
         for (unsigned t = 0; t < arg_repeats; t++) {
                 if (oo[t].error < 0 || kk[t].error < 0)
@@ -495,9 +506,12 @@ static void case_spread(const RunResult *oo, const RunResult *kk, CaseSpread *re
                         rate[n_rate++] = messages_per_s(&oo[t]) / messages_per_s(&kk[t]);
                 if (cpu_per_message(&oo[t]) > 0 && cpu_per_message(&kk[t]) > 0)
                         cpu[n_cpu++] = cpu_per_message(&oo[t]) / cpu_per_message(&kk[t]);
+                if (machine_per_message(&oo[t]) > 0 && machine_per_message(&kk[t]) > 0)
+                        machine[n_machine++] = machine_per_message(&oo[t]) / machine_per_message(&kk[t]);
         }
         ret->rate = spread_of(rate, n_rate);
         ret->cpu = spread_of(cpu, n_cpu);
+        ret->machine = spread_of(machine, n_machine);
 }
 
 static int compare_rate(const void *a, const void *b) {
@@ -561,11 +575,12 @@ static void print_run(const Pairing *p, const Case *k, const RunResult *r) {
                 return;
         }
         if (r->system_busy != USEC_INFINITY && r->wall > 0)
-                snprintf(busy, sizeof(busy), "%3.0f%%", 100.0 * r->system_busy / r->wall);
+                snprintf(busy, sizeof(busy), "%7.1f us (%3.0f%% busy)", machine_per_message(r),
+                         100.0 * r->system_busy / r->wall);
         else
-                snprintf(busy, sizeof(busy), "-");
-        printf("%-14s %s  n=%-6u %8.1f msg/s %7.1f kB/s  p50 %6.0f us  p95 %6.0f us  cpu/msg %7.1f us  "
-               "(machine busy %s)  rss %ld KiB",
+                snprintf(busy, sizeof(busy), "- (run too short)");
+        printf("%-14s %s  n=%-6u %8.1f msg/s %7.1f kB/s  p50 %6.0f us  p95 %6.0f us  cpu/msg: process %7.1f us, "
+               "machine %s  rss %ld KiB",
                p->name, what, r->count, messages_per_s(r), messages_per_s(r) * k->size / 1000.0, (double) r->p50,
                (double) r->p95, cpu_per_message(r), busy, r->max_rss_kib);
         if (arg_repeats > 1)
@@ -611,11 +626,14 @@ static void format_usec(char *buf, size_t n, const RunResult *r, double usec) {
 }
 
 static void print_case_ratios(const RunResult *runs, const CaseSpread *q) {
-        char rate[48], cpu[48];
+        char rate[48], cpu[48], machine[48];
 
         format_spread(rate, sizeof(rate), &q->rate);
         format_spread(cpu, sizeof(cpu), &q->cpu);
-        printf("  ours/kernel (o->o over k->k, per round: median [min..max]): msg/s %s, cpu/msg %s\n", rate, cpu);
+        format_spread(machine, sizeof(machine), &q->machine);
+        printf("  ours/kernel (o->o over k->k, per round: median [min..max]): msg/s %s, cpu/msg: process %s, "
+               "machine %s\n",
+               rate, cpu, machine);
 }
 
 /* A Markdown table, to be pasted as it is. */
@@ -624,15 +642,19 @@ static void print_ratio_table(const Case *cases, size_t n_cases, const RunResult
         printf("\nSummary. Pairings sender->receiver: o = ours on CAN_RAW, k = the kernel's CAN_ISOTP. msg/s and\n"
                "cpu/msg (the process's own CPU time per message) are medians over %u rounds; ours/kernel is\n"
                "o->o over k->k per round, median [min..max]: msg/s above 1 = ours faster, cpu/msg below 1 =\n"
-               "ours cheaper. snd = o->k over k->k (our sender), rcv = k->o over k->k (our receiver).\n\n",
+               "ours cheaper. machine = all CPUs' time not idle per message (/proc/stat idle, which a\n"
+               "tickless kernel measures exactly): it also holds the kernel's ISO-TP work in softirq and\n"
+               "timer context, which no process is charged for; read it on an otherwise idle machine.\n"
+               "snd = o->k over k->k (our sender), rcv = k->o over k->k (our receiver).\n\n",
                arg_repeats);
         printf("| case | msg/s o->o | msg/s k->k | ours/kernel msg/s | snd | rcv | cpu/msg o->o | cpu/msg k->k | "
-               "ours/kernel cpu/msg | p50 o->o | p50 k->k |\n");
-        printf("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
+               "ours/kernel cpu/msg | ours/kernel machine/msg | p50 o->o | p50 k->k |\n");
+        printf("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for (size_t i = 0; i < n_cases; i++) {
                 const RunResult *r = runs[i], *oo = &r[OURS_OURS], *ok = &r[OURS_KERNEL], *ko = &r[KERNEL_OURS],
                                 *kk = &r[KERNEL_KERNEL];
-                char what[80], rate[2][16], snd[16], rcv[16], p50[2][16], cpu[2][16], q_rate[48], q_cpu[48];
+                char what[80], rate[2][16], snd[16], rcv[16], p50[2][16], cpu[2][16], q_rate[48], q_cpu[48],
+                        q_machine[48];
 
                 case_describe(&cases[i], what, sizeof(what));
                 format_rate(rate[0], sizeof(rate[0]), oo);
@@ -645,8 +667,9 @@ static void print_ratio_table(const Case *cases, size_t n_cases, const RunResult
                 format_usec(cpu[1], sizeof(cpu[1]), kk, cpu_per_message(kk));
                 format_spread(q_rate, sizeof(q_rate), &spreads[i].rate);
                 format_spread(q_cpu, sizeof(q_cpu), &spreads[i].cpu);
-                printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", what, rate[0], rate[1], q_rate, snd,
-                       rcv, cpu[0], cpu[1], q_cpu, p50[0], p50[1]);
+                format_spread(q_machine, sizeof(q_machine), &spreads[i].machine);
+                printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", what, rate[0], rate[1], q_rate,
+                       snd, rcv, cpu[0], cpu[1], q_cpu, q_machine, p50[0], p50[1]);
         }
 }
 
@@ -709,7 +732,8 @@ static void help(void) {
                "CAN_ISOTP_FRAME_TXTIME_ZERO); rows marked \"gap kernel default\" leave the kernel's\n"
                "socket at its default (50 us) and give ours the same.\n"
                "CPU per message: the run's own process (getrusage); the kernel's ISO-TP work in softirq\n"
-               "and timer context is charged to no process. Ratios: per round, median [min..max].\n"
+               "and timer context is charged to no process, so the machine's time not idle per\n"
+               "message (/proc/stat) is shown too. Ratios: per round, median [min..max].\n"
                "No figure is checked against a limit: this is a benchmark, not a test.\n",
                MAX_COUNT, MAX_SECONDS, MAX_REPEATS, MAX_SIZES, ISOTP_MAX_MESSAGE);
 }
