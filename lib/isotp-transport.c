@@ -18,19 +18,21 @@ typedef struct IsoTpTransport {
         void *filter_userdata;
 } IsoTpTransport;
 
-/* A later deadline leaves the timer where it is: it then fires early once, the tick finds
- * nothing due and arms it anew. The N_Cr deadline moves on with every consecutive frame, and
- * moving the timer each time would cost a timerfd_settime() per frame. */
+/* A later deadline, or none, leaves the timer where it is: it then fires early once, the
+ * tick finds nothing due and arms it anew (or not at all). The N_Cr deadline moves on with
+ * every consecutive frame, and each multi-frame message starts and ends a wait for flow
+ * control; moving the timer each time costs a timerfd_settime() (one per frame, or several
+ * per message), leaving it costs one wakeup per N_Bs/N_Cr at most, none while idle. */
 static void rearm(IsoTpTransport *t) {
         usec_t next = isotp_next_deadline(t->engine);
         int r;
 
-        if (next == t->armed || (next != USEC_INFINITY && t->armed != USEC_INFINITY && next > t->armed))
+        if (next == USEC_INFINITY || next >= t->armed)
                 return;
         r = deadline_timer_set(&t->timer, next);
         if (r < 0) {
                 log_error_errno(r, "%s: cannot arm the ISO-TP timer: %m", t->transport.description);
-                next = USEC_INFINITY;
+                return;
         }
         t->armed = next;
 }

@@ -27,6 +27,15 @@ typedef struct SocketCanRaw {
         int fd;
         sd_event_source *io;
         uint32_t dropped; /* the kernel's count of frames dropped on a full buffer (SO_RXQ_OVFL) */
+
+        /* recvmmsg()'s vectors, set up once: per wakeup only the control lengths are reset */
+        struct can_frame rx_frames[FRAMES_PER_WAKEUP];
+        struct iovec rx_iov[FRAMES_PER_WAKEUP];
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(sizeof(uint32_t))];
+        } rx_control[FRAMES_PER_WAKEUP];
+        struct mmsghdr rx_msgs[FRAMES_PER_WAKEUP];
 } SocketCanRaw;
 
 static LinkState state_from_error_frame(const struct can_frame *f, LinkState current) {
@@ -76,28 +85,24 @@ static void raw_handle_frame(SocketCanRaw *c, const struct can_frame *f, size_t 
 }
 
 /* Up to FRAMES_PER_WAKEUP frames in one recvmmsg(); the loop calls again while more wait. */
-static int raw_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
-        SocketCanRaw *c = userdata;
-        struct can_frame frames[FRAMES_PER_WAKEUP];
-        struct iovec iov[FRAMES_PER_WAKEUP];
-        union {
-                struct cmsghdr align;
-                uint8_t buf[CMSG_SPACE(sizeof(uint32_t))];
-        } control[FRAMES_PER_WAKEUP];
-        struct mmsghdr msgs[FRAMES_PER_WAKEUP];
-        int n;
-
+static void raw_rx_init(SocketCanRaw *c) {
         for (unsigned i = 0; i < FRAMES_PER_WAKEUP; i++) {
-                iov[i] = (struct iovec) { .iov_base = &frames[i], .iov_len = sizeof(frames[i]) };
-                msgs[i] = (struct mmsghdr) {
+                c->rx_iov[i] = (struct iovec) { .iov_base = &c->rx_frames[i], .iov_len = sizeof(c->rx_frames[i]) };
+                c->rx_msgs[i] = (struct mmsghdr) {
                         .msg_hdr = {
-                                .msg_iov = &iov[i],
+                                .msg_iov = &c->rx_iov[i],
                                 .msg_iovlen = 1,
-                                .msg_control = &control[i],
-                                .msg_controllen = sizeof(control[i]),
+                                .msg_control = &c->rx_control[i],
+                                .msg_controllen = sizeof(c->rx_control[i]),
                         },
                 };
         }
+}
+
+static int raw_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        SocketCanRaw *c = userdata;
+        struct mmsghdr *msgs = c->rx_msgs;
+        int n;
 
         n = recvmmsg(c->fd, msgs, FRAMES_PER_WAKEUP, MSG_DONTWAIT, NULL);
         if (n < 0) {
@@ -112,7 +117,9 @@ static int raw_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdat
         }
         for (int i = 0; i < n; i++) {
                 check_dropped(c, &msgs[i].msg_hdr);
-                raw_handle_frame(c, &frames[i], msgs[i].msg_len);
+                /* the kernel shortened it to what it wrote */
+                msgs[i].msg_hdr.msg_controllen = sizeof(c->rx_control[i]);
+                raw_handle_frame(c, &c->rx_frames[i], msgs[i].msg_len);
         }
         return 0;
 }
@@ -213,6 +220,7 @@ int socketcan_raw_open(sd_event *e, const char *ifname, FrameLink **ret) {
         snprintf(desc, sizeof(desc), "socketcan:%s", ifname);
         frame_link_init(&c->link, &raw_ops, e, desc);
         strcpy(c->ifname, ifname);
+        raw_rx_init(c);
 
         c->fd = socket(PF_CAN, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, CAN_RAW);
         if (c->fd < 0) {

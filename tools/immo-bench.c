@@ -120,6 +120,8 @@ static unsigned arg_repeats = 5;
 static size_t arg_sizes[MAX_SIZES] = { 8, 64, 4095 };
 static size_t arg_n_sizes = 3;
 static Addressing arg_addressing = ADDRESSING_BOTH;
+static bool arg_flows[ELEMENTSOF(flows)] = { true, true };
+static bool arg_default_gap = true;
 static const char *arg_interface;
 static const char *arg_sender;
 static const char *arg_receiver;
@@ -723,6 +725,8 @@ static void help(void) {
                "  --repeat R          rounds per case, the median kept, 1..%u (default: 5)\n"
                "  --sizes N,N,...     up to %d message sizes of 1..%u bytes (default: 8,64,4095)\n"
                "  --addressing WHICH  normal, extended or both (default: both)\n"
+               "  --flow WHICH        bs0 (BS 0 STmin 0), bs8 (BS 8 STmin 100 us) or both (default)\n"
+               "  --no-default-gap    without the rows at the kernel's default gap\n"
                "  -v, --verbose       debug logging\n"
                "  -h, --help          this text\n\n"
                "Links: socketcan:IF (our ISO-TP on CAN_RAW), socketcan-isotp:IF (the kernel's),\n"
@@ -740,7 +744,7 @@ static void help(void) {
 
 static int parse_argv(int argc, char *argv[]) {
         enum { ARG_INTERFACE = 0x100, ARG_SENDER, ARG_RECEIVER, ARG_COUNT, ARG_SECONDS, ARG_REPEAT, ARG_SIZES,
-               ARG_ADDRESSING };
+               ARG_ADDRESSING, ARG_FLOW, ARG_NO_DEFAULT_GAP };
         static const struct option options[] = {
                 { "interface", required_argument, NULL, ARG_INTERFACE },
                 { "sender", required_argument, NULL, ARG_SENDER },
@@ -750,6 +754,8 @@ static int parse_argv(int argc, char *argv[]) {
                 { "repeat", required_argument, NULL, ARG_REPEAT },
                 { "sizes", required_argument, NULL, ARG_SIZES },
                 { "addressing", required_argument, NULL, ARG_ADDRESSING },
+                { "flow", required_argument, NULL, ARG_FLOW },
+                { "no-default-gap", no_argument, NULL, ARG_NO_DEFAULT_GAP },
                 { "verbose", no_argument, NULL, 'v' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -801,6 +807,19 @@ static int parse_argv(int argc, char *argv[]) {
                         else
                                 return log_error_errno(EINVAL, "--addressing takes normal, extended or both");
                         break;
+                case ARG_FLOW:
+                        if (streq(optarg, "bs0"))
+                                arg_flows[1] = !(arg_flows[0] = true);
+                        else if (streq(optarg, "bs8"))
+                                arg_flows[0] = !(arg_flows[1] = true);
+                        else if (streq(optarg, "both"))
+                                arg_flows[0] = arg_flows[1] = true;
+                        else
+                                return log_error_errno(EINVAL, "--flow takes bs0, bs8 or both");
+                        break;
+                case ARG_NO_DEFAULT_GAP:
+                        arg_default_gap = false;
+                        break;
                 case 'v':
                         log_set_max_level(LOG_DEBUG);
                         break;
@@ -849,13 +868,15 @@ static size_t make_cases(Case *cases) {
 
         for (size_t f = 0; f < ELEMENTSOF(flows); f++)
                 for (int ext = 0; ext <= 1; ext++) {
+                        if (!arg_flows[f])
+                                continue;
                         if (!(arg_addressing & (ext ? ADDRESSING_EXTENDED : ADDRESSING_NORMAL)))
                                 continue;
                         for (size_t s = 0; s < arg_n_sizes; s++)
                                 cases[n++] = (Case) { .size = arg_sizes[s], .extended = ext, .flow = &flows[f] };
                 }
         /* and the kernel's default gap, with the first flow setting and addressing */
-        for (size_t s = 0; s < arg_n_sizes; s++)
+        for (size_t s = 0; arg_default_gap && s < arg_n_sizes; s++)
                 cases[n++] = (Case) { .size = arg_sizes[s], .extended = !(arg_addressing & ADDRESSING_NORMAL),
                                       .flow = &flows[0], .gap = GAP_KERNEL_DEFAULT };
         return n;
