@@ -9,11 +9,12 @@
 #include <sys/socket.h>
 
 #include "can-adapter.h"
-#include "isotp.h"
 #include "frame-link-internal.h"
 #include "log.h"
 
 #define FRAMES_PER_WAKEUP 64
+/* Frames per sendmmsg(); a caller with more gets told how many went and offers the rest. */
+#define FRAMES_PER_SEND 64
 /* A 4095-byte message sent at BS 0 / STmin 0 is 586 frames in one burst; the default
  * receive buffer (rmem_default, about 200 KiB) holds only 200-290 of them, and the kernel
  * drops the rest without a word. 2 MiB holds several such messages. */
@@ -84,7 +85,6 @@ static void raw_handle_frame(SocketCanRaw *c, const struct can_frame *f, size_t 
         frame_link_deliver(&c->link, f);
 }
 
-/* Up to FRAMES_PER_WAKEUP frames in one recvmmsg(); the loop calls again while more wait. */
 static void raw_rx_init(SocketCanRaw *c) {
         for (unsigned i = 0; i < FRAMES_PER_WAKEUP; i++) {
                 c->rx_iov[i] = (struct iovec) { .iov_base = &c->rx_frames[i], .iov_len = sizeof(c->rx_frames[i]) };
@@ -99,6 +99,7 @@ static void raw_rx_init(SocketCanRaw *c) {
         }
 }
 
+/* Up to FRAMES_PER_WAKEUP frames in one recvmmsg(); the loop calls again while more wait. */
 static int raw_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         SocketCanRaw *c = userdata;
         struct mmsghdr *msgs = c->rx_msgs;
@@ -163,11 +164,11 @@ static int raw_send(FrameLink *l, const struct can_frame *f) {
 
 static int raw_send_batch(FrameLink *l, const struct can_frame *frames, size_t n) {
         SocketCanRaw *c = (SocketCanRaw *) l;
-        struct iovec iov[ISOTP_TX_BATCH];
-        struct mmsghdr msgs[ISOTP_TX_BATCH];
+        struct iovec iov[FRAMES_PER_SEND];
+        struct mmsghdr msgs[FRAMES_PER_SEND];
         int r;
 
-        n = MIN(n, (size_t) ISOTP_TX_BATCH);
+        n = MIN(n, (size_t) FRAMES_PER_SEND);
         for (size_t i = 0; i < n; i++) {
                 iov[i] = (struct iovec) { .iov_base = (void *) &frames[i], .iov_len = sizeof(frames[i]) };
                 msgs[i] = (struct mmsghdr) { .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
@@ -175,11 +176,13 @@ static int raw_send_batch(FrameLink *l, const struct can_frame *frames, size_t n
         /* Stops at the first frame the interface refuses; those before it went out. */
         r = sendmmsg(c->fd, msgs, n, MSG_DONTWAIT);
         if (r < 0) {
-                if (errno == EAGAIN || errno == ENOBUFS)
-                        return -EAGAIN;
-                if (errno == ENETDOWN)
+                int error = errno; /* the state handler may change errno */
+
+                if (error == EAGAIN || error == ENOBUFS)
+                        return -EAGAIN; /* the interface's transmit queue is full */
+                if (error == ENETDOWN)
                         frame_link_set_state(l, LINK_STATE_DOWN);
-                return -errno;
+                return -error;
         }
         for (int i = 0; i < r; i++)
                 if (msgs[i].msg_len != sizeof(frames[i]))
