@@ -9,6 +9,8 @@
 
 typedef struct FrameLinkOps {
         int (*send)(FrameLink *l, const struct can_frame *frame);
+        /* Optional: several frames in one go; returns how many went out, or as send(). */
+        int (*send_batch)(FrameLink *l, const struct can_frame *frames, size_t n);
         /* Optional: called after the filter changed, to push it into the kernel. */
         int (*apply_filter)(FrameLink *l);
         void (*free)(FrameLink *l);

@@ -68,6 +68,25 @@ int frame_link_send(FrameLink *l, const struct can_frame *frame) {
         return l->ops->send(l, frame);
 }
 
+int frame_link_send_batch(FrameLink *l, const struct can_frame *frames, size_t n) {
+        size_t i;
+        int r;
+
+        if (n == 0)
+                return -EINVAL;
+        for (i = 0; i < n; i++)
+                if (frames[i].len > CAN_MAX_DLEN)
+                        return -EINVAL;
+        if (l->ops->send_batch)
+                return l->ops->send_batch(l, frames, n);
+        for (i = 0; i < n; i++) {
+                r = l->ops->send(l, &frames[i]);
+                if (r < 0)
+                        return i > 0 ? (int) i : r;
+        }
+        return (int) n;
+}
+
 LinkState frame_link_get_state(FrameLink *l) {
         return l->state;
 }

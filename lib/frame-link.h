@@ -35,6 +35,9 @@ int frame_link_set_filter(FrameLink *l, const canid_t *ids, size_t n);
 int frame_link_accept_all(FrameLink *l);
 
 int frame_link_send(FrameLink *l, const struct can_frame *frame);
+/* Sends frames in order, in one system call where the link can: returns how many went out
+ * (1..n), or as frame_link_send() when none did. */
+int frame_link_send_batch(FrameLink *l, const struct can_frame *frames, size_t n);
 LinkState frame_link_get_state(FrameLink *l);
 sd_event *frame_link_get_event(FrameLink *l);
 const char *frame_link_describe(FrameLink *l);

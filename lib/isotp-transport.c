@@ -13,14 +13,28 @@ typedef struct IsoTpTransport {
         bool owns_link;
         IsoTp *engine;
         DeadlineTimer timer;
+        usec_t armed; /* the timer's deadline; USEC_INFINITY when off */
         TransportFrameFilter filter;
         void *filter_userdata;
 } IsoTpTransport;
 
+/* A later deadline, or none, leaves the timer where it is: it then fires early once, the
+ * tick finds nothing due and arms it anew (or not at all). The N_Cr deadline moves on with
+ * every consecutive frame, and each multi-frame message starts and ends a wait for flow
+ * control; moving the timer each time costs a timerfd_settime() (one per frame, or several
+ * per message), leaving it costs one wakeup per N_Bs/N_Cr at most, none while idle. */
 static void rearm(IsoTpTransport *t) {
-        int r = deadline_timer_set(&t->timer, isotp_next_deadline(t->engine));
-        if (r < 0)
+        usec_t next = isotp_next_deadline(t->engine);
+        int r;
+
+        if (next == USEC_INFINITY || next >= t->armed)
+                return;
+        r = deadline_timer_set(&t->timer, next);
+        if (r < 0) {
                 log_error_errno(r, "%s: cannot arm the ISO-TP timer: %m", t->transport.description);
+                return;
+        }
+        t->armed = next;
 }
 
 static int on_send_frame(void *userdata, const struct can_frame *f) {
@@ -36,6 +50,21 @@ static int on_send_frame(void *userdata, const struct can_frame *f) {
         if (copy.len > CAN_MAX_DLEN)
                 copy.len = CAN_MAX_DLEN;
         return frame_link_send(t->link, &copy);
+}
+
+static int on_send_frames(void *userdata, const struct can_frame *frames, size_t n) {
+        IsoTpTransport *t = userdata;
+        int r;
+
+        if (!t->filter)
+                return frame_link_send_batch(t->link, frames, n);
+        /* With fault injection, one by one through the filter. */
+        for (size_t i = 0; i < n; i++) {
+                r = on_send_frame(t, &frames[i]);
+                if (r < 0)
+                        return i > 0 ? (int) i : r;
+        }
+        return (int) n;
 }
 
 static void on_received(void *userdata, const uint8_t *data, size_t size) {
@@ -58,6 +87,7 @@ static void on_receive_failed(void *userdata, IsoTpResult result) {
 
 static const IsoTpCallbacks engine_callbacks = {
         .send_frame = on_send_frame,
+        .send_frames = on_send_frames,
         .received = on_received,
         .sent = on_sent,
         .receive_failed = on_receive_failed,
@@ -66,6 +96,7 @@ static const IsoTpCallbacks engine_callbacks = {
 static int on_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         IsoTpTransport *t = userdata;
 
+        t->armed = USEC_INFINITY; /* a one-shot timer is off once it fired */
         isotp_tick(t->engine, event_now(t->transport.event));
         rearm(t);
         return 0;
@@ -148,6 +179,7 @@ static int isotp_transport_new(FrameLink *link, bool owns_link, const IsoTpConfi
         snprintf(desc, sizeof(desc), "%s tx 0x%X rx 0x%X%s", frame_link_describe(link), config->tx_id,
                  config->rx_id, config->extended ? " extended addressing" : "");
         transport_init(&t->transport, &isotp_transport_ops, frame_link_get_event(link), desc);
+        t->armed = USEC_INFINITY;
 
         r = isotp_new(config, &engine_callbacks, t, &t->engine);
         if (r < 0)

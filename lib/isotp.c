@@ -1,4 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <assert.h>
+
 #include "isotp.h"
 
 #define PCI_SF 0x0
@@ -111,6 +113,7 @@ void isotp_config_init(IsoTpConfig *c) {
                 .n_as = 1000 * USEC_PER_MSEC,
                 .n_bs = 1000 * USEC_PER_MSEC,
                 .n_cr = 1000 * USEC_PER_MSEC,
+                .frame_gap = ISOTP_FRAME_GAP_DEFAULT,
         };
 }
 
@@ -139,6 +142,8 @@ int isotp_config_validate(const IsoTpConfig *c, const char **ret_reason) {
                 reason = "ISO-TP timeouts must be above zero";
         else if (c->max_wait > 255)
                 reason = "at most 255 flow control WAIT frames in a row can be allowed";
+        else if (c->frame_gap != ISOTP_FRAME_GAP_DEFAULT && c->frame_gap > ISOTP_FRAME_GAP_MAX)
+                reason = "the gap between frames must be 0..127 ms";
 
         if (reason) {
                 if (ret_reason)
@@ -259,21 +264,61 @@ static int tx_send_first(IsoTp *t) {
         return t->cb.send_frame(t->userdata, &f);
 }
 
-static int tx_send_cf(IsoTp *t) {
-        size_t cap = 7 - addr_len(t), n = MIN(cap, t->tx.size - t->tx.offset);
+static size_t cf_capacity(IsoTp *t) {
+        return 7 - addr_len(t);
+}
+
+/* Builds the consecutive frame that carries the message from `offset` on. */
+static void cf_init(IsoTp *t, struct can_frame *f, size_t offset, uint8_t sn) {
+        size_t n = MIN(cf_capacity(t), t->tx.size - offset);
         uint8_t bytes[8];
-        struct can_frame f;
+
+        bytes[0] = (PCI_CF << 4) | sn;
+        memcpy(bytes + 1, t->tx.buf + offset, n);
+        frame_init(t, f, bytes, 1 + n);
+}
+
+/* The time between two consecutive frames: the receiver's STmin plus our own gap. */
+static usec_t tx_gap(IsoTp *t) {
+        usec_t gap = isotp_st_min_to_usec(t->tx.st_min);
+
+        if (t->config.frame_gap != ISOTP_FRAME_GAP_DEFAULT)
+                gap += t->config.frame_gap;
+        return gap;
+}
+
+/* How many consecutive frames may go out now, back to back: with no gap, the rest of the
+ * block (or of the message), at most a batch; otherwise one. */
+static size_t tx_cf_due(IsoTp *t) {
+        size_t cap = cf_capacity(t), left = (t->tx.size - t->tx.offset + cap - 1) / cap;
+
+        if (!t->cb.send_frames || tx_gap(t) > 0)
+                return 1;
+        if (t->tx.bs > 0)
+                left = MIN(left, (size_t) (t->tx.bs - t->tx.cf_in_block));
+        return MIN(left, (size_t) ISOTP_TX_BATCH);
+}
+
+/* Sends the consecutive frames due now; returns how many went out (>= 1) or a negative
+ * errno as send_frame() does. */
+static int tx_send_cfs(IsoTp *t, size_t n) {
+        struct can_frame frames[ISOTP_TX_BATCH];
+        size_t offset = t->tx.offset;
         int r;
 
-        bytes[0] = (PCI_CF << 4) | t->tx.sn;
-        memcpy(bytes + 1, t->tx.buf + t->tx.offset, n);
-        frame_init(t, &f, bytes, 1 + n);
-        r = t->cb.send_frame(t->userdata, &f);
-        if (r >= 0) {
-                t->tx.offset += n;
-                t->tx.sn = (t->tx.sn + 1) & 0x0f;
+        assert(n >= 1 && n <= ISOTP_TX_BATCH);
+        for (size_t i = 0; i < n; i++) {
+                cf_init(t, &frames[i], offset, (uint8_t) ((t->tx.sn + i) & 0x0f));
+                offset += cf_capacity(t);
         }
-        return r;
+        if (n == 1) {
+                r = t->cb.send_frame(t->userdata, &frames[0]);
+                return r < 0 ? r : 1;
+        }
+        r = t->cb.send_frames(t->userdata, frames, n);
+        if (r == 0)
+                return -EAGAIN; /* nothing went out: as busy */
+        return r < 0 ? r : (int) MIN((size_t) r, n);
 }
 
 /* Takes send_frame()'s answer for the frame now due: true when it went out; otherwise a
@@ -292,7 +337,9 @@ static bool tx_frame_went_out(IsoTp *t, int r, usec_t now) {
         return true;
 }
 
-/* Sends what is due now. Bounded: a message has at most 586 consecutive frames. */
+/* Sends what is due now. Bounded: a message has at most 586 consecutive frames. A part of
+ * a batch that went out counts; the rest goes again at once (and is refused as busy if the
+ * bus is full, which schedules the retry). */
 static void tx_pump(IsoTp *t, usec_t now) {
         if (t->tx.stage == TX_FIRST && now >= t->tx.next) {
                 if (!tx_frame_went_out(t, tx_send_first(t), now))
@@ -308,18 +355,23 @@ static void tx_pump(IsoTp *t, usec_t now) {
         }
 
         while (t->tx.stage == TX_CF && now >= t->tx.next) {
-                if (!tx_frame_went_out(t, tx_send_cf(t), now))
+                int sent = tx_send_cfs(t, tx_cf_due(t));
+
+                if (!tx_frame_went_out(t, MIN(sent, 0), now))
                         return;
+                t->tx.offset = MIN(t->tx.offset + (size_t) sent * cf_capacity(t), t->tx.size);
+                t->tx.sn = (t->tx.sn + sent) & 0x0f;
                 if (t->tx.offset >= t->tx.size) {
                         tx_finish(t, ISOTP_N_OK);
                         return;
                 }
-                if (t->tx.bs > 0 && ++t->tx.cf_in_block >= t->tx.bs) {
+                t->tx.cf_in_block += sent;
+                if (t->tx.bs > 0 && t->tx.cf_in_block >= t->tx.bs) {
                         t->tx.stage = TX_WAIT_FC;
                         t->tx.next = now + t->config.n_bs;
                         return;
                 }
-                t->tx.next = now + isotp_st_min_to_usec(t->tx.st_min);
+                t->tx.next = now + tx_gap(t);
         }
 }
 

@@ -18,6 +18,11 @@
 #include "util.h"
 
 #define ISOTP_MAX_MESSAGE 4095U
+/* IsoTpConfig.frame_gap unset: no gap of our own on CAN_RAW, the kernel's default on CAN_ISOTP */
+#define ISOTP_FRAME_GAP_DEFAULT USEC_INFINITY
+#define ISOTP_FRAME_GAP_MAX (127 * USEC_PER_MSEC)
+/* At most this many consecutive frames go to send_frames() at once. */
+#define ISOTP_TX_BATCH 32U
 
 /* The N_Result values of ISO 15765-2 §8.3.7, which name the cause of every failure. */
 typedef enum IsoTpResult {
@@ -51,10 +56,13 @@ typedef struct IsoTpConfig {
         uint8_t wait_frames;    /* FC.WAIT frames we send before each CTS (fault injection) */
         unsigned max_wait;      /* FC.WAIT frames in a row we accept as sender (N_WFTmax) */
         usec_t n_as, n_bs, n_cr; /* timeouts; N_Ar is n_as */
+        /* Least time between two consecutive frames we send, added to the receiver's STmin as
+         * the kernel adds its frame_txtime; 0..ISOTP_FRAME_GAP_MAX or ISOTP_FRAME_GAP_DEFAULT. */
+        usec_t frame_gap;
 } IsoTpConfig;
 
 /* Defaults of the reference protocol: normal addressing, no padding, BS 0, STmin 0,
- * at most 10 FC.WAIT, all timeouts 1000 ms. */
+ * at most 10 FC.WAIT, all timeouts 1000 ms, frame gap ISOTP_FRAME_GAP_DEFAULT. */
 void isotp_config_init(IsoTpConfig *c);
 int isotp_config_validate(const IsoTpConfig *c, const char **ret_reason);
 
@@ -62,6 +70,10 @@ typedef struct IsoTpCallbacks {
         /* Put one frame on the bus. 0 when sent, -EAGAIN when the bus is busy (the engine
          * retries at the next tick until N_As passes), other negative errno: failed. */
         int (*send_frame)(void *userdata, const struct can_frame *frame);
+        /* Optional: puts 2..ISOTP_TX_BATCH consecutive frames that need no gap between them
+         * on the bus at once (one system call instead of one each). Returns how many went
+         * out, in order (1..n), or as send_frame() when none did. */
+        int (*send_frames)(void *userdata, const struct can_frame *frames, size_t n);
         /* A whole message arrived. The buffer is only valid during the call. */
         void (*received)(void *userdata, const uint8_t *data, size_t size);
         /* isotp_send()'s message was sent completely (ISOTP_N_OK) or failed. */

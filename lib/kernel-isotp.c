@@ -135,6 +135,11 @@ int kernel_isotp_open(sd_event *e, const char *ifname, const IsoTpConfig *c, Tra
                 opts.flags |= CAN_ISOTP_EXTEND_ADDR | CAN_ISOTP_RX_EXT_ADDR;
         if (c->tx_padding)
                 opts.flags |= CAN_ISOTP_TX_PADDING;
+        /* The gap between our frames, on top of STmin; 0 here would mean the kernel's
+         * default (50 us), so a wanted 0 has its own value. */
+        if (c->frame_gap != ISOTP_FRAME_GAP_DEFAULT)
+                opts.frame_txtime = c->frame_gap == 0 ? CAN_ISOTP_FRAME_TXTIME_ZERO
+                                                      : (uint32_t) (c->frame_gap * 1000) /* ns */;
         if (setsockopt(k->fd, SOL_CAN_ISOTP, CAN_ISOTP_OPTS, &opts, sizeof(opts)) < 0 ||
             setsockopt(k->fd, SOL_CAN_ISOTP, CAN_ISOTP_RECV_FC, &fc, sizeof(fc)) < 0) {
                 r = log_error_errno(errno, "%s: cannot set the ISO-TP options: %m", desc);

@@ -13,6 +13,8 @@
 #include "log.h"
 
 #define FRAMES_PER_WAKEUP 64
+/* Frames per sendmmsg(); a caller with more gets told how many went and offers the rest. */
+#define FRAMES_PER_SEND 64
 /* A 4095-byte message sent at BS 0 / STmin 0 is 586 frames in one burst; the default
  * receive buffer (rmem_default, about 200 KiB) holds only 200-290 of them, and the kernel
  * drops the rest without a word. 2 MiB holds several such messages. */
@@ -26,6 +28,15 @@ typedef struct SocketCanRaw {
         int fd;
         sd_event_source *io;
         uint32_t dropped; /* the kernel's count of frames dropped on a full buffer (SO_RXQ_OVFL) */
+
+        /* recvmmsg()'s vectors, set up once: per wakeup only the control lengths are reset */
+        struct can_frame rx_frames[FRAMES_PER_WAKEUP];
+        struct iovec rx_iov[FRAMES_PER_WAKEUP];
+        union {
+                struct cmsghdr align;
+                uint8_t buf[CMSG_SPACE(sizeof(uint32_t))];
+        } rx_control[FRAMES_PER_WAKEUP];
+        struct mmsghdr rx_msgs[FRAMES_PER_WAKEUP];
 } SocketCanRaw;
 
 static LinkState state_from_error_frame(const struct can_frame *f, LinkState current) {
@@ -62,45 +73,54 @@ static void check_dropped(SocketCanRaw *c, struct msghdr *msg) {
         }
 }
 
+static void raw_handle_frame(SocketCanRaw *c, const struct can_frame *f, size_t n) {
+        if (n != sizeof(*f) || f->len > CAN_MAX_DLEN)
+                return; /* CAN FD or a short read: not ours */
+        if (f->can_id & CAN_ERR_FLAG) {
+                frame_link_set_state(&c->link, state_from_error_frame(f, c->link.state));
+                return;
+        }
+        if (c->link.state == LINK_STATE_DOWN || c->link.state == LINK_STATE_UNKNOWN)
+                frame_link_set_state(&c->link, LINK_STATE_UP);
+        frame_link_deliver(&c->link, f);
+}
+
+static void raw_rx_init(SocketCanRaw *c) {
+        for (unsigned i = 0; i < FRAMES_PER_WAKEUP; i++) {
+                c->rx_iov[i] = (struct iovec) { .iov_base = &c->rx_frames[i], .iov_len = sizeof(c->rx_frames[i]) };
+                c->rx_msgs[i] = (struct mmsghdr) {
+                        .msg_hdr = {
+                                .msg_iov = &c->rx_iov[i],
+                                .msg_iovlen = 1,
+                                .msg_control = &c->rx_control[i],
+                                .msg_controllen = sizeof(c->rx_control[i]),
+                        },
+                };
+        }
+}
+
+/* Up to FRAMES_PER_WAKEUP frames in one recvmmsg(); the loop calls again while more wait. */
 static int raw_on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
         SocketCanRaw *c = userdata;
-        struct can_frame f;
-        ssize_t n;
+        struct mmsghdr *msgs = c->rx_msgs;
+        int n;
 
-        for (unsigned i = 0; i < FRAMES_PER_WAKEUP; i++) {
-                struct iovec iov = { .iov_base = &f, .iov_len = sizeof(f) };
-                union {
-                        struct cmsghdr align;
-                        uint8_t buf[CMSG_SPACE(sizeof(uint32_t))];
-                } control;
-                struct msghdr msg = {
-                        .msg_iov = &iov,
-                        .msg_iovlen = 1,
-                        .msg_control = &control,
-                        .msg_controllen = sizeof(control),
-                };
-
-                n = recvmsg(c->fd, &msg, 0);
-                if (n < 0) {
-                        if (errno == EAGAIN || errno == EINTR)
-                                break;
-                        if (errno == ENETDOWN) {
-                                frame_link_set_state(&c->link, LINK_STATE_DOWN);
-                                break;
-                        }
-                        log_warning_errno(errno, "%s: read failed: %m", c->link.description);
-                        break;
+        n = recvmmsg(c->fd, msgs, FRAMES_PER_WAKEUP, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                        return 0;
+                if (errno == ENETDOWN) {
+                        frame_link_set_state(&c->link, LINK_STATE_DOWN);
+                        return 0;
                 }
-                check_dropped(c, &msg);
-                if ((size_t) n != sizeof(f) || f.len > CAN_MAX_DLEN)
-                        continue; /* CAN FD or a short read: not ours */
-                if (f.can_id & CAN_ERR_FLAG) {
-                        frame_link_set_state(&c->link, state_from_error_frame(&f, c->link.state));
-                        continue;
-                }
-                if (c->link.state == LINK_STATE_DOWN || c->link.state == LINK_STATE_UNKNOWN)
-                        frame_link_set_state(&c->link, LINK_STATE_UP);
-                frame_link_deliver(&c->link, &f);
+                log_warning_errno(errno, "%s: read failed: %m", c->link.description);
+                return 0;
+        }
+        for (int i = 0; i < n; i++) {
+                check_dropped(c, &msgs[i].msg_hdr);
+                /* the kernel shortened it to what it wrote */
+                msgs[i].msg_hdr.msg_controllen = sizeof(c->rx_control[i]);
+                raw_handle_frame(c, &c->rx_frames[i], msgs[i].msg_len);
         }
         return 0;
 }
@@ -142,6 +162,34 @@ static int raw_send(FrameLink *l, const struct can_frame *f) {
         return n == sizeof(*f) ? 0 : -EIO;
 }
 
+static int raw_send_batch(FrameLink *l, const struct can_frame *frames, size_t n) {
+        SocketCanRaw *c = (SocketCanRaw *) l;
+        struct iovec iov[FRAMES_PER_SEND];
+        struct mmsghdr msgs[FRAMES_PER_SEND];
+        int r;
+
+        n = MIN(n, (size_t) FRAMES_PER_SEND);
+        for (size_t i = 0; i < n; i++) {
+                iov[i] = (struct iovec) { .iov_base = (void *) &frames[i], .iov_len = sizeof(frames[i]) };
+                msgs[i] = (struct mmsghdr) { .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
+        }
+        /* Stops at the first frame the interface refuses; those before it went out. */
+        r = sendmmsg(c->fd, msgs, n, MSG_DONTWAIT);
+        if (r < 0) {
+                int error = errno; /* the state handler may change errno */
+
+                if (error == EAGAIN || error == ENOBUFS)
+                        return -EAGAIN; /* the interface's transmit queue is full */
+                if (error == ENETDOWN)
+                        frame_link_set_state(l, LINK_STATE_DOWN);
+                return -error;
+        }
+        for (int i = 0; i < r; i++)
+                if (msgs[i].msg_len != sizeof(frames[i]))
+                        return i > 0 ? i : -EIO;
+        return r > 0 ? r : -EAGAIN;
+}
+
 static void raw_free(FrameLink *l) {
         SocketCanRaw *c = (SocketCanRaw *) l;
 
@@ -153,6 +201,7 @@ static void raw_free(FrameLink *l) {
 
 static const FrameLinkOps raw_ops = {
         .send = raw_send,
+        .send_batch = raw_send_batch,
         .apply_filter = raw_apply_filter,
         .free = raw_free,
 };
@@ -174,6 +223,7 @@ int socketcan_raw_open(sd_event *e, const char *ifname, FrameLink **ret) {
         snprintf(desc, sizeof(desc), "socketcan:%s", ifname);
         frame_link_init(&c->link, &raw_ops, e, desc);
         strcpy(c->ifname, ifname);
+        raw_rx_init(c);
 
         c->fd = socket(PF_CAN, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, CAN_RAW);
         if (c->fd < 0) {

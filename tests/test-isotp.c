@@ -59,6 +59,11 @@ typedef struct Peer {
         int fail;         /* answer this error when non-zero */
         unsigned attempts;
         usec_t attempt_t[64];
+
+        /* send_frames() behaviour and record */
+        unsigned batch_limit;  /* take at most this many frames per call; 0: all */
+        unsigned n_batches;    /* calls of send_frames() */
+        unsigned batch[700];   /* frames offered in each call */
 } Peer;
 
 static struct {
@@ -67,6 +72,7 @@ static struct {
         size_t n_log, n_delivered;
         Peer peer[2];
         bool loopback;
+        bool batched; /* peers get a send_frames() callback */
         char order[64]; /* callbacks in the order they ran: S sent, R received, F failed */
         size_t n_order;
 } B;
@@ -101,6 +107,24 @@ static int cb_send_frame(void *userdata, const struct can_frame *f) {
         ASSERT(f->len <= CAN_MAX_DLEN);
         B.log[B.n_log++] = (Frame) { .f = *f, .t = B.now, .from = p->idx };
         return 0;
+}
+
+/* As a link with sendmmsg(): the frames go out in order until the bus is busy or the
+ * limit is reached. */
+static int cb_send_frames(void *userdata, const struct can_frame *frames, size_t n) {
+        Peer *p = userdata;
+        size_t take = p->batch_limit > 0 ? MIN(n, (size_t) p->batch_limit) : n;
+
+        ASSERT(n >= 2 && n <= ISOTP_TX_BATCH);
+        if (p->n_batches < ELEMENTSOF(p->batch))
+                p->batch[p->n_batches] = n;
+        p->n_batches++;
+        for (size_t i = 0; i < take; i++) {
+                int r = cb_send_frame(p, &frames[i]);
+                if (r < 0)
+                        return i > 0 ? (int) i : r;
+        }
+        return (int) take;
 }
 
 static void cb_received(void *userdata, const uint8_t *data, size_t size) {
@@ -138,6 +162,14 @@ static void cb_receive_failed(void *userdata, IsoTpResult result) {
 
 static const IsoTpCallbacks callbacks = {
         .send_frame = cb_send_frame,
+        .received = cb_received,
+        .sent = cb_sent,
+        .receive_failed = cb_receive_failed,
+};
+
+static const IsoTpCallbacks batch_callbacks = {
+        .send_frame = cb_send_frame,
+        .send_frames = cb_send_frames,
         .received = cb_received,
         .sent = cb_sent,
         .receive_failed = cb_receive_failed,
@@ -181,7 +213,7 @@ static IsoTp *peer_new(unsigned idx, const IsoTpConfig *c) {
         Peer *p = &B.peer[idx];
 
         p->idx = idx;
-        assert_int_equal(isotp_new(c, &callbacks, p, &p->tp), 0);
+        assert_int_equal(isotp_new(c, B.batched ? &batch_callbacks : &callbacks, p, &p->tp), 0);
         assert_non_null(p->tp);
         return p->tp;
 }
@@ -804,7 +836,8 @@ static void test_mf_receive_8_exact(void **state) {
 
 /* A (tester) sends size bytes to B (ECU), B's flow control set to bs/st/waits. Checks the
  * delivered message, every frame on the bus and the pacing of the CFs in fake time. */
-static void loopback_one(size_t size, bool extended, bool padding, uint8_t bs, uint8_t st, uint8_t waits) {
+static void loopback_one(size_t size, bool extended, bool padding, uint8_t bs, uint8_t st, uint8_t waits,
+                         bool batched) {
         static uint8_t msg[ISOTP_MAX_MESSAGE];
         size_t a = extended ? 1 : 0, ncf = n_cf(size, extended), idx, cf = 0;
         usec_t st_us = st_usec(st);
@@ -812,8 +845,9 @@ static void loopback_one(size_t size, bool extended, bool padding, uint8_t bs, u
         IsoTp *A;
 
         reset();
-        snprintf(ctx, sizeof(ctx), "loopback size=%zu ext=%d pad=%d bs=%u st=0x%02x waits=%u", size, extended,
-                 padding, bs, st, waits);
+        B.batched = batched;
+        snprintf(ctx, sizeof(ctx), "loopback size=%zu ext=%d pad=%d bs=%u st=0x%02x waits=%u batched=%d", size,
+                 extended, padding, bs, st, waits, batched);
         B.loopback = true;
         ca = config(true, extended, padding);
         cb = config(false, extended, padding);
@@ -890,6 +924,18 @@ static void loopback_one(size_t size, bool extended, bool padding, uint8_t bs, u
         if (ncf == 0)
                 ASSERT(B.n_log == 1);
         ASSERT(B.peer[1].msg_t[0] == B.log[B.n_log - 1].t);
+
+        /* a batch only where no gap is due, never past a block, and the rest of the block
+         * (or of the message) in as few calls as the batch size allows */
+        if (!batched || st_us > 0 || ncf < 2)
+                ASSERT(B.peer[0].n_batches == 0);
+        else {
+                size_t per_block = bs ? MIN((size_t) bs, ncf) : ncf;
+                for (unsigned i = 0; i < B.peer[0].n_batches; i++)
+                        ASSERT(B.peer[0].batch[i] <= per_block);
+                if (per_block >= 2 && per_block <= ISOTP_TX_BATCH)
+                        ASSERT(B.peer[0].batch[0] == per_block);
+        }
 }
 
 static const uint8_t st_values[] = {
@@ -899,22 +945,29 @@ static const uint8_t st_values[] = {
 };
 static const uint8_t bs_values[] = { 0, 1, 2, 3, 8, 15, 16, 255 };
 
-static void loopback_matrix(bool extended) {
+static void loopback_matrix(bool extended, bool batched) {
         static const size_t sizes[] = { 5, 8, 62, 300, 4095 };
         unsigned k = 0;
 
         for (size_t i = 0; i < ELEMENTSOF(sizes); i++)
                 for (size_t b = 0; b < ELEMENTSOF(bs_values); b++)
                         for (size_t s = 0; s < ELEMENTSOF(st_values); s++)
-                                loopback_one(sizes[i], extended, (k++ & 1) == 0, bs_values[b], st_values[s], 0);
+                                loopback_one(sizes[i], extended, (k++ & 1) == 0, bs_values[b], st_values[s], 0,
+                                             batched);
 }
 
 static void test_loopback_normal(void **state) {
-        loopback_matrix(false);
+        loopback_matrix(false, false);
+}
+
+/* The same with a link that sends consecutive frames in batches (sendmmsg()). */
+static void test_loopback_batched(void **state) {
+        loopback_matrix(false, true);
+        loopback_matrix(true, true);
 }
 
 static void test_loopback_extended(void **state) {
-        loopback_matrix(true);
+        loopback_matrix(true, false);
 }
 
 static void test_loopback_wait_frames(void **state) {
@@ -924,9 +977,9 @@ static void test_loopback_wait_frames(void **state) {
         for (size_t w = 0; w < ELEMENTSOF(waits); w++)
                 for (size_t s = 0; s < ELEMENTSOF(st); s++)
                         for (int ext = 0; ext <= 1; ext++) {
-                                loopback_one(62, ext, true, 0, st[s], waits[w]);
-                                loopback_one(62, ext, false, 3, st[s], waits[w]);
-                                loopback_one(700, ext, true, 16, st[s], waits[w]);
+                                loopback_one(62, ext, true, 0, st[s], waits[w], false);
+                                loopback_one(62, ext, false, 3, st[s], waits[w], false);
+                                loopback_one(700, ext, true, 16, st[s], waits[w], true);
                         }
 }
 
@@ -1679,6 +1732,77 @@ static void test_eagain_retried(void **state) {
         assert_memory_equal(B.log[3].f.data + 1, msg + 13, 7);
 }
 
+/* Batches the link takes only in part, and a busy bus between them: every CF goes out
+ * once, in order, and no batch is larger than ISOTP_TX_BATCH. */
+static void test_batch_partial_and_busy(void **state) {
+        static uint8_t msg[ISOTP_MAX_MESSAGE];
+        IsoTpConfig c = config(true, false, true);
+        size_t ncf = n_cf(sizeof(msg), false);
+        IsoTp *t;
+
+        B.batched = true;
+        t = peer_new(0, &c);
+        B.peer[0].batch_limit = 5;
+        pattern(msg, sizeof(msg), 40);
+        assert_int_equal(isotp_send(t, msg, sizeof(msg), B.now), 0);
+        INJECT(0, ECU_ID, 0x30, 0x00, 0x00, 0x55, 0x55, 0x55, 0x55, 0x55);
+        assert_int_equal(B.peer[0].batch[0], ISOTP_TX_BATCH);
+        assert_int_equal(B.n_log, 1 + ncf);
+        assert_int_equal(B.peer[0].n_sent, 1);
+        verify_sender_frames(0, TESTER_ID, false, true, msg, sizeof(msg));
+        for (unsigned i = 0; i < B.peer[0].n_batches; i++)
+                assert_true(B.peer[0].batch[i] >= 2 && B.peer[0].batch[i] <= ISOTP_TX_BATCH);
+        /* a batch taken 5 at a time: the rest is offered again at once */
+        assert_true(B.peer[0].n_batches >= ncf / 5);
+
+        /* the bus full when the batch of the next message comes: retried shortly, whole */
+        B.n_log = B.n_delivered = 0;
+        B.peer[0].n_batches = 0;
+        B.peer[0].batch_limit = 0;
+        assert_int_equal(isotp_send(t, msg, 200, B.now), 0);
+        B.peer[0].busy = 2;
+        INJECT(0, ECU_ID, 0x30, 0x00, 0x00, 0x55, 0x55, 0x55, 0x55, 0x55);
+        assert_int_equal(B.n_log, 1);
+        run_until(USEC_INFINITY);
+        assert_int_equal(B.peer[0].n_batches, 3);
+        assert_int_equal(B.n_log, 1 + n_cf(200, false));
+        verify_sender_frames(0, TESTER_ID, false, true, msg, 200);
+        assert_int_equal(B.peer[0].n_sent, 2);
+        assert_int_equal(B.peer[0].sent[1], ISOTP_N_OK);
+}
+
+/* The frame gap adds to STmin, as the kernel's frame_txtime does, and a gap means no batch. */
+static void test_frame_gap(void **state) {
+        uint8_t msg[62];
+        IsoTpConfig c = config(true, false, true);
+        IsoTp *t;
+
+        c.frame_gap = 2 * MS;
+        B.batched = true;
+        t = peer_new(0, &c);
+        pattern(msg, sizeof(msg), 41);
+        assert_int_equal(isotp_send(t, msg, sizeof(msg), B.now), 0);
+        INJECT(0, ECU_ID, 0x30, 0x00, 0x01, 0x55, 0x55, 0x55, 0x55, 0x55);
+        run_until(USEC_INFINITY);
+        assert_int_equal(B.n_log, 1 + n_cf(sizeof(msg), false));
+        verify_sender_frames(0, TESTER_ID, false, true, msg, sizeof(msg));
+        for (size_t i = 2; i < B.n_log; i++)
+                assert_true(B.log[i].t - B.log[i - 1].t == 3 * MS);
+        assert_int_equal(B.peer[0].n_batches, 0);
+
+        /* 0 explicitly: back to back, in batches */
+        isotp_free(B.peer[0].tp);
+        B.peer[0] = (Peer) {};
+        B.n_log = B.n_delivered = 0;
+        c.frame_gap = 0;
+        t = peer_new(0, &c);
+        assert_int_equal(isotp_send(t, msg, sizeof(msg), B.now), 0);
+        INJECT(0, ECU_ID, 0x30, 0x00, 0x00, 0x55, 0x55, 0x55, 0x55, 0x55);
+        assert_int_equal(B.n_log, 1 + n_cf(sizeof(msg), false));
+        assert_int_equal(B.peer[0].n_batches, 1);
+        assert_int_equal(B.peer[0].batch[0], n_cf(sizeof(msg), false));
+}
+
 static void test_eagain_timeout_a(void **state) {
         IsoTpConfig c = config(true, false, true);
         IsoTp *t = peer_new(0, &c);
@@ -1884,6 +2008,9 @@ static void test_config_validate(void **state) {
         ACCEPT(c.max_wait = 255);
         ACCEPT(c.max_wait = 0);
         ACCEPT(c.block_size = 255);
+        ACCEPT(c.frame_gap = 0);
+        ACCEPT(c.frame_gap = 127 * MS);
+        REJECT(c.frame_gap = 127 * MS + 1);
 #undef REJECT
 #undef ACCEPT
 
@@ -1986,6 +2113,7 @@ int main(void) {
                 T(test_mf_receive),
                 T(test_mf_receive_8_exact),
                 T(test_loopback_normal),
+                T(test_loopback_batched),
                 T(test_loopback_extended),
                 T(test_loopback_wait_frames),
                 T(test_loopback_full_duplex),
@@ -2016,6 +2144,8 @@ int main(void) {
                 T(test_ff_dl_escape_overflow),
                 T(test_eagain_retried),
                 T(test_eagain_timeout_a),
+                T(test_batch_partial_and_busy),
+                T(test_frame_gap),
                 T(test_eagain_timeout_a_cf),
                 T(test_eagain_timeout_a_from_time_zero),
                 T(test_eagain_fc_timeout_a),

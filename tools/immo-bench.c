@@ -9,11 +9,19 @@
  * four pairings of ours and the kernel's, each case also gets the ratio ours / kernel.
  * Nothing is asserted on time: on shared machines timings are for reading, not pass/fail.
  *
+ * Fair by construction: both senders leave the same gap between consecutive frames, set
+ * explicitly (0 on top of STmin; the kernel's CAN_ISOTP_FRAME_TXTIME_ZERO), and one row
+ * per size has the kernel at its own default gap (50 us), ours set to the same.
+ *
  * Every run is a child process of its own, so that its CPU time and peak RSS are its own
- * and a run that fails cannot disturb the next. CPU is counted twice: the process's own
- * (getrusage) and the whole machine's busy time (/proc/stat), because the kernel's ISO-TP
- * works in softirq and timer context, which getrusage() charges to no process; the latter
- * is the fair comparison on an otherwise idle machine such as the test VM.
+ * and a run that fails cannot disturb the next. CPU per message is that process's own
+ * (getrusage, exact to the scheduler's clock): both ends of a pairing live in it. The
+ * kernel's ISO-TP does part of its work in softirq and timer context, which no process is
+ * charged for, so its figure is a lower bound; the machine's time not idle (/proc/stat's
+ * idle, which a tickless kernel measures exactly, unlike the busy columns sampled at ticks
+ * that under TCG miss much) is shown beside it.
+ * Each pairing runs --repeat times, taking turns; the ratios ours / kernel are taken per
+ * round and shown as median [min..max].
  */
 #include <fcntl.h>
 #include <getopt.h>
@@ -58,10 +66,20 @@ typedef enum Addressing {
         ADDRESSING_BOTH = ADDRESSING_NORMAL | ADDRESSING_EXTENDED,
 } Addressing;
 
+/* The gap a sender leaves between consecutive frames on top of the receiver's STmin. */
+typedef enum Gap {
+        GAP_ZERO,           /* 0 on both sides, set explicitly */
+        GAP_KERNEL_DEFAULT, /* the kernel's socket left at its default; ours set to the same */
+} Gap;
+
+/* The kernel's default frame_txtime (CAN_ISOTP_DEFAULT_FRAME_TXTIME) */
+#define KERNEL_DEFAULT_GAP_USEC 50
+
 typedef struct Case {
         size_t size;
         bool extended;
         const FlowSetting *flow;
+        Gap gap;
 } Case;
 
 /* The order of the four standard pairings; the ratios below index them. */
@@ -79,18 +97,31 @@ typedef struct RunResult {
         usec_t wall;               /* from the first send to the last reception */
         usec_t p50, p95;
         usec_t cpu;                /* this process's user + system time over the same span */
-        usec_t system_busy;        /* all CPUs' busy time over the same span; USEC_INFINITY: unknown */
+        usec_t system_busy;        /* all CPUs' time not idle over the same span; USEC_INFINITY: unknown */
         long max_rss_kib;          /* the run's peak resident set */
         unsigned busy_retries;     /* sends refused with -EBUSY and tried again */
         double rate_min, rate_max; /* messages/s of the slowest and fastest repeat */
 } RunResult;
 
+/* A ratio ours / kernel over the rounds of one case. */
+typedef struct Spread {
+        unsigned n; /* rounds where both sides had a figure */
+        double median, min, max;
+} Spread;
+
+/* The per-round ratios of a case: o->o over k->k in messages/s and in CPU per message. */
+typedef struct CaseSpread {
+        Spread rate, cpu, machine;
+} CaseSpread;
+
 static unsigned arg_count = 50;
 static unsigned arg_seconds = 1;
-static unsigned arg_repeats = 3;
-static size_t arg_sizes[MAX_SIZES] = { 8, 64, 512, 4095 };
-static size_t arg_n_sizes = 4;
+static unsigned arg_repeats = 5;
+static size_t arg_sizes[MAX_SIZES] = { 8, 64, 4095 };
+static size_t arg_n_sizes = 3;
 static Addressing arg_addressing = ADDRESSING_BOTH;
+static bool arg_flows[ELEMENTSOF(flows)] = { true, true };
+static bool arg_default_gap = true;
 static const char *arg_interface;
 static const char *arg_sender;
 static const char *arg_receiver;
@@ -148,7 +179,11 @@ static void on_receive_failed(Transport *t, int error, const char *cause, void *
         log_error("%s: a message was lost: %s", transport_describe(t), cause);
 }
 
-static void config_for(IsoTpConfig *c, bool sender, const Case *k) {
+static bool uri_is_kernel(const char *uri) {
+        return startswith(uri, "socketcan-isotp:");
+}
+
+static void config_for(IsoTpConfig *c, bool sender, bool kernel, const Case *k) {
         isotp_config_init(c);
         c->tx_id = sender ? SENDER_ID : RECEIVER_ID;
         c->rx_id = sender ? RECEIVER_ID : SENDER_ID;
@@ -160,6 +195,11 @@ static void config_for(IsoTpConfig *c, bool sender, const Case *k) {
         /* only the receiver's values go on the wire (in its flow control) */
         c->block_size = k->flow->bs;
         c->st_min = k->flow->st_min;
+        /* the kernel's socket leaves its default when unset; ours then gets the same */
+        if (k->gap == GAP_ZERO)
+                c->frame_gap = 0;
+        else if (!kernel)
+                c->frame_gap = KERNEL_DEFAULT_GAP_USEC;
 }
 
 static int open_receiver(Bench *b, const char *uri, const Case *k) {
@@ -167,7 +207,7 @@ static int open_receiver(Bench *b, const char *uri, const Case *k) {
         LinkUri u;
         int r;
 
-        config_for(&c, false, k);
+        config_for(&c, false, uri_is_kernel(uri), k);
         r = link_uri_parse(uri, &u, NULL);
         if (r < 0)
                 return r;
@@ -188,7 +228,7 @@ static int open_ends(Bench *b, const Pairing *p, const Case *k) {
         r = open_receiver(b, p->receiver, k);
         if (r < 0)
                 return r;
-        config_for(&c, true, k);
+        config_for(&c, true, uri_is_kernel(p->sender), k);
         r = transport_open(b->event, p->sender, &c, &b->sender);
         if (r < 0)
                 return r;
@@ -279,9 +319,11 @@ static usec_t rusage_cpu(const struct rusage *ru) {
         return timeval_usec(&ru->ru_utime) + timeval_usec(&ru->ru_stime);
 }
 
-/* Busy time of all CPUs (user, nice, system, irq, softirq) from /proc/stat. */
-static usec_t system_busy_usec(void) {
-        unsigned long long user, nice, system, idle, iowait, irq, softirq;
+/* Idle time of all CPUs (idle, iowait) from /proc/stat. Unlike the busy columns, which
+ * are sampled at clock ticks, a tickless kernel measures idle time exactly on entering and
+ * leaving idle; shown in ticks of 10 ms, so a run needs MIN_BUSY_SPAN to mean anything. */
+static usec_t system_idle_usec(void) {
+        unsigned long long user, nice, system, idle, iowait;
         long hz = sysconf(_SC_CLK_TCK);
         FILE *f;
         int n;
@@ -289,12 +331,11 @@ static usec_t system_busy_usec(void) {
         f = fopen("/proc/stat", "re");
         if (!f)
                 return USEC_INFINITY;
-        n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle, &iowait, &irq,
-                   &softirq);
+        n = fscanf(f, "cpu %llu %llu %llu %llu %llu", &user, &nice, &system, &idle, &iowait);
         fclose(f);
-        if (n != 7 || hz <= 0)
+        if (n != 5 || hz <= 0)
                 return USEC_INFINITY;
-        return (user + nice + system + irq + softirq) * USEC_PER_SEC / (unsigned long long) hz;
+        return (idle + iowait) * USEC_PER_SEC / (unsigned long long) hz;
 }
 
 /* Room for one more latency; the array doubles as a run goes on past --count. */
@@ -317,7 +358,8 @@ static int run_pairing(const Pairing *p, const Case *k, RunResult *res) {
         _cleanup_(bench_done) Bench b = {};
         _cleanup_free_ usec_t *latency = NULL;
         struct rusage before, after;
-        usec_t start, end, busy_before, busy_after, unused;
+        usec_t start, end, idle_before, idle_after, unused;
+        long n_cpus = sysconf(_SC_NPROCESSORS_ONLN);
         size_t n = 0, allocated = 0;
         int r;
 
@@ -340,7 +382,7 @@ static int run_pairing(const Pairing *p, const Case *k, RunResult *res) {
         /* At least --count messages, and on until --seconds have passed: the machine's busy
          * time comes in clock ticks and needs a long enough run to mean anything. */
         b.busy_retries = 0;
-        busy_before = system_busy_usec();
+        idle_before = system_idle_usec();
         (void) getrusage(RUSAGE_SELF, &before);
         start = now_usec(CLOCK_MONOTONIC);
         end = start + arg_seconds * USEC_PER_SEC;
@@ -355,7 +397,7 @@ static int run_pairing(const Pairing *p, const Case *k, RunResult *res) {
         }
         res->wall = now_usec(CLOCK_MONOTONIC) - start;
         (void) getrusage(RUSAGE_SELF, &after);
-        busy_after = system_busy_usec();
+        idle_after = system_idle_usec();
 
         qsort(latency, n, sizeof(usec_t), compare_usec);
         res->count = n;
@@ -363,8 +405,11 @@ static int run_pairing(const Pairing *p, const Case *k, RunResult *res) {
         res->p95 = percentile(latency, n, 95);
         res->cpu = rusage_cpu(&after) - rusage_cpu(&before);
         res->system_busy = USEC_INFINITY;
-        if (busy_before != USEC_INFINITY && busy_after != USEC_INFINITY && res->wall >= MIN_BUSY_SPAN)
-                res->system_busy = busy_after - busy_before;
+        if (idle_before != USEC_INFINITY && idle_after != USEC_INFINITY && res->wall >= MIN_BUSY_SPAN &&
+            n_cpus > 0) {
+                usec_t idle = idle_after - idle_before, all = res->wall * (usec_t) n_cpus;
+                res->system_busy = all > idle ? all - idle : 0;
+        }
         res->busy_retries = b.busy_retries;
         return 0;
 }
@@ -427,6 +472,50 @@ static double messages_per_s(const RunResult *r) {
         return r->wall > 0 ? r->count * (double) USEC_PER_SEC / r->wall : 0;
 }
 
+static double cpu_per_message(const RunResult *r) {
+        return r->count > 0 ? (double) r->cpu / r->count : 0;
+}
+
+/* 0 when unknown (a run too short for /proc/stat) */
+static double machine_per_message(const RunResult *r) {
+        return r->count > 0 && r->system_busy != USEC_INFINITY ? (double) r->system_busy / r->count : 0;
+}
+
+static int compare_double(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+        return x < y ? -1 : x > y;
+}
+
+/* Median, min and max of n values (sorted in place); n = 0 leaves the spread empty. */
+static Spread spread_of(double *v, unsigned n) {
+        if (n == 0)
+                return (Spread) {};
+        qsort(v, n, sizeof(double), compare_double);
+        return (Spread) { .n = n, .median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, .min = v[0],
+                          .max = v[n - 1] };
+}
+
+/* Ours over the kernel's, round by round: both ran within the same round, so a burst of
+ * load on the machine hits both alike. */
+static void case_spread(const RunResult *oo, const RunResult *kk, CaseSpread *ret) {
+        double rate[MAX_REPEATS], cpu[MAX_REPEATS], machine[MAX_REPEATS];
+        unsigned n_rate = 0, n_cpu = 0, n_machine = 0;
+
+        for (unsigned t = 0; t < arg_repeats; t++) {
+                if (oo[t].error < 0 || kk[t].error < 0)
+                        continue;
+                if (messages_per_s(&oo[t]) > 0 && messages_per_s(&kk[t]) > 0)
+                        rate[n_rate++] = messages_per_s(&oo[t]) / messages_per_s(&kk[t]);
+                if (cpu_per_message(&oo[t]) > 0 && cpu_per_message(&kk[t]) > 0)
+                        cpu[n_cpu++] = cpu_per_message(&oo[t]) / cpu_per_message(&kk[t]);
+                if (machine_per_message(&oo[t]) > 0 && machine_per_message(&kk[t]) > 0)
+                        machine[n_machine++] = machine_per_message(&oo[t]) / machine_per_message(&kk[t]);
+        }
+        ret->rate = spread_of(rate, n_rate);
+        ret->cpu = spread_of(cpu, n_cpu);
+        ret->machine = spread_of(machine, n_machine);
+}
+
 static int compare_rate(const void *a, const void *b) {
         double x = messages_per_s(a), y = messages_per_s(b);
         return x < y ? -1 : x > y;
@@ -435,7 +524,8 @@ static int compare_rate(const void *a, const void *b) {
 /* The pairings of one case, each --repeat times, taking turns so that a burst of load on
  * a shared machine hits all of them alike; each pairing keeps its median run by messages/s.
  * A run that lost a message fails the pairing: that is a fault, not a slow result. */
-static int measure_case(const Pairing *pairings, size_t n_pairings, const Case *k, RunResult *ret) {
+static int measure_case(const Pairing *pairings, size_t n_pairings, const Case *k, RunResult *ret,
+                        CaseSpread *ret_spread) {
         RunResult tries[N_STANDARD_PAIRINGS][MAX_REPEATS] = {};
         int r;
 
@@ -449,6 +539,10 @@ static int measure_case(const Pairing *pairings, size_t n_pairings, const Case *
                                 return log_error_errno(tries[j][t].error, "cannot open %s -> %s: %m",
                                                        pairings[j].sender, pairings[j].receiver);
                 }
+
+        *ret_spread = (CaseSpread) {};
+        if (n_pairings == N_STANDARD_PAIRINGS)
+                case_spread(tries[OURS_OURS], tries[KERNEL_KERNEL], ret_spread);
 
         for (size_t j = 0; j < n_pairings; j++) {
                 RunResult *runs = tries[j];
@@ -469,29 +563,13 @@ static int measure_case(const Pairing *pairings, size_t n_pairings, const Case *
         return 0;
 }
 
-static double cpu_per_message(const RunResult *r) {
-        return r->count > 0 ? (double) r->cpu / r->count : 0;
-}
-
-/* 0 when unknown: the ratios then show "-". */
-static double busy_per_message(const RunResult *r) {
-        return r->count > 0 && r->system_busy != USEC_INFINITY ? (double) r->system_busy / r->count : 0;
-}
-
-/* "-" where one side has no figure; a ratio of two runs' figures otherwise. */
-static void format_ratio(char *buf, size_t n, double ours, double kernel) {
-        if (ours <= 0 || kernel <= 0)
-                snprintf(buf, n, "-");
-        else
-                snprintf(buf, n, "%.2f", ours / kernel);
-}
-
 static void case_describe(const Case *k, char *buf, size_t n) {
-        snprintf(buf, n, "%4zu B %-8s %-14s", k->size, k->extended ? "ext 0x57" : "normal", k->flow->name);
+        snprintf(buf, n, "%4zu B %-8s %-14s %s", k->size, k->extended ? "ext 0x57" : "normal", k->flow->name,
+                 k->gap == GAP_ZERO ? "gap 0" : "gap kernel default (50us)");
 }
 
 static void print_run(const Pairing *p, const Case *k, const RunResult *r) {
-        char what[64], busy[48];
+        char what[80], busy[48];
 
         case_describe(k, what, sizeof(what));
         if (r->error < 0) {
@@ -499,12 +577,12 @@ static void print_run(const Pairing *p, const Case *k, const RunResult *r) {
                 return;
         }
         if (r->system_busy != USEC_INFINITY && r->wall > 0)
-                snprintf(busy, sizeof(busy), "%7.1f us (%3.0f%% busy)", busy_per_message(r),
+                snprintf(busy, sizeof(busy), "%7.1f us (%3.0f%% busy)", machine_per_message(r),
                          100.0 * r->system_busy / r->wall);
         else
                 snprintf(busy, sizeof(busy), "- (run too short)");
         printf("%-14s %s  n=%-6u %8.1f msg/s %7.1f kB/s  p50 %6.0f us  p95 %6.0f us  cpu/msg: process %7.1f us, "
-               "system %s  rss %ld KiB",
+               "machine %s  rss %ld KiB",
                p->name, what, r->count, messages_per_s(r), messages_per_s(r) * k->size / 1000.0, (double) r->p50,
                (double) r->p95, cpu_per_message(r), busy, r->max_rss_kib);
         if (arg_repeats > 1)
@@ -518,36 +596,19 @@ static double ok_value(const RunResult *r, double v) {
         return r->error < 0 ? 0 : v;
 }
 
-/* The ratios of one case, from its four standard runs: throughput of ours over the
- * kernel's (above 1: ours is faster), our sender and our receiver each against the
- * kernel's with the kernel on the other end, and latency and CPU (below 1: ours less). */
-typedef struct Ratios {
-        char throughput[16], sender[16], receiver[16], p50[16], p95[16], cpu[16];
-} Ratios;
-
-static void case_ratios(const RunResult *runs, Ratios *ret) {
-        const RunResult *oo = &runs[OURS_OURS], *ok = &runs[OURS_KERNEL], *ko = &runs[KERNEL_OURS],
-                        *kk = &runs[KERNEL_KERNEL];
-
-        format_ratio(ret->throughput, sizeof(ret->throughput), ok_value(oo, messages_per_s(oo)),
-                     ok_value(kk, messages_per_s(kk)));
-        format_ratio(ret->sender, sizeof(ret->sender), ok_value(ok, messages_per_s(ok)),
-                     ok_value(kk, messages_per_s(kk)));
-        format_ratio(ret->receiver, sizeof(ret->receiver), ok_value(ko, messages_per_s(ko)),
-                     ok_value(kk, messages_per_s(kk)));
-        format_ratio(ret->p50, sizeof(ret->p50), ok_value(oo, oo->p50), ok_value(kk, kk->p50));
-        format_ratio(ret->p95, sizeof(ret->p95), ok_value(oo, oo->p95), ok_value(kk, kk->p95));
-        format_ratio(ret->cpu, sizeof(ret->cpu), ok_value(oo, busy_per_message(oo)),
-                     ok_value(kk, busy_per_message(kk)));
+/* "-" where one side has no figure; a ratio of the two medians otherwise. */
+static void format_ratio(char *buf, size_t n, double ours, double kernel) {
+        if (ours <= 0 || kernel <= 0)
+                snprintf(buf, n, "-");
+        else
+                snprintf(buf, n, "%.2f", ours / kernel);
 }
 
-static void print_case_ratios(const RunResult *runs) {
-        Ratios q;
-
-        case_ratios(runs, &q);
-        printf("  ours/kernel: msg/s %s (our sender %s, our receiver %s), latency p50 %s p95 %s, "
-               "system cpu/msg %s\n",
-               q.throughput, q.sender, q.receiver, q.p50, q.p95, q.cpu);
+static void format_spread(char *buf, size_t n, const Spread *s) {
+        if (s->n == 0)
+                snprintf(buf, n, "-");
+        else
+                snprintf(buf, n, "%.2f [%.2f..%.2f]", s->median, s->min, s->max);
 }
 
 static void format_rate(char *buf, size_t n, const RunResult *r) {
@@ -566,30 +627,51 @@ static void format_usec(char *buf, size_t n, const RunResult *r, double usec) {
                 snprintf(buf, n, "%.0fus", usec);
 }
 
-static void print_ratio_table(const Case *cases, size_t n_cases, const RunResult (*runs)[N_STANDARD_PAIRINGS]) {
-        printf("\nSummary. messages/s by pairing (sender->receiver: o = ours on CAN_RAW, k = kernel CAN_ISOTP)\n"
-               "and ratios ours/kernel: o->o over k->k; snd = o->k over k->k (our sender), rcv = k->o over\n"
-               "k->k (our receiver): above 1 = ours faster. p50, p95 latency and cpu (system-wide busy time\n"
-               "per message): below 1 = ours lower.\n\n");
-        printf("%-30s %7s %7s %7s %7s | %5s %5s %5s | %5s %5s %5s | %8s %8s | %8s %8s\n", "case", "o->o", "o->k",
-               "k->o", "k->k", "msg/s", "snd", "rcv", "p50", "p95", "cpu", "p50 o->o", "p50 k->k", "cpu o->o",
-               "cpu k->k");
+static void print_case_ratios(const RunResult *runs, const CaseSpread *q) {
+        char rate[48], cpu[48], machine[48];
+
+        format_spread(rate, sizeof(rate), &q->rate);
+        format_spread(cpu, sizeof(cpu), &q->cpu);
+        format_spread(machine, sizeof(machine), &q->machine);
+        printf("  ours/kernel (o->o over k->k, per round: median [min..max]): msg/s %s, cpu/msg: process %s, "
+               "machine %s\n",
+               rate, cpu, machine);
+}
+
+/* A Markdown table, to be pasted as it is. */
+static void print_ratio_table(const Case *cases, size_t n_cases, const RunResult (*runs)[N_STANDARD_PAIRINGS],
+                              const CaseSpread *spreads) {
+        printf("\nSummary. Pairings sender->receiver: o = ours on CAN_RAW, k = the kernel's CAN_ISOTP. msg/s and\n"
+               "cpu/msg (the process's own CPU time per message) are medians over %u rounds; ours/kernel is\n"
+               "o->o over k->k per round, median [min..max]: msg/s above 1 = ours faster, cpu/msg below 1 =\n"
+               "ours cheaper. machine = all CPUs' time not idle per message (/proc/stat idle, which a\n"
+               "tickless kernel measures exactly): it also holds the kernel's ISO-TP work in softirq and\n"
+               "timer context, which no process is charged for; read it on an otherwise idle machine.\n"
+               "snd = o->k over k->k (our sender), rcv = k->o over k->k (our receiver).\n\n",
+               arg_repeats);
+        printf("| case | msg/s o->o | msg/s k->k | ours/kernel msg/s | snd | rcv | cpu/msg o->o | cpu/msg k->k | "
+               "ours/kernel cpu/msg | ours/kernel machine/msg | p50 o->o | p50 k->k |\n");
+        printf("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
         for (size_t i = 0; i < n_cases; i++) {
-                const RunResult *r = runs[i], *oo = &r[OURS_OURS], *kk = &r[KERNEL_KERNEL];
-                char what[64], rate[N_STANDARD_PAIRINGS][16], p50[2][16], cpu[2][16];
-                Ratios q;
+                const RunResult *r = runs[i], *oo = &r[OURS_OURS], *ok = &r[OURS_KERNEL], *ko = &r[KERNEL_OURS],
+                                *kk = &r[KERNEL_KERNEL];
+                char what[80], rate[2][16], snd[16], rcv[16], p50[2][16], cpu[2][16], q_rate[48], q_cpu[48],
+                        q_machine[48];
 
                 case_describe(&cases[i], what, sizeof(what));
-                for (size_t j = 0; j < N_STANDARD_PAIRINGS; j++)
-                        format_rate(rate[j], sizeof(rate[j]), &r[j]);
+                format_rate(rate[0], sizeof(rate[0]), oo);
+                format_rate(rate[1], sizeof(rate[1]), kk);
+                format_ratio(snd, sizeof(snd), ok_value(ok, messages_per_s(ok)), ok_value(kk, messages_per_s(kk)));
+                format_ratio(rcv, sizeof(rcv), ok_value(ko, messages_per_s(ko)), ok_value(kk, messages_per_s(kk)));
                 format_usec(p50[0], sizeof(p50[0]), oo, oo->p50);
                 format_usec(p50[1], sizeof(p50[1]), kk, kk->p50);
-                format_usec(cpu[0], sizeof(cpu[0]), oo, busy_per_message(oo));
-                format_usec(cpu[1], sizeof(cpu[1]), kk, busy_per_message(kk));
-                case_ratios(r, &q);
-                printf("%-30s %7s %7s %7s %7s | %5s %5s %5s | %5s %5s %5s | %8s %8s | %8s %8s\n", what, rate[0],
-                       rate[1], rate[2], rate[3], q.throughput, q.sender, q.receiver, q.p50, q.p95, q.cpu, p50[0],
-                       p50[1], cpu[0], cpu[1]);
+                format_usec(cpu[0], sizeof(cpu[0]), oo, cpu_per_message(oo));
+                format_usec(cpu[1], sizeof(cpu[1]), kk, cpu_per_message(kk));
+                format_spread(q_rate, sizeof(q_rate), &spreads[i].rate);
+                format_spread(q_cpu, sizeof(q_cpu), &spreads[i].cpu);
+                format_spread(q_machine, sizeof(q_machine), &spreads[i].machine);
+                printf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", what, rate[0], rate[1], q_rate,
+                       snd, rcv, cpu[0], cpu[1], q_cpu, q_machine, p50[0], p50[1]);
         }
 }
 
@@ -640,23 +722,29 @@ static void help(void) {
                "  --receiver URI      ... and the receiver's (vbus:PATH: the receiver hosts the hub)\n"
                "  --count N           timed messages per run at least, 1..%u (default: 50)\n"
                "  --seconds S         and on until S seconds have passed, 0..%u (default: 1)\n"
-               "  --repeat R          runs per pairing and case, the median kept, 1..%u (default: 3)\n"
-               "  --sizes N,N,...     up to %d message sizes of 1..%u bytes (default: 8,64,512,4095)\n"
+               "  --repeat R          rounds per case, the median kept, 1..%u (default: 5)\n"
+               "  --sizes N,N,...     up to %d message sizes of 1..%u bytes (default: 8,64,4095)\n"
                "  --addressing WHICH  normal, extended or both (default: both)\n"
+               "  --flow WHICH        bs0 (BS 0 STmin 0), bs8 (BS 8 STmin 100 us) or both (default)\n"
+               "  --no-default-gap    without the rows at the kernel's default gap\n"
                "  -v, --verbose       debug logging\n"
                "  -h, --help          this text\n\n"
                "Links: socketcan:IF (our ISO-TP on CAN_RAW), socketcan-isotp:IF (the kernel's),\n"
                "vbus:/PATH (our ISO-TP on the local virtual bus).\n"
                "Exit status: 0 when every run completed, 1 when one failed, 2 for bad usage.\n"
-               "CPU: this process's time (getrusage) and all CPUs' busy time (/proc/stat), which\n"
-               "also counts the kernel's ISO-TP work; read the latter on an otherwise idle machine.\n"
+               "Gap: both senders leave 0 between consecutive frames on top of STmin (the kernel's\n"
+               "CAN_ISOTP_FRAME_TXTIME_ZERO); rows marked \"gap kernel default\" leave the kernel's\n"
+               "socket at its default (50 us) and give ours the same.\n"
+               "CPU per message: the run's own process (getrusage); the kernel's ISO-TP work in softirq\n"
+               "and timer context is charged to no process, so the machine's time not idle per\n"
+               "message (/proc/stat) is shown too. Ratios: per round, median [min..max].\n"
                "No figure is checked against a limit: this is a benchmark, not a test.\n",
                MAX_COUNT, MAX_SECONDS, MAX_REPEATS, MAX_SIZES, ISOTP_MAX_MESSAGE);
 }
 
 static int parse_argv(int argc, char *argv[]) {
         enum { ARG_INTERFACE = 0x100, ARG_SENDER, ARG_RECEIVER, ARG_COUNT, ARG_SECONDS, ARG_REPEAT, ARG_SIZES,
-               ARG_ADDRESSING };
+               ARG_ADDRESSING, ARG_FLOW, ARG_NO_DEFAULT_GAP };
         static const struct option options[] = {
                 { "interface", required_argument, NULL, ARG_INTERFACE },
                 { "sender", required_argument, NULL, ARG_SENDER },
@@ -666,6 +754,8 @@ static int parse_argv(int argc, char *argv[]) {
                 { "repeat", required_argument, NULL, ARG_REPEAT },
                 { "sizes", required_argument, NULL, ARG_SIZES },
                 { "addressing", required_argument, NULL, ARG_ADDRESSING },
+                { "flow", required_argument, NULL, ARG_FLOW },
+                { "no-default-gap", no_argument, NULL, ARG_NO_DEFAULT_GAP },
                 { "verbose", no_argument, NULL, 'v' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -717,6 +807,19 @@ static int parse_argv(int argc, char *argv[]) {
                         else
                                 return log_error_errno(EINVAL, "--addressing takes normal, extended or both");
                         break;
+                case ARG_FLOW:
+                        if (streq(optarg, "bs0"))
+                                arg_flows[1] = !(arg_flows[0] = true);
+                        else if (streq(optarg, "bs8"))
+                                arg_flows[0] = !(arg_flows[1] = true);
+                        else if (streq(optarg, "both"))
+                                arg_flows[0] = arg_flows[1] = true;
+                        else
+                                return log_error_errno(EINVAL, "--flow takes bs0, bs8 or both");
+                        break;
+                case ARG_NO_DEFAULT_GAP:
+                        arg_default_gap = false;
+                        break;
                 case 'v':
                         log_set_max_level(LOG_DEBUG);
                         break;
@@ -765,17 +868,24 @@ static size_t make_cases(Case *cases) {
 
         for (size_t f = 0; f < ELEMENTSOF(flows); f++)
                 for (int ext = 0; ext <= 1; ext++) {
+                        if (!arg_flows[f])
+                                continue;
                         if (!(arg_addressing & (ext ? ADDRESSING_EXTENDED : ADDRESSING_NORMAL)))
                                 continue;
                         for (size_t s = 0; s < arg_n_sizes; s++)
                                 cases[n++] = (Case) { .size = arg_sizes[s], .extended = ext, .flow = &flows[f] };
                 }
+        /* and the kernel's default gap, with the first flow setting and addressing */
+        for (size_t s = 0; arg_default_gap && s < arg_n_sizes; s++)
+                cases[n++] = (Case) { .size = arg_sizes[s], .extended = !(arg_addressing & ADDRESSING_NORMAL),
+                                      .flow = &flows[0], .gap = GAP_KERNEL_DEFAULT };
         return n;
 }
 
 int main(int argc, char *argv[]) {
-        Case cases[ELEMENTSOF(flows) * 2 * MAX_SIZES];
+        Case cases[(ELEMENTSOF(flows) * 2 + 1) * MAX_SIZES];
         RunResult runs[ELEMENTSOF(cases)][N_STANDARD_PAIRINGS] = {};
+        CaseSpread spreads[ELEMENTSOF(cases)] = {};
         Pairing pairings[N_STANDARD_PAIRINGS] = {};
         size_t n_cases, n_pairings;
         unsigned failed = 0;
@@ -787,14 +897,14 @@ int main(int argc, char *argv[]) {
         n_cases = make_cases(cases);
 
         printf("immo-bench: per run at least %u timed messages and %u s, after %u untimed; one message in flight;\n"
-               "the median of %u runs; ids 0x%X -> 0x%X, frames padded with 0x%02X\n",
+               "the median of %u rounds; ids 0x%X -> 0x%X, frames padded with 0x%02X\n",
                arg_count, arg_seconds, WARMUP_MESSAGES, arg_repeats, SENDER_ID, RECEIVER_ID, PADDING_BYTE);
         for (size_t j = 0; j < n_pairings; j++)
                 printf("  %-14s %s -> %s\n", pairings[j].name, pairings[j].sender, pairings[j].receiver);
         printf("\n");
 
         for (size_t i = 0; i < n_cases; i++) {
-                if (measure_case(pairings, n_pairings, &cases[i], runs[i]) < 0)
+                if (measure_case(pairings, n_pairings, &cases[i], runs[i], &spreads[i]) < 0)
                         return 1;
                 for (size_t j = 0; j < n_pairings; j++) {
                         if (runs[i][j].error < 0)
@@ -802,12 +912,12 @@ int main(int argc, char *argv[]) {
                         print_run(&pairings[j], &cases[i], &runs[i][j]);
                 }
                 if (n_pairings == N_STANDARD_PAIRINGS)
-                        print_case_ratios(runs[i]);
+                        print_case_ratios(runs[i], &spreads[i]);
                 fflush(stdout);
         }
 
         if (n_pairings == N_STANDARD_PAIRINGS)
-                print_ratio_table(cases, n_cases, runs);
+                print_ratio_table(cases, n_cases, runs, spreads);
         else
                 print_single_table(&pairings[0], cases, n_cases, runs);
 

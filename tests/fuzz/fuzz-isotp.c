@@ -236,6 +236,27 @@ static void on_receive_failed(void *userdata, IsoTpResult result) {
         FUZZ_CHECK(isotp_result_to_errno(result) < 0);
 }
 
+/* As sendmmsg() does: in order, until one is refused; how many went out. */
+static int on_send_frames(void *userdata, const struct can_frame *frames, size_t n) {
+        int r;
+
+        FUZZ_CHECK(n >= 2 && n <= ISOTP_TX_BATCH);
+        for (size_t i = 0; i < n; i++) {
+                r = on_send_frame(userdata, &frames[i]);
+                if (r < 0)
+                        return i > 0 ? (int) i : r;
+        }
+        return (int) n;
+}
+
+static const IsoTpCallbacks batch_callbacks = {
+        .send_frame = on_send_frame,
+        .send_frames = on_send_frames,
+        .received = on_received,
+        .sent = on_sent,
+        .receive_failed = on_receive_failed,
+};
+
 static const IsoTpCallbacks callbacks = {
         .send_frame = on_send_frame,
         .received = on_received,
@@ -358,7 +379,8 @@ static int run_loopback(FuzzInput *in) {
                 s->cfg.wait_frames = fuzz_u8(in) % 4;
                 s->peer = &S.side[1 - i];
 
-                r = isotp_new(&s->cfg, &callbacks, s, &s->tp);
+                /* flag 8: consecutive frames in batches, as on CAN_RAW */
+                r = isotp_new(&s->cfg, (flags & 8) ? &batch_callbacks : &callbacks, s, &s->tp);
                 FUZZ_CHECK(r == 0);
         }
 
