@@ -245,9 +245,9 @@ immod_says() { # immod_says RESULT KEYS_BEFORE KEYS_AFTER
                 expect "immod: Error $ERR.Cancelled" "^s \"$ERR\\.Cancelled\"\$" "$(pprop Error)"
         fi
         expect "immod: ActiveProcedure none" '^o "/"$' "$(mprop ActiveProcedure)"
-        has_record() { helper "record $id $(bc --json=short call $DEST $MOBJ $MIFACE GetHistory u 0)" | grep -q '^n=[1-9]'; }
+        has_record() { helper "record $id $(bc --json=short call "$DEST" "$MOBJ" "$MIFACE" GetHistory u 0)" | grep -q '^n=[1-9]'; }
         wait_for 10 has_record
-        rec=$(helper "record $id $(bc --json=short call $DEST $MOBJ $MIFACE GetHistory u 0)")
+        rec=$(helper "record $id $(bc --json=short call "$DEST" "$MOBJ" "$MIFACE" GetHistory u 0)")
         expect "immod: one audit record, $want, keys $2 -> $3" \
                 "^n=1 result=$want keys_before=$2 keys_after=$3\$" "$rec"
         echo "    immod said: State $(pprop State), Step $(pprop Step), Error $(pprop Error), Keys $(pprop Keys), audit $rec"
@@ -289,6 +289,7 @@ CONF
         if ! wait_for 30 mprop Version; then
                 fail "case $n: immod did not take its bus name: $(mprop Version)"; return 1
         fi
+        expect "Identify: the peer's VIN" "\"vin\" s \"$VIN\"" "$(mcall Identify)" || return 1
         local nkeys=0
         [ -n "$keys" ] && nkeys=$(tr ',' '\n' <<<"$keys" | grep -c .)
         expect "case $n set up in $((SECONDS - t)) s: ReadKeyStatus $nkeys registered" \
