@@ -14,13 +14,17 @@
 #                          the key with registration mode closed; immod: succeeded, 0 -> 1
 #   2 cancel-erasure       the erasure window open, a key touched, Cancel: the window
 #                          closed, nothing erased; immod: cancelled, 2 -> 2
-#   3 kill-registration    SIGKILL of immod with mode 2 open and a key just added,
-#                          restart: the car's mode closed; immod counts the key as added
+#   3 kill-registration-at-touch  SIGKILL of immod with mode 2 open, the moment a key
+#                          was added (before immod could poll it), restart: the car's
+#                          mode closed; immod counts the key as added: succeeded, 0 -> 1
 #   4 kill-resetting       SIGKILL of immod while the reset runs, restart: immod follows
 #                          it to its end: succeeded, 1 -> 0, as the car
 #   5 sleep-registration   the ECU sleeps at touch-new-keys after a key was added, Cancel:
 #                          OK and succeeded, or EcuAsleep and still open; never
 #                          "cancelled"; after the wake-up the same truth as case 1
+#   6 kill-registration-seen  as 3, killed once immod showed the key (Keys added 1)
+# and after each: no journal left, and one more restart of immod changes nothing (no
+# procedure taken up, the same audit record, the same car).
 #
 # Usage: peer-truth-test.sh PATH/TO/immod SOURCE_ROOT
 # Environment: TRUTH_CASES=REGEX runs only the cases whose "N name" matches.
@@ -251,6 +255,20 @@ immod_says() { # immod_says RESULT KEYS_BEFORE KEYS_AFTER
         expect "immod: one audit record, $want, keys $2 -> $3" \
                 "^n=1 result=$want keys_before=$2 keys_after=$3\$" "$rec"
         echo "    immod said: State $(pprop State), Step $(pprop Step), Error $(pprop Error), Keys $(pprop Keys), audit $rec"
+        journals() { ls "$cdir/state"/procedure-*.json 2>/dev/null; }
+        expect "immod: no journal left" '^$' "$(journals)"
+        # One more restart changes nothing: no procedure taken up, the same record, the
+        # same car.
+        local car_before
+        car_before=$(car)
+        stop_pid immod_pid
+        echo "=== restart (changes nothing)" >>"$cdir/immod.log"
+        if ! immod_start; then fail "immod did not start again"; return 1; fi
+        expect "one more restart: ActiveProcedure none" '^o "/"$' "$(mprop ActiveProcedure)"
+        expect "one more restart: the same audit record" "^$rec\$" \
+                "$(helper "record $id $(bc --json=short call "$DEST" "$MOBJ" "$MIFACE" GetHistory u 0)")"
+        expect "one more restart: the car unchanged" "^$car_before\$" "$(car)"
+        expect "one more restart: no journal" '^$' "$(journals)"
 }
 
 # --- a case: a fresh ECU with KEYS (comma-separated) and a fresh immod
@@ -359,10 +377,12 @@ case_cancel_erasure() {
         immod_says cancelled 2 2
 }
 
-case_kill_registration() {
+case_kill_registration() { # case_kill_registration at-touch|seen: kill at once, or once immod showed the key
         registration_mode2_open || return 1
         touch_key 33333333
-        if wait_for 10 keys_prop_has added 1; then ok "immod: Keys added 1 before the kill"; else fail "immod: Keys $(pprop Keys)"; fi
+        if [ "$1" = seen ]; then
+                if wait_for 10 keys_prop_has added 1; then ok "immod: Keys added 1 before the kill"; else fail "immod: Keys $(pprop Keys)"; fi
+        fi
         kill_restart_immod || return 1
         # dbus-api.md / README: registration mode ended, the key added meanwhile counted,
         # back to smart-code-passcode
@@ -428,12 +448,12 @@ case_sleep_registration() {
         immod_says succeeded 0 1
 }
 
-run_case() { # run_case N NAME KEYS FUNCTION
+run_case() { # run_case N NAME KEYS FUNCTION [ARG]
         local before=$failures
         [[ "$1 $2" =~ $filter ]] || return 0
         if ! case_begin "$1" "$2" "$3"; then
                 :
-        elif ! "$4"; then
+        elif ! "$4" "${@:5}"; then
                 fail "case $1 ($2) aborted at $(pprop Step) ($(pprop State)); car: $(car)"
         fi
         case_end "$1" "$before"
@@ -478,9 +498,10 @@ nice -n -10 true 2>/dev/null && hi="nice -n -10"
 
 run_case 1 cancel-registration '' case_cancel_registration
 run_case 2 cancel-erasure 11111111,22222222 case_cancel_erasure
-run_case 3 kill-registration '' case_kill_registration
+run_case 3 kill-registration-at-touch '' case_kill_registration at-touch
 run_case 4 kill-resetting 11111111 case_kill_resetting
 run_case 5 sleep-registration '' case_sleep_registration
+run_case 6 kill-registration-seen '' case_kill_registration seen
 
 echo "peer truth test: $ncases case(s), $failures failure(s), $((SECONDS - t0)) s"
 [ $ncases -gt 0 ] || { echo "FAIL: no case matched TRUTH_CASES=$filter"; exit 1; }
