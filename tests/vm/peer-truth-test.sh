@@ -23,6 +23,13 @@
 #                          OK and succeeded, or EcuAsleep and still open; never
 #                          "cancelled"; after the wake-up the same truth as case 1
 #   6 kill-registration-seen  as 3, killed once immod showed the key (Keys added 1)
+#   7 kill-erasure         SIGKILL with the erasure window open and a key touched,
+#                          restart: the window closed, nothing erased; immod back at
+#                          declare-keys, then Cancel: cancelled, 2 -> 2
+#   8 sleep-erasure        the ECU sleeps with the window open, Cancel: OK and cancelled,
+#                          or EcuAsleep and still open; never succeeded; nothing erased
+#   9 cancel-registration-mode1  mode 1: the ECU ends registration itself on the new
+#                          key, Cancel at once: succeeded, 1 -> 2
 # and after each: no journal left, and one more restart of immod changes nothing (no
 # procedure taken up, the same audit record, the same car).
 #
@@ -359,7 +366,8 @@ case_cancel_registration() {
         immod_says succeeded 0 1
 }
 
-case_cancel_erasure() {
+# Key erasure of two keys, keep one, up to touch-keys, the window open, 11111111 touched.
+erasure_window_touched() {
         start key-erasure || return 1
         ack confirm-warning || return 1
         wait_step 20 declare-keys || return 1
@@ -371,6 +379,10 @@ case_cancel_erasure() {
         car_becomes 10 "erasure window open" 'erase=1'
         touch_key 11111111
         if wait_for 10 keys_prop_has touched 1; then ok "immod: Keys touched 1"; else fail "immod: Keys $(pprop Keys)"; fi
+}
+
+case_cancel_erasure() {
+        erasure_window_touched || return 1
         expect "Cancel with the window open: OK" '^OK$' "$(perror Cancel)"
         car_is "window closed when Cancel replied, no key erased" '^keys=2 reg=0 erase=0 .*revoked=0 '
         car_becomes 8 "default session" 'session=1 '
@@ -448,6 +460,67 @@ case_sleep_registration() {
         immod_says succeeded 0 1
 }
 
+case_kill_erasure() {
+        erasure_window_touched || return 1
+        kill_restart_immod || return 1
+        # README: the window ended, nothing deleted, back to declare-keys
+        settled() { ended || { state_is waiting && ! step_is touch-keys; }; }
+        if wait_for 20 settled; then ok "immod: resumed to $(pprop Step) ($(pprop State))"; else
+                fail "immod: not settled after the restart: $(pprop State) at $(pprop Step)"; fi
+        expect "immod: back at declare-keys, waiting" '^s "declare-keys"$' "$(pprop Step)"
+        car_becomes 8 "the window closed after the restart, no key erased" '^keys=2 reg=0 erase=0 .*revoked=0 '
+        expect "immod: Keys registered 2 after the restart" '"registered" u 2\b' "$(pprop Keys)"
+        if ! ended; then
+                expect "Cancel at $(pprop Step): OK" '^OK$' "$(perror Cancel)"
+        fi
+        car_becomes 8 "default session, nothing open, no key erased" '^keys=2 reg=0 erase=0 session=1 .*revoked=0 '
+        immod_says cancelled 2 2
+}
+
+case_sleep_erasure() {
+        local e st
+        erasure_window_touched || return 1
+        expect "car: sleep" '^ok' "$(ctl sleep)"
+        car_is "asleep, the window closed by the sleep, no key erased" '^keys=2 reg=0 erase=0 .*revoked=0 asleep=1$'
+        ecu_asleep() { [ "$(mprop EcuState)" = 's "asleep"' ]; }
+        if wait_for 15 ecu_asleep; then ok "immod: EcuState asleep"; else fail "immod: EcuState $(mprop EcuState)"; fi
+        e=$(perror Cancel)
+        st=$(pprop State)
+        echo "    Cancel while the ECU sleeps: $e, State $st, Keys $(pprop Keys)"
+        case "$e" in
+        OK) expect "Cancel OK while asleep: State cancelled (nothing erased)" '^s "cancelled"$' "$st" ;;
+        "$ERR.EcuAsleep") expect "Cancel EcuAsleep: the procedure not ended" '^s "(running|waiting)"$' "$st" ;;
+        *) fail "Cancel while the ECU sleeps: $e (State $st)" ;;
+        esac
+        expect "car: courtesy switch" '^ok' "$(ctl courtesy)"
+        if ! ended; then
+                cancel_done() { [ "$(perror Cancel)" = OK ] || ended; }
+                if wait_for 20 cancel_done; then ok "Cancel after the wake-up"; else fail "Cancel after the wake-up: $(perror Cancel)"; fi
+        fi
+        car_becomes 8 "awake, default session, nothing open, no key erased" '^keys=2 reg=0 erase=0 session=1 .*revoked=0 asleep=0$'
+        immod_says cancelled 2 2
+}
+
+# Mode 1 (one key registered): the ECU ends registration mode itself once the new key is
+# registered; Cancel at once, before or after immod saw it.
+case_cancel_registration_mode1() {
+        start key-registration || return 1
+        ack confirm-instructions || return 1
+        submit_passcode smart-code-passcode || return 1
+        ack check-slots || return 1
+        ack place-keys || return 1
+        wait_step 20 touch-registered-key || return 1
+        car_becomes 10 "registration mode 1 open" 'reg=1'
+        touch_key 11111111
+        ack pre-start-check || return 1
+        wait_step 20 touch-new-keys || return 1
+        touch_key 22222222
+        car_is "mode 1 ended by the ECU with the new key" '^keys=2 reg=0 erase=0 '
+        expect "Cancel just after the new key: OK" '^OK$' "$(perror Cancel)"
+        car_becomes 8 "default session, nothing open, both keys" '^keys=2 reg=0 erase=0 session=1 '
+        immod_says succeeded 1 2
+}
+
 run_case() { # run_case N NAME KEYS FUNCTION [ARG]
         local before=$failures
         [[ "$1 $2" =~ $filter ]] || return 0
@@ -502,6 +575,9 @@ run_case 3 kill-registration-at-touch '' case_kill_registration at-touch
 run_case 4 kill-resetting 11111111 case_kill_resetting
 run_case 5 sleep-registration '' case_sleep_registration
 run_case 6 kill-registration-seen '' case_kill_registration seen
+run_case 7 kill-erasure 11111111,22222222 case_kill_erasure
+run_case 8 sleep-erasure 11111111,22222222 case_sleep_erasure
+run_case 9 cancel-registration-mode1 11111111 case_cancel_registration_mode1
 
 echo "peer truth test: $ncases case(s), $failures failure(s), $((SECONDS - t0)) s"
 [ $ncases -gt 0 ] || { echo "FAIL: no case matched TRUTH_CASES=$filter"; exit 1; }
