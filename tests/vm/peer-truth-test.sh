@@ -30,6 +30,9 @@
 #                          or EcuAsleep and still open; never succeeded; nothing erased
 #   9 cancel-registration-mode1  mode 1: the ECU ends registration itself on the new
 #                          key, Cancel at once: succeeded, 1 -> 2
+#  10 kill-registration-untouched  SIGKILL in mode 1 after only the registered key was
+#                          touched, restart, Cancel: the car's mode closed with its one
+#                          key; immod: cancelled, 1 -> 1
 # and after each: no journal left, and one more restart of immod changes nothing (no
 # procedure taken up, the same audit record, the same car).
 #
@@ -521,6 +524,30 @@ case_cancel_registration_mode1() {
         immod_says succeeded 1 2
 }
 
+# Mode 1 open, only the registered key touched, SIGKILL: nothing was added, so after the
+# restart and a Cancel immod must say cancelled, and the car must have its one key.
+case_kill_registration_untouched() {
+        start key-registration || return 1
+        ack confirm-instructions || return 1
+        submit_passcode smart-code-passcode || return 1
+        ack check-slots || return 1
+        ack place-keys || return 1
+        wait_step 20 touch-registered-key || return 1
+        car_becomes 10 "registration mode 1 open" 'reg=1'
+        touch_key 11111111
+        kill_restart_immod || return 1
+        settled() { ended || { state_is waiting && ! step_is touch-registered-key && ! step_is pre-start-check; }; }
+        if wait_for 20 settled; then ok "immod: resumed to $(pprop Step) ($(pprop State))"; else
+                fail "immod: not settled after the restart: $(pprop State) at $(pprop Step)"; fi
+        car_becomes 8 "registration mode closed after the restart, one key" '^keys=1 reg=0 erase=0 '
+        expect "immod: Keys added 0 after the restart" '"added" u 0\b' "$(pprop Keys)"
+        if ! ended; then
+                expect "Cancel at $(pprop Step): OK" '^OK$' "$(perror Cancel)"
+        fi
+        car_becomes 8 "default session, nothing open, one key" '^keys=1 reg=0 erase=0 session=1 '
+        immod_says cancelled 1 1
+}
+
 run_case() { # run_case N NAME KEYS FUNCTION [ARG]
         local before=$failures
         [[ "$1 $2" =~ $filter ]] || return 0
@@ -578,6 +605,7 @@ run_case 6 kill-registration-seen '' case_kill_registration seen
 run_case 7 kill-erasure 11111111,22222222 case_kill_erasure
 run_case 8 sleep-erasure 11111111,22222222 case_sleep_erasure
 run_case 9 cancel-registration-mode1 11111111 case_cancel_registration_mode1
+run_case 10 kill-registration-untouched 11111111 case_kill_registration_untouched
 
 echo "peer truth test: $ncases case(s), $failures failure(s), $((SECONDS - t0)) s"
 [ $ncases -gt 0 ] || { echo "FAIL: no case matched TRUTH_CASES=$filter"; exit 1; }
