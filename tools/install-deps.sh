@@ -11,7 +11,7 @@ packages=(
         # the passcode server on PostgreSQL: its tests start a private server (tests/server/pgtest.py)
         postgresql-15
         # tests
-        libcmocka-dev dbus systemd can-utils openssl curl python3 libxml2-utils libglib2.0-bin util-linux
+        libcmocka-dev dbus systemd can-utils openssl curl python3 libxml2-utils libglib2.0-bin util-linux valgrind
         # the VM with real SocketCAN and kernel ISO-TP
         qemu-system-x86 busybox-static cpio kmod iproute2
         # the Debian packages (debian/, tools/build-debs.sh) and their check
