@@ -491,7 +491,8 @@ static int tail_prev_line(AuditReader *r, const char **ret, size_t *ret_len, uin
                         return n < 0 ? log_error_errno(errno, "Failed to read audit log %s: %m", r->log_name)
                                      : log_error_errno(EIO, "Audit log %s shrank while it was read", r->log_name);
                 }
-                memcpy(b + chunk, r->buf, r->len);
+                if (r->len > 0) /* buf is NULL before the first chunk */
+                        memcpy(b + chunk, r->buf, r->len);
                 free(r->buf);
                 r->buf = b;
                 r->len += chunk;
