@@ -174,12 +174,12 @@ static void help_main(void) {
                "All keys lost: \"immoctl approval request VIN ...\", a manager approves, then\n"
                "\"immoctl reset\" and \"immoctl add-key\" for the new keys.\n\nVerbs:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
-                char left[64];
-                snprintf(left, sizeof(left), "%s%s%s", verbs[i].name, *verbs[i].args ? " " : "", verbs[i].args);
-                if (strlen(left) > 22)
-                        printf("  %s\n  %-22s %s\n", left, "", verbs[i].summary);
+                /* Name and arguments in full: a long one gets a line of its own. */
+                int width = printf("  %s%s%s", verbs[i].name, *verbs[i].args ? " " : "", verbs[i].args) - 2;
+                if (width > 22)
+                        printf("\n  %-22s %s\n", "", verbs[i].summary);
                 else
-                        printf("  %-22s %s\n", left, verbs[i].summary);
+                        printf("%*s %s\n", 22 - width, "", verbs[i].summary);
         }
         printf("\nOptions:\n%s\n%s\nSee the immoctl(1) man page for details.\n", global_options_help,
                exit_status_help);

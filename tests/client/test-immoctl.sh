@@ -59,6 +59,7 @@ expect_match "--version" '^immoctl [0-9]+\.[0-9]+\.[0-9]+$' "$out"
 out=$("$immoctl" --help)
 expect_rc "--help" 0 $?
 expect_match "--help lists the exit statuses" '4  not reachable' "$out"
+expect_match "--help shows a long verb line whole" 'approval request VIN .* --approver=ID --approver=ID$' "$out"
 for verb in status identify "vehicle set" "vehicle show" keys history monitor; do
         # shellcheck disable=SC2086
         out=$("$immoctl" $verb --help 2>&1)
