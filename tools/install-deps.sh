@@ -14,6 +14,8 @@ packages=(
         libcmocka-dev dbus systemd can-utils openssl curl python3 libxml2-utils libglib2.0-bin util-linux valgrind
         # the VM with real SocketCAN and kernel ISO-TP
         qemu-system-x86 busybox-static cpio kmod iproute2
+        # immoctl -H in the VM: the laptop's ssh (the box's sshd is fetched for the VM only)
+        openssh-client
         # the Debian packages (debian/, tools/build-debs.sh) and their check
         debhelper dpkg-dev lintian bash-completion
         # the web page (web/) and its browser test (tests/web/): Cockpit, headless Chromium, Selenium

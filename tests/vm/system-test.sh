@@ -21,6 +21,10 @@
 #   d         a whole key registration on socketcan-isotp:vcan0 (kernel ISO-TP), with a
 #             candump capture checked for the ids, the 0x57 address byte and padding
 #   e         the same on socketcan:vcan0 (immod's own ISO-TP over CAN_RAW)
+#   i         immoctl -H over real SSH (openssh-server's sshd from Debian's archive, keys
+#             made here): status, keys and a whole key registration as a member of
+#             immo; an outsider refused with immod's words; the connection lost in
+#             the middle leaves the procedure waiting, "immoctl -H ... attach" ends it
 #   g         systemd-analyze security: exposure level at most 1.5
 #   f         watchdog: a stopped (hung) immod is killed and restarted by systemd
 #   h         the packages' life: an upgrade (reinstall) restarts immod and keeps the
@@ -30,12 +34,15 @@
 # Exit status 0 only when all pass.  With IMMOD_VM_OUTPUT (run-vm.sh --output), the
 # candump captures, the VM's journal and immo-ecusim's log are kept there.
 #
-# Usage: system-test.sh DEBDIR PATH/TO/test-vectors.json
+# Usage: system-test.sh DEBDIR PATH/TO/test-vectors.json [SSHDEBDIR]
+# SSHDEBDIR holds openssh-server and libwrap0 .deb files (tests/vm/vm-system.sh fetches
+# them); without it, section i is skipped.
 
 set -u -o pipefail
 
 debs=${1:?usage: system-test.sh DEBDIR PATH/TO/test-vectors.json}
 vectors=${2:?usage: system-test.sh DEBDIR PATH/TO/test-vectors.json}
+sshdebs=${3:-}
 ecusim=/usr/bin/immo-ecusim # from the package immo-ecusim
 
 if [ "${IMMOD_IN_VM:-}" != 1 ] || [ "${IMMOD_VM_MODE:-}" != systemd ]; then
@@ -64,9 +71,11 @@ dump_pid=
 failures=0
 
 pass() { echo "PASS: $*"; }
+failed=() # repeated at the end: the console may lose lines (the watchdog's kill -STOP)
 fail() {
         echo "FAIL: $*"
         failures=$((failures + 1))
+        failed+=("$*")
 }
 section() { echo; echo "=== $*"; }
 
@@ -463,6 +472,106 @@ check "Link socketcan:vcan0" '^s "socketcan:vcan0"$' "$(mprop Link)"
 check "StatusText" '^Ready on socketcan:vcan0' "$(svc StatusText)"
 register_key socketcan 33333333
 
+# ===================================================================== i. SSH
+section "i. immoctl -H over SSH"
+# The technicians log in with a key; the box's sshd is Debian's, unpacked into this
+# throw-away root (the host has only the client), with a host key made here.
+remote=$TECH@127.0.0.1
+ssh_ic() { # ssh_ic USER ARGS...: immoctl on this host's bus through SSH as USER, as a laptop would
+        local u=$1
+        shift
+        timeout 300 immoctl -H "$u@127.0.0.1" --no-pager "$@" 2>&1
+}
+sshd_root=$work/sshd-root # the packages unpacked here: over / they would undo its merged /usr
+sshd=$sshd_root/usr/sbin/sshd
+start_sshd() {
+        local d f u lib=$sshd_root/usr/lib/x86_64-linux-gnu:$sshd_root/lib/x86_64-linux-gnu
+        for d in openssh-server libwrap0; do
+                f=$(ls "$sshdebs"/"$d"_*.deb 2>/dev/null | head -n 1)
+                [ -n "$f" ] && dpkg-deb -x "$f" "$sshd_root" || { echo "no $d .deb in $sshdebs"; return 1; }
+        done
+        id sshd >/dev/null 2>&1 || useradd -r -M -d /run/sshd -s /usr/sbin/nologin sshd || return 1
+        mkdir -p -m 0755 /run/sshd /etc/ssh/authorized_keys.d || return 1
+        ssh-keygen -q -t ed25519 -N '' -f "$work/ssh_host_key" || return 1
+        ssh-keygen -q -t ed25519 -N '' -f "$work/client_key" || return 1
+        for u in $TECH $OUTSIDER; do
+                # a technician's account: a shell, a home (useradd -M gave neither), and
+                # no password but not locked ("!" is: sshd would refuse the key too)
+                mkdir -p -m 0700 /home/$u && chown $u /home/$u && usermod -s /bin/sh -d /home/$u -p '*' $u &&
+                        install -m 0644 "$work/client_key.pub" /etc/ssh/authorized_keys.d/$u || return 1
+        done
+        printf '%s\n' "ListenAddress 127.0.0.1" "HostKey $work/ssh_host_key" \
+                "AuthorizedKeysFile /etc/ssh/authorized_keys.d/%u" "AllowUsers $TECH $OUTSIDER" \
+                "PasswordAuthentication no" "KbdInteractiveAuthentication no" "UsePAM no" \
+                "PermitRootLogin no" >"$work/sshd_config"
+        # The laptop's side: this key, and only this host key is trusted.
+        echo "127.0.0.1 $(cut -d' ' -f1,2 "$work/ssh_host_key.pub")" >"$work/known_hosts"
+        printf '%s\n' "Host 127.0.0.1" "        IdentityFile $work/client_key" "        IdentitiesOnly yes" \
+                "        UserKnownHostsFile $work/known_hosts" "        StrictHostKeyChecking yes" \
+                "        BatchMode yes" >/etc/ssh/ssh_config.d/immod-vm-test.conf
+        LD_LIBRARY_PATH=$lib "$sshd" -t -f "$work/sshd_config" || return 1
+        systemd-run -q --unit=immod-vm-sshd --setenv=LD_LIBRARY_PATH="$lib" \
+                "$sshd" -D -e -f "$work/sshd_config" || return 1
+        sshd_up() { ssh "$TECH@127.0.0.1" true; }
+        wait_for 30 sshd_up
+}
+if [ -z "$sshdebs" ]; then
+        echo "SKIP: section i: no openssh-server .deb (tests/vm/vm-system.sh could not fetch one)"
+elif verdict "sshd on 127.0.0.1:22, a key for $TECH and $OUTSIDER" start_sshd; then
+        check "ssh $remote: the host key checked, the key accepted" "^$TECH\$" "$(ssh "$remote" id -un 2>&1)"
+        check "immoctl -H $remote status" 'socketcan:vcan0' "$(ssh_ic $TECH status)"
+        before=$(registered)
+        check "immoctl -H $remote keys: $before registered" "$before" "$(ssh_ic $TECH keys)"
+        o=$(ssh_ic $OUTSIDER keys)
+        rc=$?
+        check "immoctl -H $OUTSIDER@127.0.0.1 keys: exit status 3 (refused)" '^3$' "$rc"
+        check "immoctl -H $OUTSIDER@127.0.0.1 keys: immod's words" 'not authorized by the bus policy' "$o"
+        check "immoctl -H $OUTSIDER@127.0.0.1 keys: what to do" 'member of the group "immo"' "$o"
+
+        # A registration through SSH: add-key stops at the passcode (--no-ask, none given);
+        # the passcode from the Seed as the service would give it; attach goes on.
+        o=$(ssh_ic $TECH add-key --no-ask --technician "T. Remote" --repair-order RO-VM-SSH)
+        rc=$?
+        check "immoctl -H add-key --no-ask without a passcode: exit status 2" '^2$' "$rc"
+        check "immoctl -H add-key: names the passcode it needs" 'smart-code-passcode needs a passcode' "$o"
+        proc=$(mprop ActiveProcedure | sed -n 's/^o "\(.*\)"$/\1/p')
+        check "the procedure waits at smart-code-passcode" '^s "smart-code-passcode"$' "$(pprop Step 2>&1)"
+        ssh_ic $TECH attach --no-ask --passcode "$(passcode)" >"$work/attach1.txt" &
+        ic_pid=$!
+        wait_step touch-registered-key
+        # The laptop's link drops: its ssh dies, as a lost connection ends it.
+        pkill -KILL -x ssh
+        wait $ic_pid
+        rc=$?
+        check "the connection lost: exit status 4 (not reachable)" '^4$' "$rc"
+        check "the connection lost: said, with the way back" \
+                "goes on at step touch-registered-key: \"immoctl -H $remote attach\" takes it up again" \
+                "$(cat "$work/attach1.txt")"
+        sleep 2 # immod has seen the client's bus name vanish
+        check "the procedure still runs" '^s "(running|waiting)"$' "$(pprop State)"
+        check "... and still waits at touch-registered-key" '^s "touch-registered-key"$' "$(pprop Step)"
+        ssh_ic $TECH attach --no-ask >"$work/attach2.txt" &
+        ic_pid=$!
+        sleep 3 # the new client has attached
+        check "touch the registered key" '"ok": *true' "$(ctl 'touch 11111111')"
+        wait_step touch-new-keys &&
+                check "touch the new key 44444444" '"ok": *true' "$(ctl 'touch 44444444')"
+        wait $ic_pid
+        rc=$?
+        check "immoctl -H $remote attach: exit status 0" '^0$' "$rc"
+        check "immoctl -H $remote attach: Done." '^Done\.$' "$(cat "$work/attach2.txt")"
+        check "registration over SSH: State succeeded" '^s "succeeded"$' "$(pprop State)"
+        check "registration over SSH: 1 key added" '"added" u 1' "$(pprop Keys)"
+        check "key count $before -> $((before + 1))" "^$((before + 1))\$" "$(registered)"
+        echo "--- the first attach, its connection lost:"
+        cat "$work/attach1.txt"
+        echo "--- the second attach:"
+        cat "$work/attach2.txt"
+        systemctl stop immod-vm-sshd.service
+else
+        journalctl -u immod-vm-sshd.service --no-pager -q | tail -n 20
+fi
+
 # ===================================================================== g. sandbox
 section "g. systemd-analyze security"
 sec=$(systemd-analyze security --no-pager immod.service 2>&1)
@@ -509,7 +618,9 @@ systemctl daemon-reload
 systemctl restart immod.service
 audit=/var/lib/immod/audit.log
 audit_sum=$(sha256sum "$audit" 2>&1 | cut -d' ' -f1)
-check "the audit log has the two registrations" '^2$' "$(grep -c . "$audit" 2>&1)"
+registrations=3 # d, e and i
+[ -n "$sshdebs" ] || registrations=2
+check "the audit log has the $registrations registrations" "^$registrations\$" "$(grep -c . "$audit" 2>&1)"
 pid=$(svc MainPID)
 # Reinstalling the same version takes the upgrade path: prerm upgrade, postinst configure
 # with the old version, so the unit is restarted.
@@ -557,4 +668,5 @@ verdict "purge: /var/lib/immo-passcode-server removed" test ! -e /var/lib/immo-p
 
 echo
 echo "$failures failure(s)"
+for f in "${failed[@]}"; do echo "FAILED: $f"; done
 [ "$failures" -eq 0 ]

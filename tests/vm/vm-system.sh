@@ -21,5 +21,14 @@ if [ -z "$debs" ]; then
         "$repo/tools/build-debs.sh" --nocheck "$debs" || exit 1
 fi
 debs=$(cd "$debs" && pwd -P) || exit 1
+# The box's sshd for immoctl -H: Debian's openssh-server, unpacked in the VM only (this
+# host needs just the client).  Fetched once into the VM cache; without it the test's
+# SSH section is skipped, and says so.
+sshdebs=${IMMOD_VM_CACHE:-$repo/vm-cache}/sshd
+if ! ls "$sshdebs"/openssh-server_*.deb "$sshdebs"/libwrap0_*.deb >/dev/null 2>&1; then
+        mkdir -p "$sshdebs" && (cd "$sshdebs" && apt-get download -q openssh-server libwrap0 2>&1) ||
+                { echo "vm-system: cannot fetch openssh-server from Debian's archive"; sshdebs=; }
+fi
+[ -z "$sshdebs" ] || sshdebs=$(cd "$sshdebs" && pwd -P)
 exec "$here/run-vm.sh" --systemd --timeout 840 --output "$output" -- \
-        "$here/system-test.sh" "$debs" "$repo/tests/test-vectors.json"
+        "$here/system-test.sh" "$debs" "$repo/tests/test-vectors.json" $sshdebs
