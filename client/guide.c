@@ -336,8 +336,14 @@ static int guide_sync(Guide *g) {
         for (;;) {
                 r = sd_bus_process(g->bus, NULL);
                 if (r < 0) {
+                        /* The link to the box dropped (SSH, a closed lid): immod goes on without us. */
+                        bool remote = g->c->transport == BUS_TRANSPORT_REMOTE;
+
                         clear_status(g);
-                        return log_error_errno(r, "Lost the connection to the bus: %m");
+                        log_error_errno(r, "Lost the connection to immod: %m");
+                        fprintf(stderr, "The procedure goes on at step %s: \"immoctl%s%s attach\" takes it up again.\n",
+                                pstr(g, "Step") ?: "?", remote ? " -H " : "", remote ? g->c->bus_arg : "");
+                        return IMMOCTL_EXIT_UNREACHABLE;
                 }
                 if (r == 0)
                         break;

@@ -156,7 +156,8 @@ static const char exit_status_help[] =
         "     NoVehicle, UnsupportedVehicle, EcuRefused, PasscodeRejected, LockedOut,\n"
         "     BatteryLow, WrongStep, CountMismatch, NotCancellable, ApprovalRequired,\n"
         "     ApprovalPending, AuthenticationFailed, ServerRefused\n"
-        "  4  not reachable: EcuAsleep, EcuUnreachable, LinkDown, Timeout, ServerUnreachable\n";
+        "  4  not reachable: EcuAsleep, EcuUnreachable, LinkDown, Timeout, ServerUnreachable;\n"
+        "     the connection to immod lost while following a procedure (it goes on)\n";
 
 static const char global_options_help[] =
         "  -h --help              Show this help (\"immoctl VERB --help\" for one verb)\n"
