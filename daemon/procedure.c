@@ -18,7 +18,7 @@
 #include "procedure.h"
 #include "uds-link.h"
 
-/* The poll timer is armed for the next thing due (poll_period()), so that a procedure waiting
+/* The poll timer is armed for the next thing due (next_poll()), so that a procedure waiting
  * for a person wakes immod little more than tester present does. */
 #define POLL_INTERVAL_USEC (250 * USEC_PER_MSEC)  /* the reset's progress (4 changes a second at most),
                                                     * and a request on its way (the gate's ticks) */
@@ -26,6 +26,7 @@
 #define PROBE_INTERVAL_USEC (1000 * USEC_PER_MSEC)   /* a sleeping ECU, a lockout's countdown */
 #define PROBE_LEAD_USEC (100 * USEC_PER_MSEC)         /* the probe goes this much before tester present
                                                     * would, and so takes its place (uds.h) */
+#define PROBE_LATE_LOG_USEC (5 * USEC_PER_MSEC)       /* a later probe is logged (debug) */
 
 static const char *const event_names[] = {
         [EVENT_RECOGNISED] = "registered-key-recognised",
@@ -774,6 +775,11 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
         } else if (usec >= p->last_probe + probe_period(p)) {
                 static const uint8_t probe[2] = { UDS_TESTER_PRESENT, 0x00 };
 
+                usec_t now = now_usec(CLOCK_MONOTONIC), late = now > usec ? now - usec : 0;
+
+                /* bench-immod tells the loop's own lateness from what the bus shows */
+                if (late > PROBE_LATE_LOG_USEC)
+                        log_debug("Keep-alive probe %.1f ms late.", (double) late / USEC_PER_MSEC);
                 p->last_probe = usec;
                 (void) request(p, probe, sizeof(probe), NULL);
         }

@@ -39,12 +39,20 @@ cs, ticks, reqs, s, hz = (float(x) for x in sys.argv[2:7])
 print("%-44s wakeups %5.2f/s   CPU %5.2f %%   bus requests %4.2f/s" % (sys.argv[1], cs / s, 100 * ticks / hz / s, reqs / s))' \
                 "$1" $((b[0] - a[0])) $((b[1] - a[1])) $((r1 - r0)) "$2" "$hz"
 }
-# lateness LABEL FROM_LINE: since line FROM_LINE of the sniffer's log, the time between two
-# keep-alives (3E 00 or 3E 80) beyond the period they are sent at (tester present's 2 s, or
-# the probe's 1.9 s that takes its place), and the longest time with no request at all (S3
-# is 5 s)
+# lateness LABEL MARK: since the MARK (from mark), the time between two keep-alives (3E 00
+# or 3E 80) on the sniffer's log beyond the period they are sent at (tester present's 2 s,
+# or the probe's 1.9 s that takes its place), and the longest time with no request at all
+# (S3 is 5 s); then how late immod's own loop was (its debug log names each probe sent more
+# than 5 ms after it was due), to tell the loop's delay from the sniffer's.
+mark() { echo "$(wc -l <"$tmp/bus.log") $(wc -l <"$tmp/immod.log")"; }
 lateness() {
-        tail -n +"$(($2 + 1))" "$tmp/bus.log" | python3 -c '
+        local from=($2)
+        tail -n +"$((from[1] + 1))" "$tmp/immod.log" | python3 -c '
+import re, sys
+late = [float(m) for m in re.findall(r"Keep-alive probe ([0-9.]+) ms late", sys.stdin.read())]
+print("%-44s immod'"'"'s own loop: %d probe%s sent more than 5 ms late, the latest by %5.1f ms"
+      % ("", len(late), "" if len(late) == 1 else "s", max(late, default=0.0)))' >"$tmp/loop-late.txt"
+        tail -n +"$((from[0] + 1))" "$tmp/bus.log" | python3 -c '
 import statistics, sys
 rows = [l.split() for l in sys.stdin if " 0x" in l]
 t_all = [float(r[0]) for r in rows]
@@ -58,6 +66,7 @@ p99 = late[min(len(late) - 1, int(len(late) * 0.99))]
 quiet = max(b - a for a, b in zip(t_all, t_all[1:]))
 print("%-44s keep-alive late by median %5.1f ms, p99 %5.1f ms, max %5.1f ms (%d); longest quiet %4.2f s"
       % (sys.argv[1], statistics.median(late), p99, late[-1], len(late), quiet))' "$1"
+        cat "$tmp/loop-late.txt"
 }
 memory() {
         awk -v label="$1" '/^Rss:/ { rss = $2 } /^Pss:/ { pss = $2 } /^Anonymous:/ { anon = $2 }
@@ -116,18 +125,18 @@ print("%-44s %6.1f ms to answer, %6.1f ms of the loop, longest slice %4.1f ms (m
 done
 
 start_reset >/dev/null
-n=$(wc -l <"$tmp/bus.log")
+n=$(mark)
 measure "holding the session (immobilizer-passcode)" "$SECS"
 lateness "  alone" "$n"
 
-n=$(wc -l <"$tmp/bus.log")
+n=$(mark)
 history_loop &
 hist_pid=$!
 measure "  while a client reads 10,000 records" "$SECS"
 kill "$hist_pid" 2>/dev/null; wait "$hist_pid" 2>/dev/null
 lateness "  while a client reads 10,000 records" "$n"
 
-n=$(wc -l <"$tmp/bus.log")
+n=$(mark)
 callers=()
 for i in $(seq 50); do caller_loop & callers+=($!); done
 measure "  with 50 clients calling in a loop" "$SECS"
