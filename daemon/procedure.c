@@ -1165,6 +1165,21 @@ static void decide_cancel(Procedure *p) {
                p->readback_note[0] ? ": " : ".", p->readback_note);
 }
 
+/* Keys after a readback that goes on: the car's key status (A001, just read) and nothing of
+ * an erasure window, which the readback ended (its touches were read before it closed, and
+ * the next window counts anew). The declared count is not journalled: after a restart it is
+ * asked again, so nothing is to be deleted until it is. */
+static void keys_after_readback(Procedure *p, bool restarted) {
+        if (p->view.kind != PROCEDURE_KEY_ERASURE)
+                return;
+        if (restarted)
+                set_uint(p, &p->view.declared, 0, PROP_KEYS);
+        set_uint(p, &p->view.touched, 0, PROP_KEYS);
+        set_uint(p, &p->view.to_delete,
+                 p->view.declared > 0 && p->view.registered >= p->view.declared ? p->view.registered - p->view.declared : 0,
+                 PROP_KEYS);
+}
+
 /* Resume: after a restart, a wake-up, or a lost answer to a command that changes the car. */
 static void decide_resume(Procedure *p) {
         const char *at = p->stopped_at ?: procedure_step_id(p);
@@ -1212,6 +1227,7 @@ static void decide_resume(Procedure *p) {
         if (p->view.kind == PROCEDURE_KEY_REGISTRATION && before >= 0)
                 set_uint(p, &p->view.added, p->view.registered > (unsigned) before ? p->view.registered - (unsigned) before : 0,
                          PROP_KEYS);
+        keys_after_readback(p, restarted);
         enter_step(p, to);
         if (!restarted && to == p->view.step && p->view.steps[to].end != STEP_END_PASSCODE)
                 set_prompt(p, "The ECU is awake again. %s", step_info(p)->prompt);

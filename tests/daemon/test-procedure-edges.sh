@@ -304,11 +304,17 @@ expect_match "Acknowledge confirm-counts" '^$' "$(pcall Acknowledge s confirm-co
 expect_match "Acknowledge confirm-agree" '^$' "$(pcall Acknowledge s confirm-agree)"
 expect_match "SubmitPasscode" '^$' "$(pcall SubmitPasscode s "$(passcode)")"
 expect_match "Step touch-keys (window open)" '^s "touch-keys"$' "$(pprop Step)"
+expect_match "touch one key in the window" '"ok": *true' "$(ctl 'touch 11111111')"
+touched_one() { keys_prop | grep -q '"touched" u 1 '; }
+if wait_for 10 touched_one; then pass "Keys: touched 1 before the kill"; else fail "Keys: $(keys_prop)"; fi
 # killed with the window open: the new session closes it, nothing is deleted
 restart_immod_hard
 if wait_for 20 resumed_declare; then pass "erasure with an open window resumed at declare-keys"; else fail "not resumed: $(pprop Step) $(pprop State) $(pprop ErrorMessage)"; fi
 expect_match "Prompt: nothing deleted" 'immod restarted during step touch-keys; nothing was deleted' "$(pprop Prompt)"
-expect_match "Keys: declared count asked again" '"declared_present" u 0 ' "$(keys_prop)"
+# the car's truth, not what the closed window had counted: nothing declared, touched or to
+# be deleted until the count is asked again
+expect_match "Keys after the resume: the car's keys, nothing declared, touched or to delete" \
+        '"registered" u 3 "available" u 4 "max" u 7 "declared_present" u 0 "touched" u 0 "to_delete" u 0 ' "$(keys_prop)"
 expect_match "ECU: still 3 keys" '^3$' "$(ecu_registered)"
 expect_match "ECU: no erasure window" '^0$' "$(ecu_field immobilizer_state)"
 cancel_and_check "resumed erasure"
