@@ -517,15 +517,23 @@ int manager_resume(Manager *m) {
                                   j->profile);
                         continue;
                 }
-                if (procedure_resume(m, j, profile, &p) < 0 || manager_add_procedure(m, p) < 0) {
-                        log_error("Failed to resume procedure %" PRIu64 ".", j->id);
+                r = procedure_resume(m, j, profile, &p);
+                if (r >= 0) {
+                        r = manager_add_procedure(m, p);
+                        if (r < 0)
+                                procedure_free(p);
+                }
+                if (r < 0) {
+                        log_error_errno(r, "Failed to resume procedure %" PRIu64 ": %m", j->id);
                         continue;
                 }
+                /* on the bus first, then announced, then what it reads back changes it */
                 if (procedure_is_active(p) && !m->active) {
                         m->active = p;
                         battery_watch_set_active(m->battery, true);
                         manager_emit(m, "ActiveProcedure", NULL);
                 }
+                procedure_resume_begin(p);
         }
         m->next_id = max_id + 1;
         journal_records_free(records, n);

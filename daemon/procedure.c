@@ -1427,8 +1427,11 @@ int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *p
         log_info("Procedure %" PRIu64 ": immod stopped during step %s%s%s; reading the vehicle back.", p->view.id, j->step,
                  j->sent_command ? " after sending " : "", j->sent_command ?: "");
         *ret = p;
-        readback(p, READBACK_RESUME);
         return 0;
+}
+
+void procedure_resume_begin(Procedure *p) {
+        readback(p, READBACK_RESUME);
 }
 
 Procedure *procedure_free(Procedure *p) {

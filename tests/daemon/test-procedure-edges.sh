@@ -27,8 +27,8 @@ src=$4
 PW='Edge-pw-8812'
 CRED="{'user': <'tech1'>, 'password': <'$PW'>}"
 
-harness_pids="immod_pid mon_pid sim_pid server_pid bus_pid"
-mon_pid= server_pid=
+harness_pids="immod_pid mon_pid mon2_pid sim_pid server_pid bus_pid"
+mon_pid= mon2_pid= server_pid=
 harness_logs=("ecusim log" ecusim.log 60 "server log" server.log 20)
 . "$src/tests/lib/harness.sh"
 require_tools openssl busctl gdbus dbus-daemon python3 setpriv
@@ -307,6 +307,11 @@ expect_match "Step touch-keys (window open)" '^s "touch-keys"$' "$(pprop Step)"
 expect_match "touch one key in the window" '"ok": *true' "$(ctl 'touch 11111111')"
 touched_one() { keys_prop | grep -q '"touched" u 1 '; }
 if wait_for 10 touched_one; then pass "Keys: touched 1 before the kill"; else fail "Keys: $(keys_prop)"; fi
+# what a client that follows immod's name sees of the restart: the resumed procedure is
+# announced (ActiveProcedure) before its own properties change
+bctl monitor --json=short --match "type='signal',sender='$DEST'" >"$tmp/resume-signals.json" 2>/dev/null &
+mon2_pid=$!
+sleep 0.5
 # killed with the window open: the new session closes it, nothing is deleted
 restart_immod_hard
 if wait_for 20 resumed_declare; then pass "erasure with an open window resumed at declare-keys"; else fail "not resumed: $(pprop Step) $(pprop State) $(pprop ErrorMessage)"; fi
@@ -315,6 +320,37 @@ expect_match "Prompt: nothing deleted" 'immod restarted during step touch-keys; 
 # be deleted until the count is asked again
 expect_match "Keys after the resume: the car's keys, nothing declared, touched or to delete" \
         '"registered" u 3 "available" u 4 "max" u 7 "declared_present" u 0 "touched" u 0 "to_delete" u 0 ' "$(keys_prop)"
+sleep 0.5
+kill "$mon2_pid" 2>/dev/null
+wait "$mon2_pid" 2>/dev/null
+mon2_pid=
+out=$(python3 - "$tmp/resume-signals.json" "$proc" "$OBJ" <<'PY'
+import json, sys
+path, manager = sys.argv[2], sys.argv[3]
+announced = changed = None
+for i, line in enumerate(open(sys.argv[1], errors="replace")):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    data = (m.get("payload") or {}).get("data", [])
+    if m.get("member") != "PropertiesChanged" or len(data) < 2:
+        continue
+    if m.get("path") == manager and "ActiveProcedure" in data[1] and announced is None and \
+            data[1]["ActiveProcedure"].get("data") == path:
+        announced = i
+    if m.get("path") == path and changed is None:
+        changed = i
+print("announced %s, changed %s" % (announced, changed))
+PY
+)
+expect_match "a client following $DEST sees ActiveProcedure $proc before the procedure's PropertiesChanged" \
+        '^announced [0-9]+, changed [0-9]+$' "$out"
+if [[ $out =~ ^announced\ ([0-9]+),\ changed\ ([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -lt "${BASH_REMATCH[2]}" ]; then
+        pass "announced first ($out)"; else fail "the resumed procedure changed before it was announced ($out)"; fi
+if grep -q 'Failed to announce changed properties' "$tmp/immod.log"; then
+        fail "immod: $(grep -m1 'Failed to announce changed properties' "$tmp/immod.log")"; else
+        pass "no 'Failed to announce changed properties' in immod's log"; fi
 expect_match "ECU: still 3 keys" '^3$' "$(ecu_registered)"
 expect_match "ECU: no erasure window" '^0$' "$(ecu_field immobilizer_state)"
 cancel_and_check "resumed erasure"
