@@ -386,10 +386,14 @@ static void run_cont(void *owner, EcuGateFn fn, unsigned flags, const UdsRespons
 }
 
 /* Sends, or answers the pending call with the failure. */
-static void send_or_fail(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont) {
-        int r = request(p, data, n, cont);
+static void request_or_fail(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont, unsigned flags) {
+        int r = request_flags(p, data, n, cont, flags);
         if (r < 0)
                 reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.", strerror(-r));
+}
+
+static void send_or_fail(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont) {
+        request_or_fail(p, data, n, cont, 0);
 }
 
 static void read_did(Procedure *p, uint16_t did, ProcedureCont cont) {
@@ -410,9 +414,7 @@ static void routine(Procedure *p, uint8_t sub, uint16_t rid, int option, Procedu
         uint8_t req[5];
         size_t n = routine_request(req, sub, rid, option);
         /* results carry key events that the ECU reports once: a late answer is awaited */
-        int r = request_flags(p, req, n, cont, sub == ROUTINE_RESULTS ? ECU_GATE_WAIT_LATE : 0);
-        if (r < 0)
-                reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.", strerror(-r));
+        request_or_fail(p, req, n, cont, sub == ROUTINE_RESULTS ? ECU_GATE_WAIT_LATE : 0);
 }
 
 static void routine_command_text(uint8_t sub, uint16_t rid, int option, char *buf, size_t n) {
@@ -428,16 +430,13 @@ static void routine_journalled(Procedure *p, uint8_t sub, uint16_t rid, int opti
         char cmd[JOURNAL_COMMAND_MAX_BYTES];
         uint8_t req[5];
         size_t n = routine_request(req, sub, rid, option);
-        int r;
 
         routine_command_text(sub, rid, option, cmd, sizeof(cmd));
         if (journal(p, cmd) < 0) {
                 reply_error(p, SD_BUS_ERROR_IO_ERROR, "The journal cannot be written; nothing was sent to the car.");
                 return;
         }
-        r = request_flags(p, req, n, cont, REQUEST_CHANGES_CAR);
-        if (r < 0)
-                reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.", strerror(-r));
+        request_or_fail(p, req, n, cont, REQUEST_CHANGES_CAR);
 }
 
 /* Checks a positive answer of at least `min` bytes; otherwise answers the pending call
@@ -1014,6 +1013,14 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
 
 #define CLOSE_TRIES_MAX 3U
 
+/* The extended session is held with tester present (the configuration's period, else the
+ * profile's) until the procedure ends or leaves it. */
+static void hold_session(Procedure *p) {
+        unsigned ms = p->daemon->config.tester_present_ms ?: p->profile->timing.tester_present_ms;
+        uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
+}
+
+
 static void rb_keys(Procedure *p);
 static void rb_decide(Procedure *p);
 
@@ -1035,10 +1042,8 @@ static void rb_on_a101(Procedure *p, const UdsResponse *r) {
 }
 
 static void rb_on_session(Procedure *p, const UdsResponse *r) {
-        if (r->error == 0 && r->nrc == 0) {
-                unsigned ms = p->daemon->config.tester_present_ms ?: p->profile->timing.tester_present_ms;
-                uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
-        }
+        if (r->error == 0 && r->nrc == 0)
+                hold_session(p);
         if (p->view.kind == PROCEDURE_IMMOBILIZER_RESET)
                 routine(p, ROUTINE_RESULTS, p->profile->rids.smart_code_reset, -1, rb_on_a101);
         else
@@ -1334,11 +1339,6 @@ static int procedure_alloc(Manager *m, uint64_t id, ProcedureKind kind, const ch
         (void) sd_event_source_set_description(p->poll, "procedure-poll");
         *ret = p;
         return 0;
-}
-
-static void hold_session(Procedure *p) {
-        unsigned ms = p->daemon->config.tester_present_ms ?: p->profile->timing.tester_present_ms;
-        uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
 }
 
 static void on_start_keys(Procedure *p, const UdsResponse *r) {
