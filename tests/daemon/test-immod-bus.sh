@@ -128,19 +128,7 @@ bctl monitor --json=short --match "type='method_call',destination='org.freedeskt
         >"$tmp/creds.json" 2>/dev/null &
 mon_pid=$!
 sleep 0.5
-creds_asked() {
-        python3 -c '
-import json, sys
-n = 0
-for line in open(sys.argv[1], errors="replace"):
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("member", "").startswith("GetConnection"):
-        n += 1
-print(n)' "$tmp/creds.json"
-}
+creds_asked() { bus_messages "$tmp/creds.json" | cut -f3 | grep -c '^GetConnection'; }
 start_procedure key-registration 1 technician s tech1
 sleep 0.5
 expect_match "StartProcedure asked the bus for the caller's credentials once" '^1$' "$(creds_asked)"
