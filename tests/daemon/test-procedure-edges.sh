@@ -324,9 +324,12 @@ sleep 0.5
 kill "$mon2_pid" 2>/dev/null
 wait "$mon2_pid" 2>/dev/null
 mon2_pid=
-out=$(python3 - "$tmp/resume-signals.json" "$proc" "$OBJ" <<'PY'
+# the new immod's signals only (the killed one's may be in the file before them)
+owner=$(bctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus GetNameOwner s "$DEST" |
+        sed -n 's/^s "\(.*\)"$/\1/p')
+out=$(python3 - "$tmp/resume-signals.json" "$proc" "$OBJ" "$owner" <<'PY'
 import json, sys
-path, manager = sys.argv[2], sys.argv[3]
+path, manager, owner = sys.argv[2], sys.argv[3], sys.argv[4]
 announced = changed = None
 for i, line in enumerate(open(sys.argv[1], errors="replace")):
     try:
@@ -334,7 +337,7 @@ for i, line in enumerate(open(sys.argv[1], errors="replace")):
     except ValueError:
         continue
     data = (m.get("payload") or {}).get("data", [])
-    if m.get("member") != "PropertiesChanged" or len(data) < 2:
+    if m.get("sender") != owner or m.get("member") != "PropertiesChanged" or len(data) < 2:
         continue
     if m.get("path") == manager and "ActiveProcedure" in data[1] and announced is None and \
             data[1]["ActiveProcedure"].get("data") == path:
