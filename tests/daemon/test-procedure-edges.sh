@@ -173,10 +173,12 @@ expect_match "erasure at declare-keys" '^s "declare-keys"$' "$(pprop Step)"
 cancel_and_check "erasure at declare-keys"
 
 # ===== 9. a call that comes while a background poll waits for the ECU waits too, never Busy
-# The ECU holds its next answer for 30 x 0x78 (3 s); immod's probe (3E 00 in tester
-# present's place, 1.9 s apart at a waiting step) is then on its way when Acknowledge comes.
+# The ECU holds its answer to immod's next probe (3E 00 in tester present's place, 1.9 s
+# apart at a waiting step) for 30 x 0x78 (3 s): 2.5 s on, that probe is on its way whenever
+# it left, when Acknowledge comes. Aimed at the probe: a battery read (22 A010, every 2 s
+# while a procedure runs) that came first would otherwise take the fault.
 start key-erasure
-expect_match "fault pending 30" '"ok": *true' "$(ctl 'fault pending 30')"
+expect_match "fault pending 30 3E00" '"ok": *true' "$(ctl 'fault pending 30 3E00')"
 sleep 2.5
 expect_match "Acknowledge while a poll waits: OK, not Busy" '^OK$' "$(perr Acknowledge "'confirm-warning'")"
 expect_match "and the step moved on" '^s "declare-keys"$' "$(pprop Step)"
