@@ -229,6 +229,17 @@ wait_step 10 function-check
 expect_signal "KeyEvent key-registered, slot 2, 2 beeps" "$proc" KeyEvent '^key-registered 2 2$'
 expect_match "Keys: added 1, registered 2" '"registered" u 2 .*"added" u 1' "$(keys_prop)"
 expect_match "ECU: registration mode ended after one key" '^0$' "$(ecu_field immobilizer_state)"
+# one late answer is not sleep (as a loaded machine may delay one): immod's next probe at this
+# waiting step (3E 00, 1.9 s apart) is answered 200 ms late, past P2 (150 ms); immod asks
+# again and goes on, the ECU never taken for asleep
+asleep_before=$(grep -c 'ECU: awake -> asleep' "$tmp/immod.log")
+expect_match "fault delay 200 3E00" '"ok": *true' "$(ctl 'fault delay 200 3E00')"
+probe_late() { grep -q 'ECU: no answer to service 0x3E within P2' "$tmp/immod.log"; }
+if wait_for 5 probe_late; then pass "the late probe was asked again"; else fail "no second probe after the late one"; fi
+sleep 0.5 # the second probe's P2 (150 ms) and the late answer (200 ms) are over by then
+expect_match "one late probe: never asleep" "^$asleep_before$" "$(grep -c 'ECU: awake -> asleep' "$tmp/immod.log")"
+expect_match "EcuState awake" '^s "awake"$' "$(prop EcuState)"
+expect_match "still waiting at function-check" '^s "waiting"$' "$(pprop State)"
 expect_match "Acknowledge function-check" '^$' "$(pcall Acknowledge s function-check)"
 wait_step 10 done
 expect_match "mode 1 registration succeeded" '^s "succeeded"$' "$(pprop State)"
