@@ -1020,7 +1020,6 @@ static void hold_session(Procedure *p) {
         uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
 }
 
-
 static void rb_keys(Procedure *p);
 static void rb_decide(Procedure *p);
 
