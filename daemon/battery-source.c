@@ -156,9 +156,10 @@ static int on_sample_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 /* hwmon: every second. ecu: every 2 s while active; else once, when the last reading goes
- * stale. none: never. */
+ * stale; a kick (battery_watch_kick()) brings the next one to the end of the last reading's
+ * period. none: never. */
 static void watch_rearm(BatteryWatch *w) {
-        usec_t when;
+        usec_t when = USEC_INFINITY;
 
         if (!w->sample_timer)
                 return;
@@ -169,7 +170,9 @@ static void watch_rearm(BatteryWatch *w) {
         else if (w->source == BATTERY_SOURCE_ECU && w->monitor.sampled_at != USEC_INFINITY &&
                  battery_monitor_state(&w->monitor) != BATTERY_STATE_UNKNOWN)
                 when = w->monitor.sampled_at + BATTERY_STALE_USEC + 1;
-        else {
+        if (w->source == BATTERY_SOURCE_ECU && w->kicked && w->monitor.sampled_at != USEC_INFINITY)
+                when = MIN(when, w->monitor.sampled_at + BATTERY_WATCH_ECU_INTERVAL_USEC);
+        if (when == USEC_INFINITY) {
                 (void) sd_event_source_set_enabled(w->sample_timer, SD_EVENT_OFF);
                 return;
         }
@@ -258,29 +261,14 @@ void battery_watch_set_active(BatteryWatch *w, bool active) {
 }
 
 void battery_watch_kick(BatteryWatch *w) {
-        usec_t due;
-
         if (w->source != BATTERY_SOURCE_ECU)
                 return;
         /* Shared with the schedule: a reading younger than its period is recent enough, and
-         * the next one comes when that period ends, active or not. */
-        if (w->monitor.sampled_at != USEC_INFINITY) {
-                due = w->monitor.sampled_at + BATTERY_WATCH_ECU_INTERVAL_USEC;
-                if (now_mono() < due) {
-                        uint64_t armed;
-                        int enabled = SD_EVENT_OFF;
-
-                        w->kicked = true;
-                        (void) sd_event_source_get_enabled(w->sample_timer, &enabled);
-                        if (enabled == SD_EVENT_OFF || sd_event_source_get_time(w->sample_timer, &armed) < 0 ||
-                            armed > due) {
-                                (void) sd_event_source_set_time(w->sample_timer, due);
-                                (void) sd_event_source_set_enabled(w->sample_timer, SD_EVENT_ONESHOT);
-                        }
-                        return;
-                }
-        }
-        read_ecu(w);
+         * the next one comes when that period ends, active or not (watch_rearm()). */
+        if (w->monitor.sampled_at != USEC_INFINITY && now_mono() < w->monitor.sampled_at + BATTERY_WATCH_ECU_INTERVAL_USEC)
+                w->kicked = true;
+        else
+                read_ecu(w);
         watch_rearm(w);
 }
 

@@ -165,14 +165,15 @@ int daemon_new(const char *config_path, const char *bus, Daemon **ret) {
         if (r < 0)
                 return r;
 
-        /* Before the name is taken: a client never sees a journalled procedure missing. */
-        r = manager_resume(d->manager);
-        if (r < 0)
-                return r;
-
         r = sd_bus_request_name(d->bus, IMMOD_BUS_NAME, 0);
         if (r < 0)
                 return log_error_errno(r, "Failed to acquire the bus name %s: %m", IMMOD_BUS_NAME);
+
+        /* Once the name is ours, so that the clients that follow it see the resumed procedures
+         * announced; before the event loop runs, so that no call finds one missing. */
+        r = manager_resume(d->manager);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(d);
         return 0;

@@ -145,8 +145,9 @@ static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata) {
 
         if (call->probe)
                 probe_answered(g, resp);
-        else if (resp->error == -ETIMEDOUT && call->head[0] != UDS_TESTER_PRESENT) {
-                /* late, or asleep? the probe tells; the answer stays welcome meanwhile */
+        else if (resp->error == -ETIMEDOUT) {
+                /* late, or asleep? the probe tells; the answer stays welcome meanwhile. The
+                 * owner's own 3E 00 too: one late answer to it is not sleep either. */
                 g->late = TAKE_PTR(call);
                 g->late_size = 0;
                 g->late_probed = false;

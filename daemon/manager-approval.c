@@ -214,7 +214,7 @@ int method_request_approval(sd_bus_message *msg, void *userdata, sd_bus_error *e
                                                  attestation_names[k]);
         }
 
-        r = manager_authorize(m, msg, error);
+        r = manager_authorize(m, msg, NULL, error);
         if (r < 0)
                 return r;
 
@@ -256,7 +256,7 @@ int method_get_approval(sd_bus_message *msg, void *userdata, sd_bus_error *error
                 return r;
         if (strnlen(vin, STRING_ARG_MAX + 1) > STRING_ARG_MAX || vin_check_syntax(vin, &reason) < 0)
                 return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_VIN, "%s", reason ?: "The VIN is malformed.");
-        r = manager_authorize(m, msg, error);
+        r = manager_authorize(m, msg, NULL, error);
         if (r < 0)
                 return r;
         return approval_call_start(m, msg, true, &cred, vin, NULL, error);

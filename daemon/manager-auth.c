@@ -140,7 +140,7 @@ static int sender_uid(Manager *m, sd_bus_message *msg, AuthCache **ret_entry, ui
 
 /* Methods are for root and the configured group, judged on the sender's credentials as
  * the bus recorded them, never augmented from /proc (which a caller could race). */
-int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
+int manager_authorize(Manager *m, sd_bus_message *msg, uid_t *ret_uid, sd_bus_error *error) {
         const char *group = m->daemon->config.group ?: CONFIG_DEFAULT_GROUP;
         const char *method = sd_bus_message_get_member(msg);
         usec_t now = now_usec(CLOCK_MONOTONIC);
@@ -164,8 +164,11 @@ int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error) {
                         e->verdict_at = now;
                 }
         }
-        if (r > 0)
+        if (r > 0) {
+                if (ret_uid)
+                        *ret_uid = uid;
                 return 0;
+        }
         if (r < 0)
                 log_warning_errno(r, "Refused %s() from uid %u: cannot read the user database: %m", method,
                                   (unsigned) uid);

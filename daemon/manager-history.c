@@ -147,7 +147,7 @@ int method_get_history(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         r = sd_bus_message_read(msg, "u", &limit);
         if (r < 0)
                 return r;
-        r = manager_authorize(m, msg, error);
+        r = manager_authorize(m, msg, NULL, error);
         if (r < 0)
                 return r;
         for (HistoryRead *i = m->history_reads; i; i = i->next)

@@ -276,7 +276,7 @@ int method_identify(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
         int r;
 
-        r = manager_authorize(m, msg, error);
+        r = manager_authorize(m, msg, NULL, error);
         if (r < 0)
                 return r;
 
@@ -307,7 +307,7 @@ int method_read_key_status(sd_bus_message *msg, void *userdata, sd_bus_error *er
         Manager *m = userdata;
         int r;
 
-        r = manager_authorize(m, msg, error);
+        r = manager_authorize(m, msg, NULL, error);
         if (r < 0)
                 return r;
 
@@ -384,7 +384,7 @@ int method_set_vehicle(sd_bus_message *msg, void *userdata, sd_bus_error *error)
                 return sd_bus_error_setf(error, IMMOD_ERROR_INVALID_VIN, "Invalid VIN: %s.", reason);
 
         /* Authorize. */
-        r = manager_authorize(m, msg, error);
+        r = manager_authorize(m, msg, NULL, error);
         if (r < 0)
                 return r;
 

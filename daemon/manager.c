@@ -378,7 +378,6 @@ static int read_procedure_option(sd_bus_message *msg, const char *key, void *use
 }
 
 static int method_start_procedure(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         Manager *m = userdata;
         ProcedureOptions o = {};
         const char *kind_name;
@@ -399,12 +398,8 @@ static int method_start_procedure(sd_bus_message *msg, void *userdata, sd_bus_er
                                          "Unknown procedure kind; immobilizer-reset, key-registration or key-erasure "
                                          "expected.");
 
-        r = manager_authorize(m, msg, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID, &creds);
-        if (r >= 0)
-                r = sd_bus_creds_get_euid(creds, &uid);
+        /* the uid the authorization judged is the Owner: the bus is asked once */
+        r = manager_authorize(m, msg, &uid, error);
         if (r < 0)
                 return r;
 
@@ -456,7 +451,7 @@ static int method_list_procedures(sd_bus_message *msg, void *userdata, sd_bus_er
         Manager *m = userdata;
         int r;
 
-        r = manager_authorize(m, msg, error);
+        r = manager_authorize(m, msg, NULL, error);
         if (r < 0)
                 return r;
         r = sd_bus_message_new_method_return(msg, &reply);
@@ -522,15 +517,23 @@ int manager_resume(Manager *m) {
                                   j->profile);
                         continue;
                 }
-                if (procedure_resume(m, j, profile, &p) < 0 || manager_add_procedure(m, p) < 0) {
-                        log_error("Failed to resume procedure %" PRIu64 ".", j->id);
+                r = procedure_resume(m, j, profile, &p);
+                if (r >= 0) {
+                        r = manager_add_procedure(m, p);
+                        if (r < 0)
+                                procedure_free(p);
+                }
+                if (r < 0) {
+                        log_error_errno(r, "Failed to resume procedure %" PRIu64 ": %m", j->id);
                         continue;
                 }
+                /* on the bus first, then announced, then what it reads back changes it */
                 if (procedure_is_active(p) && !m->active) {
                         m->active = p;
                         battery_watch_set_active(m->battery, true);
                         manager_emit(m, "ActiveProcedure", NULL);
                 }
+                procedure_resume_begin(p);
         }
         m->next_id = max_id + 1;
         journal_records_free(records, n);

@@ -36,8 +36,9 @@ int manager_resume(Manager *m);
 /* For the procedures. */
 Daemon *manager_daemon(Manager *m);
 void manager_set_ecu_state(Manager *m, EcuState s);
-/* Root or the configured group, on the sender's real credentials; sets NotAuthorized. */
-int manager_authorize(Manager *m, sd_bus_message *msg, sd_bus_error *error);
+/* Root or the configured group, on the sender's real credentials; sets NotAuthorized. The
+ * caller's uid in *ret_uid (may be NULL) when allowed. */
+int manager_authorize(Manager *m, sd_bus_message *msg, uid_t *ret_uid, sd_bus_error *error);
 Procedure *manager_find_procedure(Manager *m, uint64_t id);
 size_t manager_n_procedures(Manager *m);
 Procedure *manager_get_procedure(Manager *m, size_t i);

@@ -199,7 +199,7 @@ static int authorize_or_defer(Procedure *p, sd_bus_message *msg, sd_bus_message_
                               sd_bus_error *error) {
         int r;
 
-        r = manager_authorize(procedure_manager(p), msg, error);
+        r = manager_authorize(procedure_manager(p), msg, NULL, error);
         if (r < 0)
                 return r;
         if (!procedure_polling(p) || procedure_view(p)->deferred)
@@ -321,7 +321,7 @@ static int method_finish(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 
 static int method_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Procedure *p = userdata;
-        int r = manager_authorize(procedure_manager(p), msg, error);
+        int r = manager_authorize(procedure_manager(p), msg, NULL, error);
         if (r < 0)
                 return r;
         return procedure_cancel(p, msg, error);

@@ -387,10 +387,14 @@ static void run_cont(void *owner, EcuGateFn fn, unsigned flags, const UdsRespons
 }
 
 /* Sends, or answers the pending call with the failure. */
-static void send_or_fail(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont) {
-        int r = request(p, data, n, cont);
+static void request_or_fail(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont, unsigned flags) {
+        int r = request_flags(p, data, n, cont, flags);
         if (r < 0)
                 reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.", strerror(-r));
+}
+
+static void send_or_fail(Procedure *p, const uint8_t *data, size_t n, ProcedureCont cont) {
+        request_or_fail(p, data, n, cont, 0);
 }
 
 static void read_did(Procedure *p, uint16_t did, ProcedureCont cont) {
@@ -411,9 +415,7 @@ static void routine(Procedure *p, uint8_t sub, uint16_t rid, int option, Procedu
         uint8_t req[5];
         size_t n = routine_request(req, sub, rid, option);
         /* results carry key events that the ECU reports once: a late answer is awaited */
-        int r = request_flags(p, req, n, cont, sub == ROUTINE_RESULTS ? ECU_GATE_WAIT_LATE : 0);
-        if (r < 0)
-                reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.", strerror(-r));
+        request_or_fail(p, req, n, cont, sub == ROUTINE_RESULTS ? ECU_GATE_WAIT_LATE : 0);
 }
 
 static void routine_command_text(uint8_t sub, uint16_t rid, int option, char *buf, size_t n) {
@@ -429,16 +431,13 @@ static void routine_journalled(Procedure *p, uint8_t sub, uint16_t rid, int opti
         char cmd[JOURNAL_COMMAND_MAX_BYTES];
         uint8_t req[5];
         size_t n = routine_request(req, sub, rid, option);
-        int r;
 
         routine_command_text(sub, rid, option, cmd, sizeof(cmd));
         if (journal(p, cmd) < 0) {
                 reply_error(p, SD_BUS_ERROR_IO_ERROR, "The journal cannot be written; nothing was sent to the car.");
                 return;
         }
-        r = request_flags(p, req, n, cont, REQUEST_CHANGES_CAR);
-        if (r < 0)
-                reply_error(p, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.", strerror(-r));
+        request_or_fail(p, req, n, cont, REQUEST_CHANGES_CAR);
 }
 
 /* Checks a positive answer of at least `min` bytes; otherwise answers the pending call
@@ -1020,6 +1019,13 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
 
 #define CLOSE_TRIES_MAX 3U
 
+/* The extended session is held with tester present (the configuration's period, else the
+ * profile's) until the procedure ends or leaves it. */
+static void hold_session(Procedure *p) {
+        unsigned ms = p->daemon->config.tester_present_ms ?: p->profile->timing.tester_present_ms;
+        uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
+}
+
 static void rb_keys(Procedure *p);
 static void rb_decide(Procedure *p);
 
@@ -1041,10 +1047,8 @@ static void rb_on_a101(Procedure *p, const UdsResponse *r) {
 }
 
 static void rb_on_session(Procedure *p, const UdsResponse *r) {
-        if (r->error == 0 && r->nrc == 0) {
-                unsigned ms = p->daemon->config.tester_present_ms ?: p->profile->timing.tester_present_ms;
-                uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
-        }
+        if (r->error == 0 && r->nrc == 0)
+                hold_session(p);
         if (p->view.kind == PROCEDURE_IMMOBILIZER_RESET)
                 routine(p, ROUTINE_RESULTS, p->profile->rids.smart_code_reset, -1, rb_on_a101);
         else
@@ -1171,6 +1175,21 @@ static void decide_cancel(Procedure *p) {
                p->readback_note[0] ? ": " : ".", p->readback_note);
 }
 
+/* Keys after a readback that goes on: the car's key status (A001, just read) and nothing of
+ * an erasure window, which the readback ended (its touches were read before it closed, and
+ * the next window counts anew). The declared count is not journalled: after a restart it is
+ * asked again, so nothing is to be deleted until it is. */
+static void keys_after_readback(Procedure *p, bool restarted) {
+        if (p->view.kind != PROCEDURE_KEY_ERASURE)
+                return;
+        if (restarted)
+                set_uint(p, &p->view.declared, 0, PROP_KEYS);
+        set_uint(p, &p->view.touched, 0, PROP_KEYS);
+        set_uint(p, &p->view.to_delete,
+                 p->view.declared > 0 && p->view.registered >= p->view.declared ? p->view.registered - p->view.declared : 0,
+                 PROP_KEYS);
+}
+
 /* Resume: after a restart, a wake-up, or a lost answer to a command that changes the car. */
 static void decide_resume(Procedure *p) {
         const char *at = p->stopped_at ?: procedure_step_id(p);
@@ -1218,6 +1237,7 @@ static void decide_resume(Procedure *p) {
         if (p->view.kind == PROCEDURE_KEY_REGISTRATION && before >= 0)
                 set_uint(p, &p->view.added, p->view.registered > (unsigned) before ? p->view.registered - (unsigned) before : 0,
                          PROP_KEYS);
+        keys_after_readback(p, restarted);
         enter_step(p, to);
         if (!restarted && to == p->view.step && p->view.steps[to].end != STEP_END_PASSCODE)
                 set_prompt(p, "The ECU is awake again. %s", step_info(p)->prompt);
@@ -1326,11 +1346,6 @@ static int procedure_alloc(Manager *m, uint64_t id, ProcedureKind kind, const ch
         return 0;
 }
 
-static void hold_session(Procedure *p) {
-        unsigned ms = p->daemon->config.tester_present_ms ?: p->profile->timing.tester_present_ms;
-        uds_link_set_tester_present(p->daemon->link, (usec_t) ms * USEC_PER_MSEC);
-}
-
 static void on_start_keys(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 6, "Reading the key status (DID A001)")) {
                 finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
@@ -1417,8 +1432,11 @@ int procedure_resume(Manager *m, const JournalRecord *j, const VehicleProfile *p
         log_info("Procedure %" PRIu64 ": immod stopped during step %s%s%s; reading the vehicle back.", p->view.id, j->step,
                  j->sent_command ? " after sending " : "", j->sent_command ?: "");
         *ret = p;
-        readback(p, READBACK_RESUME);
         return 0;
+}
+
+void procedure_resume_begin(Procedure *p) {
+        readback(p, READBACK_RESUME);
 }
 
 Procedure *procedure_free(Procedure *p) {

@@ -114,6 +114,9 @@ int procedure_start(Manager *m, uint64_t id, ProcedureKind kind, const char *vin
  * not started yet ends as failed, a registration or an erasure goes on from its last step
  * that is safe to repeat (procedure.c says which). */
 int procedure_resume(Manager *m, const JournalRecord *r, const VehicleProfile *profile, Procedure **ret);
+/* Starts reading the vehicle back for a procedure procedure_resume() made, once it is on the
+ * bus (manager_add_procedure()): the readback announces its properties as it goes. */
+void procedure_resume_begin(Procedure *p);
 Procedure *procedure_free(Procedure *p);
 bool procedure_is_active(const Procedure *p);
 

@@ -124,16 +124,35 @@ static int handle_fault(Client *c, char **arg, unsigned n) {
         int r;
 
         if (n < 2)
-                return reply_error(c, "expected: fault pending N | fault delay MS | fault nrc SID NRC | "
+                return reply_error(c, "expected: fault pending N [REQ] | fault delay MS [REQ] | fault nrc SID NRC | "
                                       "fault drop N | fault fc BS STMIN WAITS | fault truncate [frame|answer]");
-        if (streq(arg[1], "pending")) {
-                if (n != 3 || parse_uint_range(arg[2], 1, 1000, &a) < 0)
-                        return reply_error(c, "expected: fault pending N, N a whole number 1..1000");
-                ecu->fault.pending = (unsigned) a;
-        } else if (streq(arg[1], "delay")) {
-                if (n != 3 || parse_uint_range(arg[2], 1, 60000, &a) < 0)
-                        return reply_error(c, "expected: fault delay MS, MS a whole number 1..60000");
-                ecu->fault.delay_ms = (unsigned) a;
+        if (streq(arg[1], "pending") || streq(arg[1], "delay")) {
+                bool pending = streq(arg[1], "pending");
+                uint8_t target[ECU_FAULT_TARGET_MAX];
+                size_t size = 0;
+
+                if ((n != 3 && n != 4) || parse_uint_range(arg[2], 1, pending ? 1000 : 60000, &a) < 0)
+                        return reply_error(c, pending ? "expected: fault pending N [REQ], N a whole number 1..1000"
+                                                      : "expected: fault delay MS [REQ], MS a whole number 1..60000");
+                if (n == 4) {
+                        /* the first bytes of the request whose answer it holds back */
+                        size = strlen(arg[3]) / 2;
+                        if (size < 1 || size > ECU_FAULT_TARGET_MAX || hex_decode(arg[3], target, size) < 0)
+                                return reply_error(c, "expected REQ: the first 1..%u bytes of a request in hex, no "
+                                                      "spaces, such as 27, 22A001 or 3101A102",
+                                                   ECU_FAULT_TARGET_MAX);
+                }
+                if (size == 0) {
+                        if (pending)
+                                ecu->fault.pending = (unsigned) a;
+                        else
+                                ecu->fault.delay_ms = (unsigned) a;
+                } else {
+                        memcpy(ecu->fault.target, target, size);
+                        ecu->fault.target_size = size;
+                        ecu->fault.target_pending = pending ? (unsigned) a : 0;
+                        ecu->fault.target_delay_ms = pending ? 0 : (unsigned) a;
+                }
         } else if (streq(arg[1], "nrc")) {
                 if (n != 4 || parse_byte(arg[2], &sid) < 0 || parse_byte(arg[3], &nrc) < 0 || nrc == 0)
                         return reply_error(c, "expected: fault nrc SID NRC, two hex bytes such as 22 31 or "

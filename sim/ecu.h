@@ -35,6 +35,8 @@
 #define ECU_ERASE_WINDOW_SEC 30
 #define ECU_PENDING_SPACING_USEC (100 * USEC_PER_MSEC)
 #define ECU_OUT_QUEUE 4
+/* bytes of a request that `fault pending N REQ` and `fault delay MS REQ` can name */
+#define ECU_FAULT_TARGET_MAX 4U
 
 typedef struct Control Control;
 typedef struct VbusHub VbusHub;
@@ -154,6 +156,11 @@ typedef struct Ecu {
         struct {
                 unsigned pending;
                 unsigned delay_ms;
+                /* `fault pending N REQ` / `fault delay MS REQ`: held here until a request
+                 * that starts with target[] comes (ecu_handle_request()), then armed above */
+                uint8_t target[ECU_FAULT_TARGET_MAX];
+                size_t target_size;
+                unsigned target_pending, target_delay_ms;
                 bool nrc_armed;
                 uint8_t nrc_sid, nrc;
                 unsigned drop;

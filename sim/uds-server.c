@@ -261,6 +261,15 @@ void ecu_handle_request(Ecu *ecu, const uint8_t *req, size_t n) {
         if (n == 0)
                 return;
 
+        if (ecu->fault.target_size > 0 && n >= ecu->fault.target_size &&
+            memcmp(req, ecu->fault.target, ecu->fault.target_size) == 0) {
+                /* the fault aimed at this request: its answer is held back */
+                ecu->fault.pending = ecu->fault.target_pending;
+                ecu->fault.delay_ms = ecu->fault.target_delay_ms;
+                ecu->fault.target_size = 0;
+                log_info("Fault: holding back the answer to this request (%u x 0x78, %u ms)", ecu->fault.pending,
+                         ecu->fault.delay_ms);
+        }
         if (ecu->fault.nrc_armed && req[0] == ecu->fault.nrc_sid) {
                 ecu->fault.nrc_armed = false;
                 log_info("Fault: answering service 0x%02X with NRC 0x%02X", req[0], ecu->fault.nrc);

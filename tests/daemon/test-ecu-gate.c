@@ -209,6 +209,28 @@ static void test_asleep(void **state) {
         assert_false(ecu_gate_busy(t.gate));
 }
 
+/* The owner's own 3E 00 (its idle probe) answered late once: asked again, not asleep. */
+static void test_late_probe_of_owner(void **state) {
+        static const uint8_t owner_probe[2] = { 0x3E, 0x00 };
+
+        assert_int_equal(ecu_gate_request(t.gate, owner_probe, sizeof(owner_probe), cont_a, 0), 0);
+        answer(0, -ETIMEDOUT, NULL, 0);
+        assert_int_equal(t.dispatched, 0);
+        assert_int_equal(t.n_sent, 2);
+        assert_int_equal(t.sent[1].data[0], 0x3E);
+        answer(1, 0, probe_ok, sizeof(probe_ok));
+        assert_int_equal(t.dispatched, 1);
+        assert_int_equal(t.last_error, ECU_GATE_LOST);
+        assert_false(ecu_gate_busy(t.gate));
+
+        /* and unanswered twice: asleep */
+        assert_int_equal(ecu_gate_request(t.gate, owner_probe, sizeof(owner_probe), cont_a, 0), 0);
+        answer(2, -ETIMEDOUT, NULL, 0);
+        answer(3, -ETIMEDOUT, NULL, 0);
+        assert_int_equal(t.dispatched, 2);
+        assert_int_equal(t.last_error, -ETIMEDOUT);
+}
+
 static void test_results_awaited_after_probe(void **state) {
         assert_int_equal(ecu_gate_request(t.gate, results_req, sizeof(results_req), cont_a, ECU_GATE_WAIT_LATE), 0);
         answer(0, -ETIMEDOUT, NULL, 0);
@@ -290,6 +312,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_late_answer_during_probe, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_lost_answer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_asleep, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_late_probe_of_owner, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_results_awaited_after_probe, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_results_window_ends, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_drop_during_probe, setup, teardown),

@@ -4,8 +4,9 @@
 # The fault matrix (issue 11): every step of the three procedures under the faults that
 # apply to it, each case on a fresh simulated car (immo-ecusim on a new state file) and a
 # fresh immod state directory, on one private bus:
-#   cancel-inflight   an ECU answer held back (fault pending 3: 3 x 0x78, longer than
-#                     P2client) when the call that ends the step is made, Cancel meanwhile
+#   cancel-inflight   the answer to the step's own request held back (fault pending 3 REQ:
+#                     3 x 0x78, longer than P2client; inflight_request says which) when the
+#                     call that ends the step is made, Cancel meanwhile
 #   kill-before       SIGKILL of immod at the step, restart on the same state dir
 #   kill-after        SIGKILL right after the call that ends the step returned
 #   wire-kill-XXXX    SIGKILL the moment the request that changes the car is on the bus
@@ -486,30 +487,42 @@ req_lines() { wc -l <"$cdir/requests.log" 2>/dev/null || echo 0; }
 # new_request FROM REGEX: a request matching REGEX seen on the bus after line FROM
 new_request() { tail -n +"$(($1 + 1))" "$cdir/requests.log" 2>/dev/null | grep -Eq "0x750 ($2)"; }
 
+# inflight_request KIND STEP: the request whose answer cancel-inflight holds back, as
+# `fault pending N REQ` takes it: the one the call that ends STEP sends first, or the step's
+# poll of the routine results; where the call sends nothing, immod's probe (3E 00 in tester
+# present's place). Aimed, so that a battery read (22 A010) or a probe never takes the fault.
+inflight_request() {
+        case "$1/$2" in
+        */open-driver-door) echo 22A003 ;;
+        */immobilizer-passcode) echo 2702 ;;
+        immobilizer-reset/confirm-duration | key-registration/confirm-instructions | key-erasure/confirm-agree) echo 2703 ;;
+        */smart-code-passcode) echo 2704 ;;
+        */resetting) echo 3103A101 ;;
+        key-registration/place-keys) echo 3101A102 ;;
+        key-registration/touch-* | key-registration/pre-start-check) echo 3103A102 ;;
+        key-registration/function-check) echo 22A001 ;;
+        key-erasure/touch-keys) echo 3102A103 ;;
+        *) echo 3E00 ;;
+        esac
+}
+
 fault_cancel() { # KIND STEP: the call that ends STEP with its answer held back, Cancel meanwhile
-        local kind=$1 step=$2 e s1 s2 imm n cmd
+        local kind=$1 step=$2 e s1 s2 imm n cmd target
         pre_end "$step"
         # the call ready to go (a passcode computed before the fault is armed)
         case "$step" in
         immobilizer-passcode | smart-code-passcode) cmd=(pcall SubmitPasscode s "$(passcode)") ;;
         *) cmd=(end_call "$kind" "$step") ;;
         esac
-        # arm the fault just after immod's probe (3E 00 in tester present's place, 1.9 s apart
-        # at a waiting step), so that the call's own request gets it, not the next probe
-        case "$step" in
-        touch-* | pre-start-check | resetting) ;; # routine results polled instead: no probe
-        *) n=$(req_lines); wait_for 3 new_request "$n" '3E 00' ;;
-        esac
+        target=$(inflight_request "$kind" "$step")
         n=$(req_lines)
-        ctl 'fault pending 3' >/dev/null
+        ctl "fault pending 3 $target" >/dev/null
         ( "${cmd[@]}" >"$cdir/bg.out" 2>&1 ) &
         bg_pid=$!
-        # Cancel once the request is on its way (the ECU holds its answer 300 ms); a step whose
-        # call sends nothing gets Cancel after a second
-        case "$step" in
-        touch-* | pre-start-check | resetting) wait_for 2 new_request "$n" '31 03' ;;
-        *) wait_for 1 new_request "$n" '[0-9A-F]{2} [0-9A-F]{2}' ;;
-        esac
+        # Cancel once that request is on its way (the ECU holds its answer 300 ms); the probe
+        # comes within tester present's period (2 s)
+        wait_for 3 new_request "$n" "$(sed 's/../& /g; s/ $//' <<<"$target")" ||
+                reason "the request $target was not seen on the bus before Cancel"
         echo "=== Cancel" >>"$cdir/immod.log"
         e=$(perr Cancel)
         local nc snap
@@ -519,6 +532,9 @@ fault_cancel() { # KIND STEP: the call that ends STEP with its answer held back,
         imm=$(json_path "$snap" immobilizer_state)
         wait "$bg_pid" 2>/dev/null
         bg_pid=
+        # the simulator logs it as it handles the request, which the sniffer may see first
+        wait_for 2 grep -q 'Fault: holding back the answer' "$cdir/ecusim.log" ||
+                reason "the fault aimed at $target never took"
         if [ "$step" = resetting ]; then
                 [[ $e == *NotCancellable ]] || reason "Cancel while the reset runs: $e, not NotCancellable"
                 settle_cancel

@@ -12,6 +12,8 @@ immod=$1
 ecusim=$2
 src=$3
 
+harness_pids="immod_pid mon_pid sim_pid bus_pid"
+mon_pid=
 . "$src/tests/lib/harness.sh"
 
 # --- the private bus: any uid may connect and call; immod does its own checks.
@@ -117,6 +119,24 @@ if prop Problems | grep -q ecu-asleep; then fail "Problems still lists ecu-aslee
 out=$(call Identify)
 expect_match "Identify after courtesy" "\"vin\" s \"$VIN\"" "$out"
 expect_match "EcuState awake again" '^s "awake"$' "$(prop EcuState)"
+
+# --- StartProcedure asks the bus for the caller's credentials once: the uid its
+# authorization judged is the procedure's Owner (each busctl call is a new caller)
+owner=$(bctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus GetNameOwner s "$DEST" |
+        sed -n 's/^s "\(.*\)"$/\1/p')
+bctl monitor --json=short --match "type='method_call',destination='org.freedesktop.DBus',sender='$owner'" \
+        >"$tmp/creds.json" 2>/dev/null &
+mon_pid=$!
+sleep 0.5
+creds_asked() { bus_messages "$tmp/creds.json" | cut -f3 | grep -c '^GetConnection'; }
+start_procedure key-registration 1 technician s tech1
+sleep 0.5
+expect_match "StartProcedure asked the bus for the caller's credentials once" '^1$' "$(creds_asked)"
+expect_match "Owner is the caller's uid" "^u $(id -u)$" "$(pprop Owner)"
+kill "$mon_pid" 2>/dev/null
+wait "$mon_pid" 2>/dev/null
+mon_pid=
+expect_match "Cancel" '^OK$' "$(perr Cancel)"
 
 # --- still alive, and stops cleanly
 if kill -0 "$immod_pid" 2>/dev/null; then pass "immod alive"; else fail "immod died"; fi

@@ -27,8 +27,8 @@ src=$4
 PW='Edge-pw-8812'
 CRED="{'user': <'tech1'>, 'password': <'$PW'>}"
 
-harness_pids="immod_pid mon_pid sim_pid server_pid bus_pid"
-mon_pid= server_pid=
+harness_pids="immod_pid mon_pid mon2_pid sim_pid server_pid bus_pid"
+mon_pid= mon2_pid= server_pid=
 harness_logs=("ecusim log" ecusim.log 60 "server log" server.log 20)
 . "$src/tests/lib/harness.sh"
 require_tools openssl busctl gdbus dbus-daemon python3 setpriv
@@ -173,10 +173,12 @@ expect_match "erasure at declare-keys" '^s "declare-keys"$' "$(pprop Step)"
 cancel_and_check "erasure at declare-keys"
 
 # ===== 9. a call that comes while a background poll waits for the ECU waits too, never Busy
-# The ECU holds its next answer for 30 x 0x78 (3 s); immod's probe (3E 00 in tester
-# present's place, 1.9 s apart at a waiting step) is then on its way when Acknowledge comes.
+# The ECU holds its answer to immod's next probe (3E 00 in tester present's place, 1.9 s
+# apart at a waiting step) for 30 x 0x78 (3 s): 2.5 s on, that probe is on its way whenever
+# it left, when Acknowledge comes. Aimed at the probe: a battery read (22 A010, every 2 s
+# while a procedure runs) that came first would otherwise take the fault.
 start key-erasure
-expect_match "fault pending 30" '"ok": *true' "$(ctl 'fault pending 30')"
+expect_match "fault pending 30 3E00" '"ok": *true' "$(ctl 'fault pending 30 3E00')"
 sleep 2.5
 expect_match "Acknowledge while a poll waits: OK, not Busy" '^OK$' "$(perr Acknowledge "'confirm-warning'")"
 expect_match "and the step moved on" '^s "declare-keys"$' "$(pprop Step)"
@@ -227,6 +229,17 @@ wait_step 10 function-check
 expect_signal "KeyEvent key-registered, slot 2, 2 beeps" "$proc" KeyEvent '^key-registered 2 2$'
 expect_match "Keys: added 1, registered 2" '"registered" u 2 .*"added" u 1' "$(keys_prop)"
 expect_match "ECU: registration mode ended after one key" '^0$' "$(ecu_field immobilizer_state)"
+# one late answer is not sleep (as a loaded machine may delay one): immod's next probe at this
+# waiting step (3E 00, 1.9 s apart) is answered 200 ms late, past P2 (150 ms); immod asks
+# again and goes on, the ECU never taken for asleep
+asleep_before=$(grep -c 'ECU: awake -> asleep' "$tmp/immod.log")
+expect_match "fault delay 200 3E00" '"ok": *true' "$(ctl 'fault delay 200 3E00')"
+probe_late() { grep -q 'ECU: no answer to service 0x3E within P2' "$tmp/immod.log"; }
+if wait_for 5 probe_late; then pass "the late probe was asked again"; else fail "no second probe after the late one"; fi
+sleep 0.5 # the second probe's P2 (150 ms) and the late answer (200 ms) are over by then
+expect_match "one late probe: never asleep" "^$asleep_before$" "$(grep -c 'ECU: awake -> asleep' "$tmp/immod.log")"
+expect_match "EcuState awake" '^s "awake"$' "$(prop EcuState)"
+expect_match "still waiting at function-check" '^s "waiting"$' "$(pprop State)"
 expect_match "Acknowledge function-check" '^$' "$(pcall Acknowledge s function-check)"
 wait_step 10 done
 expect_match "mode 1 registration succeeded" '^s "succeeded"$' "$(pprop State)"
@@ -304,11 +317,56 @@ expect_match "Acknowledge confirm-counts" '^$' "$(pcall Acknowledge s confirm-co
 expect_match "Acknowledge confirm-agree" '^$' "$(pcall Acknowledge s confirm-agree)"
 expect_match "SubmitPasscode" '^$' "$(pcall SubmitPasscode s "$(passcode)")"
 expect_match "Step touch-keys (window open)" '^s "touch-keys"$' "$(pprop Step)"
+expect_match "touch one key in the window" '"ok": *true' "$(ctl 'touch 11111111')"
+touched_one() { keys_prop | grep -q '"touched" u 1 '; }
+if wait_for 10 touched_one; then pass "Keys: touched 1 before the kill"; else fail "Keys: $(keys_prop)"; fi
+# what a client that follows immod's name sees of the restart: the resumed procedure is
+# announced (ActiveProcedure) before its own properties change
+bctl monitor --json=short --match "type='signal',sender='$DEST'" >"$tmp/resume-signals.json" 2>/dev/null &
+mon2_pid=$!
+sleep 0.5
 # killed with the window open: the new session closes it, nothing is deleted
 restart_immod_hard
 if wait_for 20 resumed_declare; then pass "erasure with an open window resumed at declare-keys"; else fail "not resumed: $(pprop Step) $(pprop State) $(pprop ErrorMessage)"; fi
 expect_match "Prompt: nothing deleted" 'immod restarted during step touch-keys; nothing was deleted' "$(pprop Prompt)"
-expect_match "Keys: declared count asked again" '"declared_present" u 0 ' "$(keys_prop)"
+# the car's truth, not what the closed window had counted: nothing declared, touched or to
+# be deleted until the count is asked again
+expect_match "Keys after the resume: the car's keys, nothing declared, touched or to delete" \
+        '"registered" u 3 "available" u 4 "max" u 7 "declared_present" u 0 "touched" u 0 "to_delete" u 0 ' "$(keys_prop)"
+sleep 0.5
+kill "$mon2_pid" 2>/dev/null
+wait "$mon2_pid" 2>/dev/null
+mon2_pid=
+# the new immod's signals only (the killed one's may be in the file before them)
+owner=$(bctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus GetNameOwner s "$DEST" |
+        sed -n 's/^s "\(.*\)"$/\1/p')
+out=$(python3 - "$tmp/resume-signals.json" "$proc" "$OBJ" "$owner" <<'PY'
+import json, sys
+path, manager, owner = sys.argv[2], sys.argv[3], sys.argv[4]
+announced = changed = None
+for i, line in enumerate(open(sys.argv[1], errors="replace")):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    data = (m.get("payload") or {}).get("data", [])
+    if m.get("sender") != owner or m.get("member") != "PropertiesChanged" or len(data) < 2:
+        continue
+    if m.get("path") == manager and "ActiveProcedure" in data[1] and announced is None and \
+            data[1]["ActiveProcedure"].get("data") == path:
+        announced = i
+    if m.get("path") == path and changed is None:
+        changed = i
+print("announced %s, changed %s" % (announced, changed))
+PY
+)
+expect_match "a client following $DEST sees ActiveProcedure $proc before the procedure's PropertiesChanged" \
+        '^announced [0-9]+, changed [0-9]+$' "$out"
+if [[ $out =~ ^announced\ ([0-9]+),\ changed\ ([0-9]+)$ ]] && [ "${BASH_REMATCH[1]}" -lt "${BASH_REMATCH[2]}" ]; then
+        pass "announced first ($out)"; else fail "the resumed procedure changed before it was announced ($out)"; fi
+if grep -q 'Failed to announce changed properties' "$tmp/immod.log"; then
+        fail "immod: $(grep -m1 'Failed to announce changed properties' "$tmp/immod.log")"; else
+        pass "no 'Failed to announce changed properties' in immod's log"; fi
 expect_match "ECU: still 3 keys" '^3$' "$(ecu_registered)"
 expect_match "ECU: no erasure window" '^0$' "$(ecu_field immobilizer_state)"
 cancel_and_check "resumed erasure"

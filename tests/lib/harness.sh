@@ -28,6 +28,7 @@
 # documented where it is defined:
 #   checks           pass fail expect_match expect_rc json_get require_tools wait_for
 #   the bus          start_bus bctl call prop link_up dbus_error call_error as_nobody gcall
+#                    bus_messages
 #   procedures       (on the object path in proc) pprop pjson pcall perr step_is state_is
 #                    wait_step passcode start_procedure start_reset
 #   immo-ecusim      ctl write_master_key start_ecusim
@@ -167,6 +168,18 @@ gcall() { # OBJECT IFACE.METHOD ARGS...: "OK" or "ERRORNAME: message"
 }
 # A command run as uid 65534 (nobody), outside the configured group.
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+# bus_messages FILE: what `busctl monitor --json=short` wrote to FILE, a message a line:
+# SENDER PATH MEMBER (tab-separated; "-" where a message has none)
+bus_messages() {
+        python3 -c '
+import json, sys
+for line in open(sys.argv[1], errors="replace"):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    print("\t".join(str(m.get(k) or "-") for k in ("sender", "path", "member")))' "$1"
+}
 
 # --- the procedure object $proc
 pprop() { bctl get-property "$DEST" "$proc" "$PIFACE" "$1" 2>&1; }

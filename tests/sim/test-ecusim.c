@@ -749,6 +749,22 @@ static void test_sleep_faults(void **state) {
         ctl_ok("fault pending 3");
         a = OK(0x22, 0xF1, 0x90);
         assert_int_equal(a.pending, 3);
+        /* aimed at one request: the others, of the same service too, are answered at once */
+        ctl_ok("fault pending 3 22F190");
+        a = OK(0x3E, 0x00);
+        assert_int_equal(a.pending, 0);
+        a = OK(0x22, 0xA0, 0x01);
+        assert_int_equal(a.pending, 0);
+        a = OK(0x22, 0xF1, 0x90);
+        assert_int_equal(a.pending, 3);
+        a = OK(0x22, 0xF1, 0x90);
+        assert_int_equal(a.pending, 0);
+        ctl_ok("fault delay 800 3E");
+        OK(0x22, 0xF1, 0x90);
+        a = REQ(0x3E, 0x00);
+        assert_int_equal(a.error, -ETIMEDOUT);
+        pump_for(600 * USEC_PER_MSEC);
+        OK(0x3E, 0x00);
         ctl_ok("fault nrc 22 31");
         OK(0x3E, 0x00);
         NRC(0x31, 0x22, 0xF1, 0x90);
@@ -791,6 +807,11 @@ static void test_sleep_faults(void **state) {
         ctl_fails("fault");
         ctl_fails("fault pending");
         ctl_fails("fault pending 0");
+        ctl_fails("fault pending 3 2");
+        ctl_fails("fault pending 3 2G");
+        ctl_fails("fault pending 3 0102030405");
+        ctl_fails("fault pending 3 22 A0");
+        ctl_fails("fault delay 100 x");
         ctl_fails("fault nrc 22");
         ctl_fails("fault nrc 2G 31");
         ctl_fails("fault fc 1 2");
