@@ -449,8 +449,9 @@ static void show_key_events(Guide *g) {
                 char text[160], sound[64] = "";
 
                 if (g->c->json) {
-                        emit_json(g, "key", json_pack("{s:s, s:I, s:I, s:O*}", "key_event", event, "slot",
-                                                      (json_int_t) slot, "beeps", (json_int_t) beeps, "keys", json_object_get(g->proc, "Keys")));
+                        emit_json(g, "key",
+                                  json_pack("{s:s, s:I, s:I, s:O*}", "key_event", event, "slot", (json_int_t) slot,
+                                            "beeps", (json_int_t) beeps, "keys", json_object_get(g->proc, "Keys")));
                         continue;
                 }
                 for (unsigned b = 0; b < MIN(beeps, 8U); b++)
@@ -557,10 +558,11 @@ static void show_step(Guide *g) {
         json_t *seed = json_object_get(g->proc, "Seed");
         _cleanup_free_ char *seed_text = json_dumps(seed ?: json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
 
-        emit_json(g, "step", json_pack("{s:s, s:I, s:I, s:s, s:s, s:O*, s:O*}", "step", step, "index",
-                                       (json_int_t) puint(g, "StepIndex"), "count", (json_int_t) puint(g, "StepCount"), "state",
-                                       pstr(g, "State") ?: "", "prompt", pstr(g, "Prompt") ?: "", "seed", seed,
-                                       "keys", json_object_get(g->proc, "Keys")));
+        emit_json(g, "step",
+                  json_pack("{s:s, s:I, s:I, s:s, s:s, s:O*, s:O*}", "step", step, "index",
+                            (json_int_t) puint(g, "StepIndex"), "count", (json_int_t) puint(g, "StepCount"), "state",
+                            pstr(g, "State") ?: "", "prompt", pstr(g, "Prompt") ?: "", "seed", seed, "keys",
+                            json_object_get(g->proc, "Keys")));
         if (!g->c->json) {
                 say(g, "%s", "");
                 say(g, "%sStep %u of %u: %s%s", g->tty ? "\033[1m" : "", puint(g, "StepIndex"), puint(g, "StepCount"),
@@ -586,8 +588,9 @@ static void show_step_news(Guide *g) {
         const char *prompt = pstr(g, "Prompt");
 
         if (seed_text && !streq_ptr(seed_text, g->shown_seed)) {
-                emit_json(g, "seed", json_pack("{s:O*, s:I}", "seed", seed, "attempts_left",
-                                               (json_int_t) puint(g, "PasscodeAttemptsLeft")));
+                emit_json(g, "seed",
+                          json_pack("{s:O*, s:I}", "seed", seed, "attempts_left",
+                                    (json_int_t) puint(g, "PasscodeAttemptsLeft")));
                 if (!g->c->json && json_object_size(seed) > 0) {
                         say(g, "  The ECU gave a fresh seed; a passcode is good for one seed only.");
                         show_seed(g, seed);
@@ -617,9 +620,10 @@ static void show_progress(Guide *g) {
                 snprintf(battery, sizeof(battery), "  battery %.1f V", volts);
 
         if (percent != g->last_percent)
-                emit_json(g, "progress", json_pack("{s:i, s:I, s:o}", "percentage", percent, "remaining_seconds",
-                                                   (json_int_t) puint(g, "RemainingSeconds"), "battery_voltage",
-                                                   isfinite(volts) ? json_real(volts) : json_null()));
+                emit_json(g, "progress",
+                          json_pack("{s:i, s:I, s:o}", "percentage", percent, "remaining_seconds",
+                                    (json_int_t) puint(g, "RemainingSeconds"), "battery_voltage",
+                                    isfinite(volts) ? json_real(volts) : json_null()));
 
         if (lockout > 0) {
                 format_duration(lockout, left, sizeof(left));
@@ -956,9 +960,10 @@ static int report(Guide *g) {
                                                          message);
                 status = streq(state, "cancelled") ? IMMOCTL_EXIT_FAILURE : bus_error_exit_status(&e, -EIO);
         }
-        emit_json(g, "finished", json_pack("{s:s, s:s, s:s, s:O*, s:O*, s:i}", "state", state, "error", error ?: "",
-                                           "message", message ?: "", "keys", json_object_get(g->proc, "Keys"),
-                                           "battery_minimum", min, "exit_status", status));
+        emit_json(g, "finished",
+                  json_pack("{s:s, s:s, s:s, s:O*, s:O*, s:i}", "state", state, "error", error ?: "", "message",
+                            message ?: "", "keys", json_object_get(g->proc, "Keys"), "battery_minimum", min,
+                            "exit_status", status));
         if (g->c->json)
                 return status;
 

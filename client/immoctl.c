@@ -49,6 +49,9 @@ typedef struct Verb {
         int (*run)(Context *c, int argc, char **argv);
 } Verb;
 
+/* A verb per row, its help text laid out as "immoctl help VERB" prints it (clang-format 14
+ * would join the option macros onto the text's lines). */
+/* clang-format off */
 static const Verb verbs[] = {
         { "status", "", "Show the link, the ECU, the battery, the vehicle, problems and the procedure",
           "Shows the CAN link and its state, whether the ECU answers, the battery voltage and state,\n"
@@ -112,7 +115,8 @@ static const Verb verbs[] = {
         { "attach", "[PROCEDURE]", "Take over a running procedure, from any terminal or host",
           "Shows the running procedure (or the one numbered PROCEDURE) where it is, and guides it on\n"
           "as the verb that started it would: after a closed terminal, from another terminal, or\n"
-          "from another host with -H.\n\n" PASSCODE_OPTIONS_HELP
+          "from another host with -H.\n\n"
+          PASSCODE_OPTIONS_HELP
           "      --agree-erase-all, --agree-erase-keys, --keys-present=N, --new-keys=N\n"
           "                          The answers of the verbs above, for --no-ask\n",
           0, 1,
@@ -146,6 +150,7 @@ static const Verb verbs[] = {
           "one JSON object per line.\n",
           0, 0, 0, verb_monitor },
 };
+/* clang-format on */
 
 static const char exit_status_help[] =
         "Exit status:\n"
@@ -392,18 +397,18 @@ static int parse_argv(int argc, char *argv[], Context *c, bool *ret_help, unsign
                 case ARG_CUSTOMER:
                 case ARG_TECHNICIAN:
                 case ARG_DEALER_CODE: {
-                        const char *name = opt == ARG_REPAIR_ORDER ? "--repair-order" :
-                                           opt == ARG_CUSTOMER     ? "--customer" :
-                                           opt == ARG_TECHNICIAN   ? "--technician" :
-                                                                     "--dealer-code";
+                        const char *name = opt == ARG_REPAIR_ORDER ? "--repair-order"
+                                           : opt == ARG_CUSTOMER   ? "--customer"
+                                           : opt == ARG_TECHNICIAN ? "--technician"
+                                                                   : "--dealer-code";
                         if (!*optarg || strlen(optarg) > TEXT_OPTION_MAX || !text_is_printable(optarg)) {
                                 log_error("%s takes 1 to %d printable characters.", name, TEXT_OPTION_MAX);
                                 return -EINVAL;
                         }
-                        *(opt == ARG_REPAIR_ORDER ? &c->repair_order :
-                          opt == ARG_CUSTOMER     ? &c->customer :
-                          opt == ARG_TECHNICIAN   ? &c->technician :
-                                                    &c->dealer_code) = optarg;
+                        *(opt == ARG_REPAIR_ORDER ? &c->repair_order
+                          : opt == ARG_CUSTOMER   ? &c->customer
+                          : opt == ARG_TECHNICIAN ? &c->technician
+                                                  : &c->dealer_code) = optarg;
                         used |= opt == ARG_DEALER_CODE ? VERB_OPT_APPROVAL : VERB_OPT_RECORD;
                         break;
                 }

@@ -30,8 +30,10 @@ static void print_vehicle(json_t *v) {
         output_field("Profile", "%s", json_get_string(v, "profile") ?: "none (this vehicle is not supported)");
         const char *source = json_get_string(v, "source");
         if (source)
-                output_field("Source", "%s", streq(source, "ecu") ? "read from the ECU" :
-                                             streq(source, "manual") ? "set by hand" : source);
+                output_field("Source", "%s",
+                             streq(source, "ecu")      ? "read from the ECU"
+                             : streq(source, "manual") ? "set by hand"
+                                                       : source);
 }
 
 static int print_vehicle_json_or_text(Context *c, json_t *v) {

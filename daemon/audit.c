@@ -157,7 +157,7 @@ static int audit_rotate_if_full(const char *state_dir, const char *path, size_t 
         if (n + 1 >= AUDIT_ROTATED_MAX)
                 return log_error_errno(ENOSPC, "%s: %u rotated audit logs already; move the oldest away.", state_dir,
                                        n);
-        if (asprintf(&to, "%s." "%u", path, n + 1) < 0)
+        if (asprintf(&to, "%s.%u", path, n + 1) < 0)
                 return log_oom();
         if (rename(path, to) < 0)
                 return log_error_errno(errno, "Cannot rotate %s to %s: %m", path, to);

@@ -27,8 +27,10 @@
 typedef struct BatteryWatch BatteryWatch;
 
 typedef struct BatteryWatchHandlers {
-        void (*sample)(BatteryWatch *w, double volts, usec_t now, void *userdata); /* a good reading */
-        void (*notify)(BatteryWatch *w, void *userdata); /* emit BatteryVoltage/BatteryState now */
+        /* a good reading */
+        void (*sample)(BatteryWatch *w, double volts, usec_t now, void *userdata);
+        /* emit BatteryVoltage/BatteryState now */
+        void (*notify)(BatteryWatch *w, void *userdata);
 } BatteryWatchHandlers;
 
 /* reference: the profile for the DID before a vehicle is known. Logs what failed. */

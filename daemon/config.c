@@ -238,7 +238,7 @@ static int parse_battery(const YamlNode *n, ImmodConfig *c) {
 
 static int parse_server(const YamlNode *n, ImmodConfig *c) {
         static const char *const known[] = {
-                "url", "ca_file", "client_cert", "client_key", "dealer_code", "timeout_s", NULL,
+                "url", "ca_file", "client_cert", "client_key", "dealer_code", "timeout_s", NULL
         };
         const YamlNode *v, *cert, *key;
         const char *s;
@@ -315,7 +315,7 @@ static int parse_server(const YamlNode *n, ImmodConfig *c) {
 
 static int parse_root(const YamlNode *root, ImmodConfig *c) {
         static const char *const known[] = {
-                "link", "profiles", "state_dir", "group", "tester_present_ms", "battery", "server", NULL,
+                "link", "profiles", "state_dir", "group", "tester_present_ms", "battery", "server", NULL
         };
         const YamlNode *v;
         const char *s, *reason;

@@ -28,7 +28,7 @@
 
 static const char *const problem_names[] = {
         "link-down", "ecu-asleep", "ecu-unreachable", "no-vehicle", "unsupported-vehicle", "procedure-running",
-        "server-unreachable", "battery-low", "battery-critical",
+        "server-unreachable", "battery-low", "battery-critical"
 };
 
 static const char *const ecu_state_table[_ECU_STATE_MAX] = {

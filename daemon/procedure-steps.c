@@ -8,6 +8,10 @@
 #define PASSCODE(id_) .id = id_, .end = STEP_END_PASSCODE, .waiting = true, .cancellable = true
 #define DONE .id = "done", .end = STEP_END_NONE, .enter = ENTER_FINAL_KEYS
 
+/* The procedures, laid out by hand: a row per step, in the bulletin's order, its prompt last.
+ * clang-format 14 would join some rows into one long line. */
+/* clang-format off */
+
 /* Immobilizer Reset (all keys lost): bulletin pages 10-22. Both passcodes must be accepted
  * in one session, so a restart goes back to the first one. */
 static const StepInfo immobilizer_reset[] = {
@@ -87,6 +91,8 @@ static const StepInfo key_erasure[] = {
                     "key). Then delete the keys that were not touched." },
         { DONE, .prompt = "The keys that were not touched are erased and will never work on any vehicle." },
 };
+
+/* clang-format on */
 
 #undef ACK
 #undef PASSCODE

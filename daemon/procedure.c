@@ -19,14 +19,14 @@
 #include "uds-link.h"
 
 /* The poll timer is armed for the next thing due (next_poll()), so that a procedure waiting
- * for a person wakes immod little more than tester present does. */
-#define POLL_INTERVAL_USEC (250 * USEC_PER_MSEC)  /* the reset's progress (4 changes a second at most),
-                                                    * and a request on its way (the gate's ticks) */
+ * for a person wakes immod little more than tester present does. POLL_INTERVAL_USEC: the
+ * reset's progress (4 changes a second at most), and a request on its way (the gate's ticks). */
+#define POLL_INTERVAL_USEC (250 * USEC_PER_MSEC)
 #define RESULTS_INTERVAL_USEC (1000 * USEC_PER_MSEC) /* key touches, while a person touches keys */
 #define PROBE_INTERVAL_USEC (1000 * USEC_PER_MSEC)   /* a sleeping ECU, a lockout's countdown */
-#define PROBE_LEAD_USEC (100 * USEC_PER_MSEC)         /* the probe goes this much before tester present
-                                                    * would, and so takes its place (uds.h) */
-#define PROBE_LATE_LOG_USEC (5 * USEC_PER_MSEC)       /* a later probe is logged (debug) */
+/* The probe goes this much before tester present would, and so takes its place (uds.h). */
+#define PROBE_LEAD_USEC (100 * USEC_PER_MSEC)
+#define PROBE_LATE_LOG_USEC (5 * USEC_PER_MSEC) /* a later probe is logged (debug) */
 
 static const char *const event_names[] = {
         [EVENT_RECOGNISED] = "registered-key-recognised",
@@ -898,8 +898,11 @@ static AuditTracePoint *trace_points(Procedure *p, size_t *ret_n) {
                         continue;
                 if (k == 0 || i % per == 0) {
                         usec_t since = b.start > p->battery_trace->begun_at ? b.start - p->battery_trace->begun_at : 0;
-                        t[k++] = (AuditTracePoint) { .offset_s = (uint32_t) MIN(since / USEC_PER_SEC, UINT32_MAX),
-                                                      .min_v = b.min, .max_v = b.max };
+                        t[k++] = (AuditTracePoint) {
+                                .offset_s = (uint32_t) MIN(since / USEC_PER_SEC, UINT32_MAX),
+                                .min_v = b.min,
+                                .max_v = b.max,
+                        };
                 } else {
                         t[k - 1].min_v = MIN(t[k - 1].min_v, b.min);
                         t[k - 1].max_v = MAX(t[k - 1].max_v, b.max);
@@ -964,8 +967,9 @@ static void finish(Procedure *p, JournalState state, const char *error, const ch
                 .vin = p->view.vin,
                 .profile = (char *) p->profile->name,
                 .repair_order = p->view.repair_order,
-                .result = state == JOURNAL_STATE_SUCCEEDED ? AUDIT_SUCCEEDED :
-                          state == JOURNAL_STATE_CANCELLED ? AUDIT_CANCELLED : AUDIT_FAILED,
+                .result = state == JOURNAL_STATE_SUCCEEDED   ? AUDIT_SUCCEEDED
+                          : state == JOURNAL_STATE_CANCELLED ? AUDIT_CANCELLED
+                                                             : AUDIT_FAILED,
                 .error = state == JOURNAL_STATE_SUCCEEDED ? NULL : p->view.error,
                 .keys_before = p->keys_before,
                 .keys_after = p->view.max > 0 || p->view.registered > 0 ? (int) p->view.registered : -1,

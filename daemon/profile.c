@@ -522,7 +522,7 @@ static int parse_identifiers(const YamlNode *root, VehicleProfile *p) {
 static int parse_profile(const YamlNode *root, VehicleProfile *p) {
         static const char *const known[] = {
                 "name", "reference_protocol", "make", "models", "link", "timing", "security", "key_slots",
-                "durations", "battery", "dids", "rids", "seeds", NULL,
+                "durations", "battery", "dids", "rids", "seeds", NULL
         };
         static const Field security[] = {
                 FIELD("attempts", 1, 10, "a whole number of attempts", false, security_attempts),

@@ -48,16 +48,36 @@ typedef enum ImmobilizerState {
 } ImmobilizerState;
 
 /* A101 results: status u8, progress u8, remaining s u16, ResetFailReason u8 */
-typedef enum ResetStatus { RESET_IDLE, RESET_RUNNING, RESET_SUCCEEDED, RESET_FAILED } ResetStatus;
-typedef enum ResetFailReason { RESET_FAIL_NONE, RESET_FAIL_VOLTAGE, RESET_FAIL_INTERNAL } ResetFailReason;
+typedef enum ResetStatus {
+        RESET_IDLE,
+        RESET_RUNNING,
+        RESET_SUCCEEDED,
+        RESET_FAILED,
+} ResetStatus;
+typedef enum ResetFailReason {
+        RESET_FAIL_NONE,
+        RESET_FAIL_VOLTAGE,
+        RESET_FAIL_INTERNAL,
+} ResetFailReason;
 
 /* A102: the mode at start; results: status u8, registered u8, available u8, n u8, events */
 #define REGISTRATION_MODE_ADD 1         /* a registered key first, then one new key */
 #define REGISTRATION_MODE_AFTER_RESET 2 /* several new keys, no key registered */
-typedef enum RegStatus { REG_NONE, REG_WAIT_REGISTERED, REG_WAIT_NEW, REG_ENDED } RegStatus;
+typedef enum RegStatus {
+        REG_NONE,
+        REG_WAIT_REGISTERED,
+        REG_WAIT_NEW,
+        REG_ENDED,
+} RegStatus;
 
 /* A103 results: status u8, touched u8, to-delete u8, remaining ms u16, n u8, events */
-typedef enum EraseStatus { ERASE_NONE, ERASE_OPEN, ERASE_DELETED, ERASE_EXPIRED, ERASE_FAILED } EraseStatus;
+typedef enum EraseStatus {
+        ERASE_NONE,
+        ERASE_OPEN,
+        ERASE_DELETED,
+        ERASE_EXPIRED,
+        ERASE_FAILED,
+} EraseStatus;
 
 /* The key events in A102/A103 results, 6 bytes each: code u8, slot u8, key id u32 */
 #define KEY_EVENT_SIZE 6

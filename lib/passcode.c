@@ -26,14 +26,8 @@ static void EVP_MAC_CTX_freep(EVP_MAC_CTX **p) {
 }
 
 /* HMAC-SHA256 over a || b: the one place OpenSSL is called, its failures become -EIO. */
-static int hmac_sha256(
-                const uint8_t key[PASSCODE_KEY_SIZE],
-                const void *a,
-                size_t a_len,
-                const void *b,
-                size_t b_len,
-                uint8_t ret[32]) {
-
+static int hmac_sha256(const uint8_t key[PASSCODE_KEY_SIZE], const void *a, size_t a_len, const void *b,
+                       size_t b_len, uint8_t ret[32]) {
         _cleanup_(EVP_MAC_freep) EVP_MAC *mac = NULL;
         _cleanup_(EVP_MAC_CTX_freep) EVP_MAC_CTX *ctx = NULL;
         OSSL_PARAM params[] = {
@@ -105,14 +99,8 @@ static int field_upper(const char *s, size_t len, char *ret) {
         return 0;
 }
 
-int passcode_smart_code(
-                const uint8_t kvin[32],
-                const char *vin,
-                const char *data1,
-                const char *data2,
-                const char *data3,
-                char ret[13]) {
-
+int passcode_smart_code(const uint8_t kvin[32], const char *vin, const char *data1, const char *data2,
+                        const char *data3, char ret[13]) {
         char d1[PASSCODE_DATA1_LEN + 1], d2[PASSCODE_DATA2_LEN + 1], d3[PASSCODE_DATA3_LEN + 1];
         char msg[VIN_LEN + 1 + PASSCODE_DATA1_LEN + 1 + PASSCODE_DATA2_LEN + 1 + PASSCODE_DATA3_LEN + 1];
         uint8_t h[32];

@@ -30,13 +30,8 @@ int passcode_immobilizer(const uint8_t kvin[32], const uint8_t seed[48], char re
  * fields without their check characters (11, 12 and 8 hex digits, either case); -EINVAL
  * for any other form.
  */
-int passcode_smart_code(
-                const uint8_t kvin[32],
-                const char *vin,
-                const char *data1,
-                const char *data2,
-                const char *data3,
-                char ret[13]);
+int passcode_smart_code(const uint8_t kvin[32], const char *vin, const char *data1, const char *data2,
+                        const char *data3, char ret[13]);
 
 typedef enum PasscodeKind {
         PASSCODE_IMMOBILIZER,

@@ -77,12 +77,15 @@ invalid:
 
 /* 49 CFR 565.15 table I; 0 where the letter is never used in a VIN. */
 static int transliterate(char c) {
+        /* each value under its letter */
+        /* clang-format off */
         static const int letters[26] = {
                 /* A  B  C  D  E  F  G  H  I  J  K  L  M */
                    1, 2, 3, 4, 5, 6, 7, 8, 0, 1, 2, 3, 4,
                 /* N  O  P  Q  R  S  T  U  V  W  X  Y  Z */
                    5, 0, 7, 0, 9, 2, 3, 4, 5, 6, 7, 8, 9,
         };
+        /* clang-format on */
 
         if (c >= '0' && c <= '9')
                 return c - '0';

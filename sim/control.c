@@ -110,7 +110,7 @@ static int reply_ok(Client *c) {
 
 /* A byte in hex, "22" or "0x22". */
 static int parse_byte(const char *s, uint8_t *ret) {
-        const char *p = startswith(s, "0x") ?: startswith(s, "0X") ?: s;
+        const char *p = startswith(s, "0x") ?: (startswith(s, "0X") ?: s);
 
         if (strlen(p) != 2)
                 return -EINVAL;

@@ -132,8 +132,13 @@ int parse_argv(int argc, char *argv[], EcuOptions *o, bool *ret_verbose) {
         LinkUri uri;
         int c;
 
-        *o = (EcuOptions) { .max_slots = ECU_MAX_SLOTS, .time_scale = 1, .window_scale = 1,
-                            .sleep_after_sec = 30, .battery_mv = 12600 };
+        *o = (EcuOptions) {
+                .max_slots = ECU_MAX_SLOTS,
+                .time_scale = 1,
+                .window_scale = 1,
+                .sleep_after_sec = 30,
+                .battery_mv = 12600,
+        };
         *ret_verbose = false;
         opterr = 0;
         while ((c = getopt_long(argc, argv, ":vh", options, NULL)) >= 0) {

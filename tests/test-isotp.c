@@ -2034,7 +2034,7 @@ static void test_st_min_to_usec(void **state) {
         assert_true(isotp_st_min_to_usec(0xfa) == 127000);
         assert_true(isotp_st_min_to_usec(0xff) == 127000);
         for (unsigned v = 0; v <= 0xff; v++) {
-                usec_t want = v <= 0x7f ? v * 1000 : (v >= 0xf1 && v <= 0xf9) ? (v - 0xf0) * 100 : 127000;
+                usec_t want = v <= 0x7f ? v * 1000 : ((v >= 0xf1 && v <= 0xf9) ? (v - 0xf0) * 100 : 127000);
                 assert_true(isotp_st_min_to_usec((uint8_t) v) == want);
         }
 }

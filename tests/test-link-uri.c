@@ -34,7 +34,7 @@ static void test_invalid(void **state) {
         static const char *const bad[] = {
                 "", "can0", "socketcan:", "socketcan-isotp:", "socketcan:abcdefghijklmnop", "socketcan:a b",
                 "socketcan:a/b", "socketcan:..", "vbus:", "vbus:relative.sock", "tcp:1.2.3.4", "SOCKETCAN:can0",
-                "socketcan:can0:1",
+                "socketcan:can0:1"
         };
         char long_path[200];
         const char *reason;

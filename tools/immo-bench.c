@@ -83,7 +83,13 @@ typedef struct Case {
 } Case;
 
 /* The order of the four standard pairings; the ratios below index them. */
-enum { OURS_OURS, OURS_KERNEL, KERNEL_OURS, KERNEL_KERNEL, N_STANDARD_PAIRINGS };
+enum {
+        OURS_OURS,
+        OURS_KERNEL,
+        KERNEL_OURS,
+        KERNEL_KERNEL,
+        N_STANDARD_PAIRINGS,
+};
 
 typedef struct Pairing {
         char name[32];
@@ -491,8 +497,12 @@ static Spread spread_of(double *v, unsigned n) {
         if (n == 0)
                 return (Spread) {};
         qsort(v, n, sizeof(double), compare_double);
-        return (Spread) { .n = n, .median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, .min = v[0],
-                          .max = v[n - 1] };
+        return (Spread) {
+                .n = n,
+                .median = n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2,
+                .min = v[0],
+                .max = v[n - 1],
+        };
 }
 
 /* Ours over the kernel's, round by round: both ran within the same round, so a burst of
@@ -743,8 +753,18 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_INTERFACE = 0x100, ARG_SENDER, ARG_RECEIVER, ARG_COUNT, ARG_SECONDS, ARG_REPEAT, ARG_SIZES,
-               ARG_ADDRESSING, ARG_FLOW, ARG_NO_DEFAULT_GAP };
+        enum {
+                ARG_INTERFACE = 0x100,
+                ARG_SENDER,
+                ARG_RECEIVER,
+                ARG_COUNT,
+                ARG_SECONDS,
+                ARG_REPEAT,
+                ARG_SIZES,
+                ARG_ADDRESSING,
+                ARG_FLOW,
+                ARG_NO_DEFAULT_GAP,
+        };
         static const struct option options[] = {
                 { "interface", required_argument, NULL, ARG_INTERFACE },
                 { "sender", required_argument, NULL, ARG_SENDER },
@@ -877,8 +897,12 @@ static size_t make_cases(Case *cases) {
                 }
         /* and the kernel's default gap, with the first flow setting and addressing */
         for (size_t s = 0; arg_default_gap && s < arg_n_sizes; s++)
-                cases[n++] = (Case) { .size = arg_sizes[s], .extended = !(arg_addressing & ADDRESSING_NORMAL),
-                                      .flow = &flows[0], .gap = GAP_KERNEL_DEFAULT };
+                cases[n++] = (Case) {
+                        .size = arg_sizes[s],
+                        .extended = !(arg_addressing & ADDRESSING_NORMAL),
+                        .flow = &flows[0],
+                        .gap = GAP_KERNEL_DEFAULT,
+                };
         return n;
 }
 

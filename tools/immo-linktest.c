@@ -409,7 +409,13 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char *argv[]) {
-        enum { ARG_TESTER = 0x100, ARG_ECU, ARG_NORMAL, ARG_SIZES, ARG_PENDING };
+        enum {
+                ARG_TESTER = 0x100,
+                ARG_ECU,
+                ARG_NORMAL,
+                ARG_SIZES,
+                ARG_PENDING,
+        };
         static const struct option options[] = {
                 { "tester-link", required_argument, NULL, ARG_TESTER },
                 { "ecu-link", required_argument, NULL, ARG_ECU },

@@ -86,7 +86,7 @@ static const char *const words[] = {
         "model", "year", "force", "technician", "repair_order", "customer_last_name", "dealer_code",
         "user", "password", "approvers", "attestations", "vin", "kind", "request_no", "seed",
         "ES 350", "RX 350", "58ADZ1B16MU000123", "58ADZ1B16MU000124", "JTNB11HK0K3000001",
-        "12ab", "", " ", "tech1", "D100", "RO-42", "Smith", "unknown_key", "\xc3\xa9t\xc3\xa9",
+        "12ab", "", " ", "tech1", "D100", "RO-42", "Smith", "unknown_key", "\xc3\xa9t\xc3\xa9"
 };
 
 static uint64_t rng_state;
@@ -579,7 +579,7 @@ int main(int argc, char *argv[]) {
                 }
                 if (tries % 10 == 0) {
                         r = sd_bus_call_method(bus, DEST, active, PROCEDURE, "Cancel", &error, NULL, "");
-                        printf("Cancel %s: %s %s\n", active, r >= 0 ? "done" : error.name ?: strerror(-r),
+                        printf("Cancel %s: %s %s\n", active, r >= 0 ? "done" : (error.name ?: strerror(-r)),
                                error.message ?: "");
                         sd_bus_error_free(&error);
                 }

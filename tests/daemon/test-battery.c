@@ -318,8 +318,9 @@ static void test_hwmon(void **state) {
         static const char *const bad[] = {
                 "", "\n", " 12345\n", "12345 \n", "12345\n\n", "\t12345", "-1\n", "-12000\n", "+12000\n",
                 "12.5\n", "12,500\n", "0x3000\n", "abc\n", "12345abc\n", "12345\r\n", "1234567890\n",
-                "99999999999999999999999\n",
+                "99999999999999999999999\n"
         };
+        static const char nul_inside[] = { '1', '2', '\0', '3', '4', '\n' };
         char big[200];
         double v = -1;
 
@@ -342,7 +343,7 @@ static void test_hwmon(void **state) {
         }
 
         /* a NUL inside */
-        assert_int_equal(battery_read_hwmon(hwmon_file("nul", "12\0" "34\n", 6), &v), -EINVAL);
+        assert_int_equal(battery_read_hwmon(hwmon_file("nul", nul_inside, sizeof(nul_inside)), &v), -EINVAL);
         /* larger than any reading */
         memset(big, '1', sizeof big);
         assert_int_equal(battery_read_hwmon(hwmon_file("big", big, sizeof big), &v), -EINVAL);

@@ -608,7 +608,7 @@ static int run_single(FuzzInput *in) {
                 case 5: { /* anything, for our id or another */
                         uint8_t b = fuzz_u8(in);
                         memset(&f, 0, sizeof(f));
-                        f.can_id = (b & 1) ? s->cfg.rx_id : (b & 2) ? s->cfg.tx_id : ids[b >> 5][1];
+                        f.can_id = (b & 1) ? s->cfg.rx_id : ((b & 2) ? s->cfg.tx_id : ids[b >> 5][1]);
                         f.len = (b >> 2) & 0x0f;
                         fuzz_bytes(in, f.data, 8);
                         feed(s, &f);

@@ -69,7 +69,7 @@ static void check_reply(const HttpReply *reply) {
         if (getenv("FUZZ_SERVER_API_TRACE")) {
                 char *j = reply->json ? json_dumps(reply->json, JSON_COMPACT) : NULL;
 
-                fprintf(stderr, "status %u: %s\n", reply->status, j ?: reply->text ?: "");
+                fprintf(stderr, "status %u: %s\n", reply->status, j ?: (reply->text ?: ""));
                 free(j);
         }
         FUZZ_CHECK(reply->status >= 200 && reply->status <= 599);

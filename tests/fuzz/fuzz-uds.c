@@ -189,7 +189,7 @@ static const UdsClientIo io = {
 static int new_request(uint8_t kind, uint8_t arg, uint8_t then) {
         static const uint8_t sids[] = {
                 UDS_SESSION_CONTROL, UDS_ECU_RESET, UDS_READ_DID, UDS_SECURITY_ACCESS,
-                UDS_ROUTINE_CONTROL, UDS_TESTER_PRESENT, 0x2e, 0x3f,
+                UDS_ROUTINE_CONTROL, UDS_TESTER_PRESENT, 0x2e, 0x3f
         };
         Req *r;
         int ret;
@@ -246,7 +246,7 @@ static void answer(uint8_t kind, FuzzInput *in) {
         case 3:
         case 4: /* responsePending */
                 buf[n++] = UDS_NEGATIVE_RESPONSE;
-                buf[n++] = (kind & 0x80) ? fuzz_u8(in) : S.last_size > 0 ? S.last[0] : 0;
+                buf[n++] = (kind & 0x80) ? fuzz_u8(in) : (S.last_size > 0 ? S.last[0] : 0);
                 buf[n++] = UDS_NRC_RESPONSE_PENDING;
                 break;
         case 5: /* anything */
@@ -338,7 +338,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         break;
                 }
                 case 9:
-                        uds_client_receive_failed(S.c, (op & 0x10) ? -ETIMEDOUT : (op & 0x20) ? 0 : -EILSEQ,
+                        uds_client_receive_failed(S.c, (op & 0x10) ? -ETIMEDOUT : ((op & 0x20) ? 0 : -EILSEQ),
                                                   S.now);
                         break;
                 case 10:

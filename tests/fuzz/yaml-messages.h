@@ -22,7 +22,7 @@ static inline bool yaml_message_check(const BadYaml *b, int r, const char *msg) 
         /* the file on one line, its line breaks as "\n" */
         printf("  ");
         for (const char *p = b->text; *p; p++)
-                printf(*p == '\n' ? "\\n" : *p == '\t' ? "\\t" : "%c", *p);
+                printf(*p == '\n' ? "\\n" : (*p == '\t' ? "\\t" : "%c"), *p);
         printf("\n    -> %s\n", msg);
         snprintf(prefix, sizeof(prefix), FUZZ_YAML_NAME ":%s: ", b->position);
         if (r != -EINVAL) {
