@@ -10,6 +10,8 @@ packages=(
         libsqlite3-dev libmicrohttpd-dev libpq-dev
         # the passcode server on PostgreSQL: its tests start a private server (tests/server/pgtest.py)
         postgresql-15
+        # the C files' layout (tools/check-format.sh): Debian 12's clang-format is version 14
+        clang-format
         # tests
         libcmocka-dev dbus systemd can-utils openssl curl python3 libxml2-utils libglib2.0-bin util-linux valgrind
         # the VM with real SocketCAN and kernel ISO-TP
