@@ -22,12 +22,12 @@
 #define ANSWER_MAX 256
 
 typedef enum StepAction {
-        ACTION_WAIT,        /* immod, the ECU or the person at the car acts */
+        ACTION_WAIT, /* immod, the ECU or the person at the car acts */
         ACTION_ACKNOWLEDGE,
         ACTION_PASSCODE,
-        ACTION_KEY_COUNT,   /* declare-keys */
-        ACTION_ERASE,       /* touch-keys: Erase once every declared key was touched */
-        ACTION_TOUCH_NEW,   /* touch-new-keys: Finish when the new keys are registered (mode 2) */
+        ACTION_KEY_COUNT, /* declare-keys */
+        ACTION_ERASE,     /* touch-keys: Erase once every declared key was touched */
+        ACTION_TOUCH_NEW, /* touch-new-keys: Finish when the new keys are registered (mode 2) */
 } StepAction;
 
 typedef enum Agreement {
@@ -89,8 +89,8 @@ typedef struct Guide {
         Context *c;
         sd_bus *bus;
         const char *path;
-        FILE *out;   /* text for people: stdout, or stderr when stdout carries --json */
-        bool tty;    /* out is a terminal: a progress line redrawn in place */
+        FILE *out; /* text for people: stdout, or stderr when stdout carries --json */
+        bool tty;  /* out is a terminal: a progress line redrawn in place */
 
         json_t *proc; /* the Procedure's properties, kept current from PropertiesChanged */
         json_t *mgr;  /* the Manager's, for the battery and the problems */
@@ -100,17 +100,17 @@ typedef struct Guide {
         json_t *key_events; /* KeyEvent signals not shown yet: [event, slot, beeps, keys_seq, usec] */
         unsigned keys_seq;  /* counts the Keys updates, which immod sends after the KeyEvent */
 
-        char *shown_step;     /* the step whose screen was printed */
-        char *shown_seed;     /* the Seed printed with it, as JSON text */
+        char *shown_step; /* the step whose screen was printed */
+        char *shown_seed; /* the Seed printed with it, as JSON text */
         char *shown_prompt;
         char *shown_problems;
-        char *answered_step;  /* answered successfully: not again until the step changes */
-        bool status_shown;    /* a progress line is on the screen's last line */
-        unsigned said;        /* lines printed so far: a question interrupted by news is asked again */
-        int last_percent;     /* the last progress printed (lines, JSON) */
+        char *answered_step; /* answered successfully: not again until the step changes */
+        bool status_shown;   /* a progress line is on the screen's last line */
+        unsigned said;       /* lines printed so far: a question interrupted by news is asked again */
+        int last_percent;    /* the last progress printed (lines, JSON) */
         long long last_countdown;
         unsigned passcodes_used;
-        bool fetch_failed;    /* at this step: ask rather than fetch again */
+        bool fetch_failed; /* at this step: ask rather than fetch again */
         unsigned expected_delete;
         bool erase_sent, finish_sent;
         int fatal; /* the exit status behind -ENOTCONN */

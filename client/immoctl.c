@@ -19,23 +19,23 @@ enum {
         VERB_OPT_AGREE_KEYS = 1U << 6, /* --agree-erase-keys */
         VERB_OPT_KEYS_PRESENT = 1U << 7,
         VERB_OPT_NEW_KEYS = 1U << 8,
-        VERB_OPT_PASSCODE = 1U << 9,   /* --passcode, --fetch */
-        VERB_OPT_LOGIN = 1U << 10,     /* --user, --password-file */
-        VERB_OPT_APPROVAL = 1U << 11,  /* --approver, --attest, --dealer-code */
+        VERB_OPT_PASSCODE = 1U << 9,  /* --passcode, --fetch */
+        VERB_OPT_LOGIN = 1U << 10,    /* --user, --password-file */
+        VERB_OPT_APPROVAL = 1U << 11, /* --approver, --attest, --dealer-code */
 };
 
 #define GUIDED_OPTIONS (VERB_OPT_RECORD | VERB_OPT_PASSCODE | VERB_OPT_LOGIN)
 
-#define RECORD_OPTIONS_HELP                                                                   \
-        "      --repair-order=RO   The repair order, for the audit record and the service\n" \
+#define RECORD_OPTIONS_HELP                                                                    \
+        "      --repair-order=RO   The repair order, for the audit record and the service\n"   \
         "      --customer=NAME     The customer's last name (the passcode service needs it)\n" \
         "      --technician=NAME   Who does the work, for the audit record\n"
 
-#define PASSCODE_OPTIONS_HELP                                                                           \
-        "      --passcode=P        Use P at the next passcode step (twice for the reset's two)\n"          \
-        "      --fetch             Get every passcode from the passcode service\n"                          \
-        "      --user=ID           The passcode service user (asked when missing)\n"                         \
-        "      --password-file=F   Read the service password from F (else asked, without echo;\n"             \
+#define PASSCODE_OPTIONS_HELP                                                                     \
+        "      --passcode=P        Use P at the next passcode step (twice for the reset's two)\n" \
+        "      --fetch             Get every passcode from the passcode service\n"                \
+        "      --user=ID           The passcode service user (asked when missing)\n"              \
+        "      --password-file=F   Read the service password from F (else asked, without echo;\n" \
         "                          it is never stored)\n"
 
 

@@ -17,7 +17,8 @@ typedef struct Input {
         bool overlong; /* dropping the rest of a line that did not fit */
 } Input;
 
-#define INPUT_INIT { .fd = 0 }
+#define INPUT_INIT \
+        { .fd = 0 }
 
 /*
  * Moves one complete line (without its newline, trailing white space removed) into ret:

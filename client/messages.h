@@ -14,7 +14,7 @@ typedef struct ErrorInfo {
 } ErrorInfo;
 
 typedef struct ProblemInfo {
-        const char *id;   /* a word of the Manager's Problems */
+        const char *id; /* a word of the Manager's Problems */
         const char *advice;
 } ProblemInfo;
 

@@ -290,9 +290,9 @@ static void print_battery_trace(json_t *trace) {
 
 /* One audit record on one line: the known keys in a fixed order, then the others. */
 static void print_history_record(json_t *rec) {
-        static const char *const known[] = { "time",   "kind",         "vin",         "result",     "error",
-                                             "uid",    "technician",   "repair_order", "keys_before", "keys_after",
-                                             "usec",   "created",      "id",          "version",
+        static const char *const known[] = { "time", "kind", "vin", "result", "error",
+                                             "uid", "technician", "repair_order", "keys_before", "keys_after",
+                                             "usec", "created", "id", "version",
                                              "battery_trace" };
         const char *time = json_get_string(rec, "time"), *error = json_get_string(rec, "error");
         unsigned long long usec, before, after, uid;

@@ -55,10 +55,10 @@ static int format_iso8601(usec_t t, char *buf, size_t size) {
 static int record_check(const AuditRecord *r, char *reason, size_t reason_size) {
         const char *vin_reason = NULL;
 
-#define INVALID(...)                                          \
-        do {                                                  \
-                snprintf(reason, reason_size, __VA_ARGS__);   \
-                return -EINVAL;                               \
+#define INVALID(...)                                        \
+        do {                                                \
+                snprintf(reason, reason_size, __VA_ARGS__); \
+                return -EINVAL;                             \
         } while (0)
 
         if (r->id == 0 || r->id > INT64_MAX)
@@ -432,7 +432,8 @@ static int parse_line(const char *path, uint64_t offset, const char *line, size_
                 }
 
                 log_warning("%s: line at byte %" PRIu64 ": skipping an unreadable audit record (cut short by a "
-                            "crash?): column %d: %s", path, offset, err.column, err.text);
+                            "crash?): column %d: %s",
+                            path, offset, err.column, err.text);
                 next = memmem(line + pos + 1, len - pos - 1, AUDIT_RECORD_START, strlen(AUDIT_RECORD_START));
                 if (!next)
                         break;
@@ -447,16 +448,16 @@ static int parse_line(const char *path, uint64_t offset, const char *line, size_
 #define TAIL_CHUNK (64U * 1024U)
 
 struct AuditReader {
-        char *path;           /* audit.log; the rotated logs are path.N */
-        unsigned next_rotated; /* the next older log to open, 0 when none is left; UINT_MAX:
-                                * audit.log itself */
+        char *path;                  /* audit.log; the rotated logs are path.N */
+        unsigned next_rotated;       /* the next older log to open, 0 when none is left; UINT_MAX:
+                                      * audit.log itself */
         unsigned next_rotated_first; /* the newest rotated log */
-        int fd;               /* the log being read, -1 before the first and after the last */
-        char *log_name;       /* its path, for warnings */
-        uint64_t off;         /* the file offset of buf[0]: what is left to read lies before */
-        char *buf;            /* the part of the file not handed out yet, [off, off + len) */
+        int fd;                      /* the log being read, -1 before the first and after the last */
+        char *log_name;              /* its path, for warnings */
+        uint64_t off;                /* the file offset of buf[0]: what is left to read lies before */
+        char *buf;                   /* the part of the file not handed out yet, [off, off + len) */
         size_t len;
-        RecordList line;      /* the records of the line read last, oldest first */
+        RecordList line; /* the records of the line read last, oldest first */
 };
 
 /* The previous line of the log (without its newline) into *ret, *ret_len, its offset into

@@ -35,25 +35,25 @@ typedef enum AuditResult {
 } AuditResult;
 
 typedef struct AuditRecord {
-        uint64_t id;              /* the procedure's id, 1..INT64_MAX: a restart that finds a
-                                   * journal already audited only removes the journal */
-        uint32_t uid;             /* who started it */
-        char *technician;         /* the name given, may be "" */
-        usec_t time;              /* when it finished, µs since the epoch (also written as
-                                   * ISO 8601 UTC, "time") */
-        usec_t created;           /* when it started */
+        uint64_t id;      /* the procedure's id, 1..INT64_MAX: a restart that finds a
+                           * journal already audited only removes the journal */
+        uint32_t uid;     /* who started it */
+        char *technician; /* the name given, may be "" */
+        usec_t time;      /* when it finished, µs since the epoch (also written as
+                           * ISO 8601 UTC, "time") */
+        usec_t created;   /* when it started */
         ProcedureKind kind;
         char *vin;
-        char *profile;            /* vehicle profile name */
-        char *repair_order;       /* may be "" */
+        char *profile;      /* vehicle profile name */
+        char *repair_order; /* may be "" */
         AuditResult result;
-        char *error;              /* D-Bus error name; NULL for succeeded, required for failed */
-        int keys_before;          /* keys registered before and after; -1: unknown */
+        char *error;     /* D-Bus error name; NULL for succeeded, required for failed */
+        int keys_before; /* keys registered before and after; -1: unknown */
         int keys_after;
-        double battery_min;       /* volts; NAN: unknown (JSON null) */
+        double battery_min; /* volts; NAN: unknown (JSON null) */
         unsigned passcode_attempts;
-        AuditTracePoint *trace;   /* the voltage trace, oldest first; NULL when none */
-        size_t n_trace;           /* at most AUDIT_TRACE_MAX */
+        AuditTracePoint *trace; /* the voltage trace, oldest first; NULL when none */
+        size_t n_trace;         /* at most AUDIT_TRACE_MAX */
 } AuditRecord;
 
 const char *audit_result_to_string(AuditResult r);

@@ -15,8 +15,8 @@ struct BatteryWatch {
         BatteryMonitor monitor;
         sd_event_source *sample_timer, *notify_timer;
         bool active;
-        bool reading;  /* an A010 request is out */
-        bool kicked;   /* a caller wants a reading: the timer reads even while not active */
+        bool reading;   /* an A010 request is out */
+        bool kicked;    /* a caller wants a reading: the timer reads even while not active */
         int last_error; /* of the hwmon reader, so a broken file is logged once, not every second */
 
         BatteryWatchHandlers handlers;
@@ -90,7 +90,7 @@ static void read_hwmon(BatteryWatch *w) {
         if (r < 0) {
                 if (r != w->last_error)
                         log_warning_errno(r, "Battery: cannot read a voltage from %s: %s (ignored; the state "
-                                          "turns unknown after %u s without a good reading).",
+                                             "turns unknown after %u s without a good reading).",
                                           w->hwmon_path,
                                           r == -EINVAL ? "it does not hold a whole number of millivolts"
                                                        : strerror(-r),

@@ -279,7 +279,7 @@ int battery_read_hwmon(const char *path, double *ret_volts) {
         r = read_file_bounded(path, BATTERY_HWMON_FILE_MAX, &buf, &size);
         if (r == -EFBIG)
                 return log_debug_errno(EINVAL, "%s: more than %u bytes, not a millivolt reading",
-                                         path, BATTERY_HWMON_FILE_MAX);
+                                       path, BATTERY_HWMON_FILE_MAX);
         if (r < 0)
                 return r;
 

@@ -11,12 +11,12 @@
 
 #include "util.h"
 
-#define BATTERY_VOLTS_MAX 40.0                            /* above: a bad reading, not a battery */
-#define BATTERY_HYSTERESIS_V 0.1                          /* to leave low or critical again */
-#define BATTERY_STALE_USEC (10 * USEC_PER_SEC)            /* no good reading for this long: unknown */
+#define BATTERY_VOLTS_MAX 40.0                             /* above: a bad reading, not a battery */
+#define BATTERY_HYSTERESIS_V 0.1                           /* to leave low or critical again */
+#define BATTERY_STALE_USEC (10 * USEC_PER_SEC)             /* no good reading for this long: unknown */
 #define BATTERY_NOTIFY_INTERVAL_USEC (250 * USEC_PER_MSEC) /* voltage: at most 4 PropertiesChanged a second */
-#define BATTERY_NOTIFY_MIN_DELTA_V 0.010                  /* smaller moves are not news */
-#define BATTERY_TRACE_BUCKETS 1024U                       /* ~17 min of 1 s buckets: a whole reset */
+#define BATTERY_NOTIFY_MIN_DELTA_V 0.010                   /* smaller moves are not news */
+#define BATTERY_TRACE_BUCKETS 1024U                        /* ~17 min of 1 s buckets: a whole reset */
 #define BATTERY_TRACE_BUCKET_USEC USEC_PER_SEC
 #define BATTERY_HWMON_FILE_MAX 64U
 
@@ -39,16 +39,16 @@ typedef struct BatteryMonitor {
         double start_min_v;
         double running_min_v;
 
-        double volts;          /* last good reading; NaN when none or stale */
-        usec_t sampled_at;     /* of that reading; USEC_INFINITY when none */
+        double volts;      /* last good reading; NaN when none or stale */
+        usec_t sampled_at; /* of that reading; USEC_INFINITY when none */
         BatteryState state;
-        unsigned n_bad;        /* rejected readings since init */
+        unsigned n_bad; /* rejected readings since init */
 
         double notified_volts; /* what the bus was last told */
         BatteryState notified_state;
-        usec_t notified_at;    /* USEC_INFINITY: never */
+        usec_t notified_at; /* USEC_INFINITY: never */
 
-        char reason[192];      /* battery_allows_reset()'s sentence */
+        char reason[192]; /* battery_allows_reset()'s sentence */
 } BatteryMonitor;
 
 /*
@@ -103,7 +103,7 @@ bool battery_allows_reset(BatteryMonitor *m, const char **ret_reason);
 /* Trace: one per procedure, for BatteryMinimum and the audit record */
 
 typedef struct BatteryTraceBucket {
-        usec_t start;   /* of the first reading in it */
+        usec_t start; /* of the first reading in it */
         double min, max, sum;
         unsigned n;
 } BatteryTraceBucket;
@@ -111,7 +111,7 @@ typedef struct BatteryTraceBucket {
 typedef struct BatteryTrace {
         bool running;
         usec_t begun_at, ended_at;
-        double minimum;    /* NaN when none */
+        double minimum; /* NaN when none */
         usec_t minimum_at;
         uint64_t n_samples; /* all, also those that fell out of the ring */
         size_t first, n_buckets;

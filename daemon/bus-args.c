@@ -109,4 +109,3 @@ int manager_read_credentials(sd_bus_message *msg, PasscodeCredentials *ret, sd_b
         *ret = c;
         return 0;
 }
-

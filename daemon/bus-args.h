@@ -8,7 +8,7 @@
 
 #include "util.h"
 
-#define CREDENTIAL_USER_MAX 64U      /* user names, manager ids, the technician */
+#define CREDENTIAL_USER_MAX 64U /* user names, manager ids, the technician */
 #define CREDENTIAL_PASSWORD_MAX 256U
 #define APPROVERS_MAX 16U
 #define DEALER_CODE_MAX 32U

@@ -26,7 +26,8 @@ CURLMcode (*sym_curl_multi_cleanup)(CURLM *multi);
 struct curl_slist *(*sym_curl_slist_append)(struct curl_slist *list, const char *s);
 void (*sym_curl_slist_free_all)(struct curl_slist *list);
 
-#define SYM(name) { #name, (void **) &sym_##name }
+#define SYM(name) \
+        { #name, (void **) &sym_##name }
 
 int dlopen_curl(void) {
         static const struct {
@@ -60,7 +61,8 @@ int dlopen_curl(void) {
         h = dlopen(LIBCURL_SONAME, RTLD_NOW | RTLD_NODELETE);
         if (!h)
                 return log_error_errno(EOPNOTSUPP, "Cannot load %s (package libcurl4): %s; passcodes and approvals "
-                                       "cannot be fetched.", LIBCURL_SONAME, dlerror());
+                                                   "cannot be fetched.",
+                                       LIBCURL_SONAME, dlerror());
         for (size_t i = 0; i < ELEMENTSOF(syms); i++) {
                 *syms[i].ptr = dlsym(h, syms[i].name);
                 if (!*syms[i].ptr) {

@@ -327,9 +327,9 @@ static int request_setup(CurlGlue *g, CurlRequest *r, const char *method, const 
         struct curl_slist *l;
         CURLcode c = CURLE_OK;
 
-#define SET(opt, val)                                           \
-        do {                                                    \
-                if (c == CURLE_OK)                              \
+#define SET(opt, val)                                                \
+        do {                                                         \
+                if (c == CURLE_OK)                                   \
                         c = sym_curl_easy_setopt(r->easy, opt, val); \
         } while (0)
 

@@ -26,7 +26,7 @@
 #define ECU_GATE_LATE_WINDOW_USEC (5 * USEC_PER_SEC) /* P2*server: an ECU late beyond it is not coming */
 
 enum {
-        ECU_GATE_WAIT_LATE = 1U << 0, /* the answer stays welcome after the probe was answered */
+        ECU_GATE_WAIT_LATE = 1U << 0,   /* the answer stays welcome after the probe was answered */
         ECU_GATE_OWNER_FLAGS = 1U << 8, /* bits from here on are the owner's, handed back */
 };
 

@@ -96,10 +96,10 @@ static bool command_valid(const char *s) {
 static int record_check(const JournalRecord *r, char *reason, size_t reason_size) {
         const char *vin_reason = NULL;
 
-#define INVALID(...)                                          \
-        do {                                                  \
-                snprintf(reason, reason_size, __VA_ARGS__);   \
-                return -EINVAL;                               \
+#define INVALID(...)                                        \
+        do {                                                \
+                snprintf(reason, reason_size, __VA_ARGS__); \
+                return -EINVAL;                             \
         } while (0)
 
         if (r->id == 0 || r->id > INT64_MAX)

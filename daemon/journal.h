@@ -13,13 +13,13 @@
 #include "util.h"
 
 #define JOURNAL_VERSION 1
-#define JOURNAL_MAX_FILES 64U            /* journal_load_all() loads at most this many */
-#define JOURNAL_FILE_MAX (64U * 1024U)   /* bytes per journal file */
-#define JOURNAL_TEXT_MAX 128U            /* technician, repair order (bytes) */
-#define JOURNAL_PROFILE_MAX 64U          /* as PROFILE_NAME_MAX */
-#define JOURNAL_COMMAND_MAX_BYTES 64U    /* bytes of a pending command */
+#define JOURNAL_MAX_FILES 64U          /* journal_load_all() loads at most this many */
+#define JOURNAL_FILE_MAX (64U * 1024U) /* bytes per journal file */
+#define JOURNAL_TEXT_MAX 128U          /* technician, repair order (bytes) */
+#define JOURNAL_PROFILE_MAX 64U        /* as PROFILE_NAME_MAX */
+#define JOURNAL_COMMAND_MAX_BYTES 64U  /* bytes of a pending command */
 #define JOURNAL_ATTEMPTS_MAX 65535U
-#define JOURNAL_BATTERY_MAX 100.0        /* volts; anything above is a broken reading */
+#define JOURNAL_BATTERY_MAX 100.0 /* volts; anything above is a broken reading */
 
 /* The procedure's State, as the D-Bus property spells it. */
 typedef enum JournalState {
@@ -32,23 +32,23 @@ typedef enum JournalState {
 } JournalState;
 
 typedef struct JournalRecord {
-        uint64_t id;                /* 1..INT64_MAX (JSON integers are signed 64-bit) */
+        uint64_t id; /* 1..INT64_MAX (JSON integers are signed 64-bit) */
         ProcedureKind kind;
-        char *vin;                  /* 17 characters, vin_check_syntax() */
-        char *profile;              /* vehicle profile name, 1..JOURNAL_PROFILE_MAX bytes */
-        uint32_t owner;             /* uid of the caller that started it, not (uid_t) -1 */
-        char *technician;           /* may be "", never NULL; no control characters */
-        char *repair_order;         /* may be "", never NULL; no control characters */
-        char *customer_last_name;   /* for FetchPasscode after a restart; NULL or "" when not
-                                     * given (journals of earlier versions lack it) */
-        usec_t created;             /* µs since the epoch, > 0 */
-        const char *step;           /* a step id of `kind`; after loading it points into the
-                                     * static step table */
-        char *sent_command;         /* NULL, or the destructive command about to be sent, as
-                                     * upper-case hex bytes separated by one space: "31 01 A1 01" */
-        usec_t sent_at;             /* when it was (about to be) sent; > 0 with sent_command */
-        int keys_before;            /* keys registered before the procedure; -1: unknown */
-        double battery_min;         /* volts; NAN: unknown */
+        char *vin;                /* 17 characters, vin_check_syntax() */
+        char *profile;            /* vehicle profile name, 1..JOURNAL_PROFILE_MAX bytes */
+        uint32_t owner;           /* uid of the caller that started it, not (uid_t) -1 */
+        char *technician;         /* may be "", never NULL; no control characters */
+        char *repair_order;       /* may be "", never NULL; no control characters */
+        char *customer_last_name; /* for FetchPasscode after a restart; NULL or "" when not
+                                   * given (journals of earlier versions lack it) */
+        usec_t created;           /* µs since the epoch, > 0 */
+        const char *step;         /* a step id of `kind`; after loading it points into the
+                                   * static step table */
+        char *sent_command;       /* NULL, or the destructive command about to be sent, as
+                                   * upper-case hex bytes separated by one space: "31 01 A1 01" */
+        usec_t sent_at;           /* when it was (about to be) sent; > 0 with sent_command */
+        int keys_before;          /* keys registered before the procedure; -1: unknown */
+        double battery_min;       /* volts; NAN: unknown */
         unsigned passcode_attempts;
         JournalState state;
 } JournalRecord;

@@ -36,16 +36,16 @@ typedef struct Vehicle {
         bool vin_check_ok;
         const char *make; /* vin_make()'s static string; NULL when the WMI is unknown */
         char model[PROFILE_MODEL_NAME_MAX + 1];
-        unsigned year;    /* 0 when unknown */
+        unsigned year;                 /* 0 when unknown */
         const VehicleProfile *profile; /* NULL: no profile covers it */
-        const char *source; /* "ecu" or "manual" */
+        const char *source;            /* "ecu" or "manual" */
 } Vehicle;
 
 /* A caller's uid, and whether it may call methods (manager-auth.c). */
 #define AUTH_CACHE_MAX 32
 #define AUTH_VERDICT_USEC (10 * USEC_PER_SEC)
 typedef struct AuthCache {
-        char sender[32];  /* the unique bus name; "" when unused */
+        char sender[32]; /* the unique bus name; "" when unused */
         uid_t uid;
         bool in_group;
         usec_t verdict_at; /* CLOCK_MONOTONIC; USEC_INFINITY: none yet */
@@ -67,13 +67,13 @@ struct Manager {
         uint64_t next_id;
         sd_bus_slot *procedure_slot, *enumerator_slot;
         BatteryWatch *battery;
-        sd_event_source *wake_timer;   /* armed while EcuState is asleep */
-        struct WakeProbe *wake_probe;  /* the 3E 00 on its way, NULL when none */
-        gid_t group_gid;               /* the configured group's, once looked up */
+        sd_event_source *wake_timer;  /* armed while EcuState is asleep */
+        struct WakeProbe *wake_probe; /* the 3E 00 on its way, NULL when none */
+        gid_t group_gid;              /* the configured group's, once looked up */
         bool group_resolved;
         struct HistoryRead *history_reads; /* GetHistory calls being answered */
         AuthCache auth_cache[AUTH_CACHE_MAX];
-        unsigned auth_cache_next;          /* the entry replaced next */
+        unsigned auth_cache_next; /* the entry replaced next */
 };
 
 /* Outlives the Manager when immod stops with a probe on its way. */

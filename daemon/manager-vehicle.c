@@ -184,9 +184,9 @@ static void identify_on_model(UdsClient *client, const UdsResponse *resp, void *
                 if (v.year > 0)
                         snprintf(year, sizeof(year), "%u", v.year);
                 ecu_call_reply_error(c, IMMOD_ERROR_UNSUPPORTED_VEHICLE,
-                                            "No vehicle profile covers %s %s, %s (VIN %s); SetVehicle sets the "
-                                            "vehicle by hand.",
-                                            v.make ?: "this make", v.model, year, v.vin);
+                                     "No vehicle profile covers %s %s, %s (VIN %s); SetVehicle sets the "
+                                     "vehicle by hand.",
+                                     v.make ?: "this make", v.model, year, v.vin);
                 return;
         }
 
@@ -213,8 +213,8 @@ static void identify_on_vin(UdsClient *client, const UdsResponse *resp, void *us
         if (size != VIN_LEN || memchr(data, 0, size)) {
                 log_info("The ECU reported a VIN of %zu bytes.", size);
                 ecu_call_reply_error(c, IMMOD_ERROR_INVALID_VIN,
-                                            "The ECU reported a malformed VIN (%zu bytes, %d expected).", size,
-                                            VIN_LEN);
+                                     "The ECU reported a malformed VIN (%zu bytes, %d expected).", size,
+                                     VIN_LEN);
                 return;
         }
         memcpy(c->vin, data, VIN_LEN);
@@ -222,7 +222,7 @@ static void identify_on_vin(UdsClient *client, const UdsResponse *resp, void *us
         if (vin_check_syntax(c->vin, &reason) < 0) {
                 log_info("The ECU reported a malformed VIN: %s", reason);
                 ecu_call_reply_error(c, IMMOD_ERROR_INVALID_VIN, "The ECU reported a malformed VIN: %s.",
-                                            reason);
+                                     reason);
                 return;
         }
 
@@ -231,7 +231,7 @@ static void identify_on_vin(UdsClient *client, const UdsResponse *resp, void *us
         if (r < 0) {
                 log_warning_errno(r, "Failed to queue the model read: %m");
                 ecu_call_reply_error(c, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.",
-                                            strerror(-r));
+                                     strerror(-r));
                 return;
         }
         TAKE_PTR(c); /* identify_on_model() has it now */
@@ -422,4 +422,3 @@ int method_set_vehicle(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         manager_set_vehicle(m, &v);
         return sd_bus_reply_method_return(msg, NULL);
 }
-

@@ -58,7 +58,7 @@ static int procedure_enumerate(sd_bus *bus, const char *prefix, void *userdata, 
 
 /* Properties */
 
-#define GETTER(name) \
+#define GETTER(name)                                                                                \
         static int name(sd_bus *bus, const char *path, const char *interface, const char *property, \
                         sd_bus_message *reply, void *userdata, sd_bus_error *error)
 

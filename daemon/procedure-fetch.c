@@ -233,4 +233,3 @@ int procedure_fetch_passcode(Procedure *p, sd_bus_message *msg, const PasscodeCr
                  procedure_view(p)->seed_kind == PASSCODE_IMMOBILIZER ? "immobilizer" : "smart code", cred->user);
         return 1; /* answered when the service and the ECU have */
 }
-

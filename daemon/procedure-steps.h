@@ -21,14 +21,14 @@ typedef enum ProcedureKind {
 } ProcedureKind;
 
 typedef enum StepEnd {
-        STEP_END_ACKNOWLEDGE,  /* Acknowledge(step) */
-        STEP_END_PASSCODE,     /* SubmitPasscode or FetchPasscode */
-        STEP_END_KEY_COUNT,    /* SetKeyCount */
-        STEP_END_ERASE,        /* Erase */
-        STEP_END_ECU_EVENT,    /* a key event from the ECU */
-        STEP_END_FINISH,       /* Finish, or full slots */
-        STEP_END_BY_ITSELF,    /* immod or the ECU finishes it */
-        STEP_END_NONE,         /* "done": the end */
+        STEP_END_ACKNOWLEDGE, /* Acknowledge(step) */
+        STEP_END_PASSCODE,    /* SubmitPasscode or FetchPasscode */
+        STEP_END_KEY_COUNT,   /* SetKeyCount */
+        STEP_END_ERASE,       /* Erase */
+        STEP_END_ECU_EVENT,   /* a key event from the ECU */
+        STEP_END_FINISH,      /* Finish, or full slots */
+        STEP_END_BY_ITSELF,   /* immod or the ECU finishes it */
+        STEP_END_NONE,        /* "done": the end */
 } StepEnd;
 
 /* What immod does on entering a step. */
@@ -74,7 +74,7 @@ typedef struct StepInfo {
         StepCheck check;
         StepPoll poll;
         StepPasscode passcode;
-        bool needs_key;       /* skipped when no key is registered */
+        bool needs_key;        /* skipped when no key is registered */
         const char *resume_at; /* after a restart: the step that is safe to repeat */
         const char *prompt;
 } StepInfo;

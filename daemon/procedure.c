@@ -61,16 +61,16 @@ struct Procedure {
         unsigned passcode_attempts;
         int reg_mode; /* A102 mode, 0 when none started */
         EcuOpen open;
-        bool reset_sent; /* 31 01 A101 left (journalled): the reset may run */
-        bool erase_sent; /* 31 02 A103 left (journalled): keys may be deleted */
+        bool reset_sent;        /* 31 01 A101 left (journalled): the reset may run */
+        bool erase_sent;        /* 31 02 A103 left (journalled): keys may be deleted */
         const char *stopped_at; /* the step a restart interrupted (static step table) */
-        bool rejected; /* the seed being fetched follows a wrong passcode */
+        bool rejected;          /* the seed being fetched follows a wrong passcode */
 
-        EcuGate *gate; /* one ECU request at a time, dropped when the procedure ends (ecu-gate.h) */
+        EcuGate *gate;           /* one ECU request at a time, dropped when the procedure ends (ecu-gate.h) */
         sd_bus_message *pending; /* the method call answered when the chain ends */
         sd_bus_message *cancel;  /* Cancel(), answered once nothing is in flight and all is closed */
         Readback readback;
-        unsigned a002_state;     /* as read back */
+        unsigned a002_state; /* as read back */
         unsigned close_tries;
         int a101_status;         /* as read back; -1: unknown */
         char readback_note[256]; /* what the readback found, for the prompt and the record */

@@ -25,7 +25,7 @@ typedef struct ProfileModel {
         char *name;          /* as the bulletin writes it, e.g. "ES 300h" */
         unsigned first_year; /* model years, inclusive */
         unsigned last_year;
-        unsigned line;       /* in the profile file, for messages */
+        unsigned line; /* in the profile file, for messages */
         unsigned column;
 } ProfileModel;
 
@@ -48,10 +48,10 @@ typedef struct ProfileRids {
 } ProfileRids;
 
 typedef struct VehicleProfile {
-        char *name;  /* e.g. "lexus-es-ux-ls-2018-2021"; unique in a set */
-        char *path;  /* the file it came from */
+        char *name;              /* e.g. "lexus-es-ux-ls-2018-2021"; unique in a set */
+        char *path;              /* the file it came from */
         bool reference_protocol; /* speaks vehicle-protocol.md rather than an OEM's own */
-        char *make;  /* as vin_make() names it: "Lexus", "Toyota" */
+        char *make;              /* as vin_make() names it: "Lexus", "Toyota" */
         ProfileModel *models;
         size_t n_models;
 

@@ -49,7 +49,7 @@ struct IsoTp {
                 bool have_fc_params; /* the first FC of a message fixes BS and STmin */
                 uint8_t bs, st_min;
                 unsigned cf_in_block, waits;
-                usec_t next;          /* when to send the next frame, or when N_Bs expires */
+                usec_t next; /* when to send the next frame, or when N_Bs expires */
                 Blocked blocked;
         } tx;
 
@@ -59,7 +59,7 @@ struct IsoTp {
                 size_t size, offset;
                 uint8_t sn;
                 unsigned cf_in_block, waits_sent;
-                usec_t next;          /* when to send the FC, or when N_Cr expires */
+                usec_t next; /* when to send the FC, or when N_Cr expires */
                 Blocked blocked;
         } rx;
 };

@@ -27,15 +27,15 @@
 /* The N_Result values of ISO 15765-2 §8.3.7, which name the cause of every failure. */
 typedef enum IsoTpResult {
         ISOTP_N_OK = 0,
-        ISOTP_N_TIMEOUT_A,     /* a frame could not be put on the bus within N_As/N_Ar */
-        ISOTP_N_TIMEOUT_BS,    /* no flow control within N_Bs after a first frame or block */
-        ISOTP_N_TIMEOUT_CR,    /* no consecutive frame within N_Cr */
-        ISOTP_N_WRONG_SN,      /* a consecutive frame with the wrong sequence number */
-        ISOTP_N_INVALID_FS,    /* a flow control with an unknown flow status */
-        ISOTP_N_UNEXP_PDU,     /* a new message began while one was being received */
-        ISOTP_N_WFT_OVRN,      /* more FC.WAIT frames in a row than allowed */
-        ISOTP_N_BUFFER_OVFLW,  /* the receiver answered FC.OVFLW: the message is too long for it */
-        ISOTP_N_ERROR,         /* anything else: a frame that could not be sent, a bad length */
+        ISOTP_N_TIMEOUT_A,    /* a frame could not be put on the bus within N_As/N_Ar */
+        ISOTP_N_TIMEOUT_BS,   /* no flow control within N_Bs after a first frame or block */
+        ISOTP_N_TIMEOUT_CR,   /* no consecutive frame within N_Cr */
+        ISOTP_N_WRONG_SN,     /* a consecutive frame with the wrong sequence number */
+        ISOTP_N_INVALID_FS,   /* a flow control with an unknown flow status */
+        ISOTP_N_UNEXP_PDU,    /* a new message began while one was being received */
+        ISOTP_N_WFT_OVRN,     /* more FC.WAIT frames in a row than allowed */
+        ISOTP_N_BUFFER_OVFLW, /* the receiver answered FC.OVFLW: the message is too long for it */
+        ISOTP_N_ERROR,        /* anything else: a frame that could not be sent, a bad length */
         _ISOTP_N_MAX,
 } IsoTpResult;
 
@@ -51,10 +51,10 @@ typedef struct IsoTpConfig {
         uint8_t rx_ext_address; /* byte 0 expected in the peer's frames */
         bool tx_padding;        /* pad our frames to 8 bytes */
         uint8_t padding_byte;
-        uint8_t block_size;     /* BS we advertise as receiver; 0 = no further flow control */
-        uint8_t st_min;         /* STmin we advertise as receiver, raw ISO-TP encoding */
-        uint8_t wait_frames;    /* FC.WAIT frames we send before each CTS (fault injection) */
-        unsigned max_wait;      /* FC.WAIT frames in a row we accept as sender (N_WFTmax) */
+        uint8_t block_size;      /* BS we advertise as receiver; 0 = no further flow control */
+        uint8_t st_min;          /* STmin we advertise as receiver, raw ISO-TP encoding */
+        uint8_t wait_frames;     /* FC.WAIT frames we send before each CTS (fault injection) */
+        unsigned max_wait;       /* FC.WAIT frames in a row we accept as sender (N_WFTmax) */
         usec_t n_as, n_bs, n_cr; /* timeouts; N_Ar is n_as */
         /* Least time between two consecutive frames we send, added to the receiver's STmin as
          * the kernel adds its frame_txtime; 0..ISOTP_FRAME_GAP_MAX or ISOTP_FRAME_GAP_DEFAULT. */

@@ -264,7 +264,8 @@ int passcode_read_master_key(const char *path, uint8_t ret[32]) {
 
         if (size > PASSCODE_MASTER_KEY_FILE_MAX) {
                 r = log_error_errno(EINVAL, "Master key file %s is larger than %d bytes, "
-                                    "it should hold 64 hex digits.", path, PASSCODE_MASTER_KEY_FILE_MAX);
+                                            "it should hold 64 hex digits.",
+                                    path, PASSCODE_MASTER_KEY_FILE_MAX);
                 goto finish;
         }
 
@@ -275,7 +276,7 @@ int passcode_read_master_key(const char *path, uint8_t ret[32]) {
                 if (unhexchar(buf[i]) < 0) {
                         describe_char(buf[i], what);
                         r = log_error_errno(EINVAL, "Master key file %s: %s at byte %zu is not a hex digit, "
-                                            "the file must hold 64 hex digits (white space is ignored).",
+                                                    "the file must hold 64 hex digits (white space is ignored).",
                                             path, what, i + 1);
                         goto finish;
                 }

@@ -9,14 +9,14 @@
 
 #include "util.h"
 
-#define PASSCODE_KEY_SIZE 32         /* the master key M and every K_vin */
-#define PASSCODE_SEED_SIZE 48        /* the immobilizer seed, raw */
-#define PASSCODE_IMMOBILIZER_LEN 6   /* decimal digits */
-#define PASSCODE_SMART_CODE_LEN 12   /* hex digits */
-#define PASSCODE_DATA1_LEN 11        /* hex digits of the smart-code seed's fields */
+#define PASSCODE_KEY_SIZE 32       /* the master key M and every K_vin */
+#define PASSCODE_SEED_SIZE 48      /* the immobilizer seed, raw */
+#define PASSCODE_IMMOBILIZER_LEN 6 /* decimal digits */
+#define PASSCODE_SMART_CODE_LEN 12 /* hex digits */
+#define PASSCODE_DATA1_LEN 11      /* hex digits of the smart-code seed's fields */
 #define PASSCODE_DATA2_LEN 12
 #define PASSCODE_DATA3_LEN 8
-#define PASSCODE_INPUT_MAX 256       /* longest input passcode_normalize() looks at */
+#define PASSCODE_INPUT_MAX 256 /* longest input passcode_normalize() looks at */
 #define PASSCODE_MASTER_KEY_FILE_MAX 4096
 
 /* K_vin; -EINVAL unless vin passes vin_check_syntax(), -EIO if OpenSSL fails. */

@@ -59,25 +59,25 @@ static inline bool uds_is_request_sid(uint8_t sid) {
 bool uds_service_has_subfunction(uint8_t sid);
 
 typedef struct UdsClientConfig {
-        usec_t p2;                /* P2client: wait for the first answer */
-        usec_t p2_star;           /* P2*client: wait after each responsePending */
-        unsigned max_pending;     /* responsePending answers accepted in a row for one request */
-        size_t max_queue;         /* requests waiting behind the one on the wire */
-        usec_t tester_present;    /* interval of 3E 80; 0: none */
+        usec_t p2;             /* P2client: wait for the first answer */
+        usec_t p2_star;        /* P2*client: wait after each responsePending */
+        unsigned max_pending;  /* responsePending answers accepted in a row for one request */
+        size_t max_queue;      /* requests waiting behind the one on the wire */
+        usec_t tester_present; /* interval of 3E 80; 0: none */
 } UdsClientConfig;
 
 /* P2 150 ms, P2* 5000 ms, 1000 responsePending, 16 queued, no tester present. */
 void uds_client_config_init(UdsClientConfig *c);
 
 typedef struct UdsResponse {
-        int error;             /* 0: an answer came (see nrc); -ETIMEDOUT: none in P2/P2*;
-                                * -ECANCELED; other: the transport failed (negative errno) */
-        uint8_t sid;           /* the request's service id */
-        uint8_t nrc;           /* 0 for a positive answer or a suppressed one */
-        bool suppressed;       /* the request suppressed its positive answer and none was due */
-        const uint8_t *data;   /* the whole answer, service id first; NULL without one */
+        int error;           /* 0: an answer came (see nrc); -ETIMEDOUT: none in P2/P2*;
+                              * -ECANCELED; other: the transport failed (negative errno) */
+        uint8_t sid;         /* the request's service id */
+        uint8_t nrc;         /* 0 for a positive answer or a suppressed one */
+        bool suppressed;     /* the request suppressed its positive answer and none was due */
+        const uint8_t *data; /* the whole answer, service id first; NULL without one */
         size_t size;
-        unsigned pending;      /* responsePending answers seen before the end */
+        unsigned pending; /* responsePending answers seen before the end */
 } UdsResponse;
 
 typedef struct UdsClient UdsClient;

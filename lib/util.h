@@ -42,17 +42,17 @@ static inline int safe_close(int fd) {
 }
 
 /* Takes ownership out of a _cleanup_ variable. */
-#define TAKE_PTR(p)                            \
-        ({                                     \
-                __typeof__(p) _tmp_ = (p);     \
-                (p) = NULL;                    \
-                _tmp_;                         \
+#define TAKE_PTR(p)                        \
+        ({                                 \
+                __typeof__(p) _tmp_ = (p); \
+                (p) = NULL;                \
+                _tmp_;                     \
         })
-#define TAKE_FD(fd)                            \
-        ({                                     \
-                int _tmp_ = (fd);              \
-                (fd) = -1;                     \
-                _tmp_;                         \
+#define TAKE_FD(fd)               \
+        ({                        \
+                int _tmp_ = (fd); \
+                (fd) = -1;        \
+                _tmp_;            \
         })
 
 static inline bool streq(const char *a, const char *b) {
@@ -62,19 +62,19 @@ static inline bool streq(const char *a, const char *b) {
 /* NAME_to_string() and NAME_from_string() over `static const char *const NAME_table[MAX]`,
  * a table of names indexed by an enum (as systemd's DEFINE_STRING_TABLE_LOOKUP): NULL for a
  * value out of range, -EINVAL for an unknown name, *ret untouched then. */
-#define DEFINE_STRING_TABLE_TO_STRING(name, type, max)                                 \
-        const char *name##_to_string(type v) {                                         \
-                return (unsigned) v < (unsigned) (max) ? name##_table[v] : NULL;       \
+#define DEFINE_STRING_TABLE_TO_STRING(name, type, max)                           \
+        const char *name##_to_string(type v) {                                   \
+                return (unsigned) v < (unsigned) (max) ? name##_table[v] : NULL; \
         }
-#define DEFINE_STRING_TABLE_FROM_STRING(name, type, max)                               \
-        int name##_from_string(const char *s, type *ret) {                             \
-                int i_ = string_table_lookup(name##_table, (max), s);                  \
-                if (i_ < 0)                                                            \
-                        return i_;                                                     \
-                *ret = (type) i_;                                                      \
-                return 0;                                                              \
+#define DEFINE_STRING_TABLE_FROM_STRING(name, type, max)              \
+        int name##_from_string(const char *s, type *ret) {            \
+                int i_ = string_table_lookup(name##_table, (max), s); \
+                if (i_ < 0)                                           \
+                        return i_;                                    \
+                *ret = (type) i_;                                     \
+                return 0;                                             \
         }
-#define DEFINE_STRING_TABLE_LOOKUP(name, type, max) \
+#define DEFINE_STRING_TABLE_LOOKUP(name, type, max)    \
         DEFINE_STRING_TABLE_TO_STRING(name, type, max) \
         DEFINE_STRING_TABLE_FROM_STRING(name, type, max)
 

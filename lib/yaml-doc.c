@@ -113,7 +113,7 @@ void yaml_node_path(const YamlNode *n, char *buf, size_t size) {
 }
 
 _printf_(5, 0) static int doc_errorv(YamlDoc *d, unsigned line, unsigned column, const char *path,
-                                   const char *format, va_list ap) {
+                                     const char *format, va_list ap) {
         char msg[ERROR_BUF];
         int k;
 
@@ -135,7 +135,7 @@ _printf_(5, 0) static int doc_errorv(YamlDoc *d, unsigned line, unsigned column,
 }
 
 _printf_(5, 6) static int doc_error(YamlDoc *d, unsigned line, unsigned column, const char *path,
-                                   const char *format, ...) {
+                                    const char *format, ...) {
         va_list ap;
         int r;
 

@@ -331,7 +331,7 @@ static int parse_users(const YamlNode *n, ServerConfig *c) {
 }
 
 static int config_from_doc(const YamlDoc *d, const char *dir, ServerConfig **ret) {
-        static const char *const known[] = { "listen",  "tls",     "database",         "master_key_file",
+        static const char *const known[] = { "listen", "tls", "database", "master_key_file",
                                              "approval_validity_hours", "session_hours", "workers", "dealers", "users",
                                              "web_root", NULL };
         _cleanup_(server_config_freep) ServerConfig *c = NULL;

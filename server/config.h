@@ -8,9 +8,9 @@
 
 #include "util.h"
 
-#define CONFIG_ID_MAX 64      /* user ids */
-#define CONFIG_DEALER_MAX 32  /* dealer codes */
-#define CONFIG_NAME_MAX 128   /* names of people and dealers */
+#define CONFIG_ID_MAX 64     /* user ids */
+#define CONFIG_DEALER_MAX 32 /* dealer codes */
+#define CONFIG_NAME_MAX 128  /* names of people and dealers */
 #define CONFIG_TITLE_MAX 64
 #define CONFIG_MAX_DEALERS 256
 #define CONFIG_MAX_USERS 1024

@@ -30,10 +30,10 @@ typedef struct DbParam {
 
 /* Text, or NULL for an SQL NULL. */
 static inline DbParam P_TEXT(const char *s) {
-        return (DbParam){ .type = s ? DB_PARAM_TEXT : DB_PARAM_NULL, .text = s };
+        return (DbParam) { .type = s ? DB_PARAM_TEXT : DB_PARAM_NULL, .text = s };
 }
 static inline DbParam P_INT(int64_t v) {
-        return (DbParam){ .type = DB_PARAM_INT, .i = v };
+        return (DbParam) { .type = DB_PARAM_INT, .i = v };
 }
 
 typedef struct DbResult {

@@ -95,7 +95,7 @@ void db_result_clear(DbResult *r) {
         for (size_t i = 0; i < r->n_rows * r->n_cols; i++)
                 free(r->cells[i]);
         free(r->cells);
-        *r = (DbResult){};
+        *r = (DbResult) {};
 }
 
 int db_result_add_row(DbResult *r, size_t n_cols, char **cells) {
@@ -139,7 +139,7 @@ static int query(Db *db, const char *sql, const DbParam *p, size_t n, DbResult *
         return db->driver->query(db->h, sql, p, n, ret);
 }
 
-#define PARAMS(...) ((const DbParam[]){ __VA_ARGS__ }), ELEMENTSOF(((const DbParam[]){ __VA_ARGS__ }))
+#define PARAMS(...) ((const DbParam[]) { __VA_ARGS__ }), ELEMENTSOF(((const DbParam[]) { __VA_ARGS__ }))
 
 static void db_resultp(DbResult *r) {
         db_result_clear(r);
@@ -422,7 +422,7 @@ int db_request_add(Db *db, const DbRequest *q) {
                      NULL);
 }
 
-#define REQUEST_COLUMNS                                                                                  \
+#define REQUEST_COLUMNS                                                                                \
         "request_no, dealer, technician, vin, repair_order, customer, approvers, status, created_at, " \
         "approved_by, approved_at, valid_till, completed_at, request_digest, idempotency_key"
 
@@ -531,7 +531,7 @@ int db_transaction_add(Db *db, const DbTransaction *t) {
                      NULL);
 }
 
-#define TRANSACTION_COLUMNS                                                                        \
+#define TRANSACTION_COLUMNS                                                                             \
         "transaction_id, created_at, user_id, dealer, vin, repair_order, customer, kind, seed_digest, " \
         "request_no, passcode, request_digest"
 

@@ -85,7 +85,7 @@ typedef struct DbRequest {
         int64_t approved_at;                 /* 0 when none */
         int64_t valid_till;
         int64_t completed_at;
-        char request_digest[65];                              /* of the request's body, for retries */
+        char request_digest[65];                          /* of the request's body, for retries */
         char idempotency_key[DB_IDEMPOTENCY_KEY_MAX + 1]; /* the client's, or "" */
 } DbRequest;
 

@@ -20,17 +20,17 @@
 #define HTTP_BEARER_MAX 256
 #define HTTP_IDEMPOTENCY_KEY_MAX 128
 /* sent with every answer, the API's included (web-pages.h) */
-#define HTTP_CONTENT_SECURITY_POLICY                                                                              \
-        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "           \
+#define HTTP_CONTENT_SECURITY_POLICY                                                                    \
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; " \
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 typedef struct HttpRequest {
         const char *method;
         const char *path;
-        const char *bearer; /* the token of "Authorization: Bearer", or NULL */
-        bool wants_csv;     /* Accept names text/csv */
+        const char *bearer;          /* the token of "Authorization: Bearer", or NULL */
+        bool wants_csv;              /* Accept names text/csv */
         const char *idempotency_key; /* the "Idempotency-Key" header (printable ASCII), or NULL */
-        json_t *body;       /* a JSON object, or NULL when the request had no body */
+        json_t *body;                /* a JSON object, or NULL when the request had no body */
         void *connection;
 } HttpRequest;
 
@@ -39,8 +39,8 @@ const char *http_request_query(const HttpRequest *r, const char *key);
 
 typedef struct HttpReply {
         unsigned status;
-        json_t *json;            /* owned; sent when text is NULL */
-        char *text;              /* owned */
+        json_t *json;             /* owned; sent when text is NULL */
+        char *text;               /* owned */
         const char *content_type; /* of text */
 } HttpReply;
 

@@ -188,8 +188,7 @@ static int handle_fault(Client *c, char **arg, unsigned n) {
                                 return reply_error(c, "frame faults need our ISO-TP (vbus: or socketcan:); "
                                                       "use 'fault truncate answer'");
                         ecu->fault.truncate_frame = true;
-                }
-                else if (n == 3 && streq(arg[2], "answer"))
+                } else if (n == 3 && streq(arg[2], "answer"))
                         ecu->fault.truncate_answer = true;
                 else
                         return reply_error(c, "expected: fault truncate [frame|answer]");

@@ -19,17 +19,17 @@
 
 #define ECU_MAX_SLOTS 7
 #define ECU_MODEL_MAX 32
-#define ECU_MAX_EVENTS 32         /* unreported key events kept per routine */
-#define ECU_MAX_REVOKED 65536     /* ids in the revocation list we look at */
+#define ECU_MAX_EVENTS 32     /* unreported key events kept per routine */
+#define ECU_MAX_REVOKED 65536 /* ids in the revocation list we look at */
 #define ECU_RX_ID 0x750
 #define ECU_TX_ID 0x758
 #define ECU_EXT_ADDRESS 0x57
 #define ECU_PADDING 0x55
 #define ECU_S3_USEC (5000 * USEC_PER_MSEC)
 #define ECU_MAX_ATTEMPTS 3
-#define ECU_MIN_RESET_MV 12000    /* +B needed to start A101 */
-#define ECU_RESET_FAIL_MV 9000    /* below this A101 fails with reason 1 */
-#define ECU_RESET_SEC 960         /* unscaled durations of the vehicle */
+#define ECU_MIN_RESET_MV 12000 /* +B needed to start A101 */
+#define ECU_RESET_FAIL_MV 9000 /* below this A101 fails with reason 1 */
+#define ECU_RESET_SEC 960      /* unscaled durations of the vehicle */
 #define ECU_LOCKOUT_SEC 600
 #define ECU_REG_IDLE_SEC 60
 #define ECU_ERASE_WINDOW_SEC 30

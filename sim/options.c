@@ -93,18 +93,31 @@ static int parse_keys(const char *s, EcuOptions *o) {
         return 0;
 }
 
-#define usage_error(...)                                                   \
-        ({                                                                 \
-                fprintf(stderr, "immo-ecusim: " __VA_ARGS__);              \
-                fputs("\nTry 'immo-ecusim --help'.\n", stderr);            \
-                -EINVAL;                                                   \
+#define usage_error(...)                                        \
+        ({                                                      \
+                fprintf(stderr, "immo-ecusim: " __VA_ARGS__);   \
+                fputs("\nTry 'immo-ecusim --help'.\n", stderr); \
+                -EINVAL;                                        \
         })
 
 int parse_argv(int argc, char *argv[], EcuOptions *o, bool *ret_verbose) {
         enum {
-                ARG_LINK = 0x100, ARG_VIN, ARG_MODEL, ARG_MASTER, ARG_KEYS, ARG_MAX_SLOTS, ARG_TIME_SCALE,
-                ARG_WINDOW_SCALE, ARG_SLEEP_AFTER, ARG_BATTERY, ARG_REVOCATION, ARG_STATE, ARG_CONTROL, ARG_DATA1,
-                ARG_SESSION_REPEAT, ARG_VERSION,
+                ARG_LINK = 0x100,
+                ARG_VIN,
+                ARG_MODEL,
+                ARG_MASTER,
+                ARG_KEYS,
+                ARG_MAX_SLOTS,
+                ARG_TIME_SCALE,
+                ARG_WINDOW_SCALE,
+                ARG_SLEEP_AFTER,
+                ARG_BATTERY,
+                ARG_REVOCATION,
+                ARG_STATE,
+                ARG_CONTROL,
+                ARG_DATA1,
+                ARG_SESSION_REPEAT,
+                ARG_VERSION,
         };
         static const struct option options[] = {
                 { "link", required_argument, NULL, ARG_LINK },

@@ -19,7 +19,6 @@
 #include "uds.h"
 
 
-
 static int arm(Ecu *ecu, sd_event_source **s, usec_t when, sd_event_time_handler_t h, const char *desc) {
         return event_timer_arm(ecu->event, s, when, USEC_PER_MSEC, h, ecu, desc);
 }

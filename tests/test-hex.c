@@ -75,7 +75,10 @@ static void test_decode_bad(void **state) {
         assert_int_equal(hex_decode("01 203", b, 3), -EINVAL);
         assert_int_equal(hex_decode(" 010203", b, 3), -EINVAL);
         assert_int_equal(hex_decode("0x0102", b, 3), -EINVAL);
-        assert_int_equal(hex_decode("01\xc3\xa9" "03", b, 3), -EINVAL);
+        assert_int_equal(hex_decode("01\xc3\xa9"
+                                    "03",
+                                    b, 3),
+                         -EINVAL);
         assert_int_equal(hex_decode(NULL, b, 3), -EINVAL);
 
         /* ret untouched on failure, even when the bad character comes late */

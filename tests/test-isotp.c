@@ -61,9 +61,9 @@ typedef struct Peer {
         usec_t attempt_t[64];
 
         /* send_frames() behaviour and record */
-        unsigned batch_limit;  /* take at most this many frames per call; 0: all */
-        unsigned n_batches;    /* calls of send_frames() */
-        unsigned batch[700];   /* frames offered in each call */
+        unsigned batch_limit; /* take at most this many frames per call; 0: all */
+        unsigned n_batches;   /* calls of send_frames() */
+        unsigned batch[700];  /* frames offered in each call */
 } Peer;
 
 static struct {
@@ -72,16 +72,16 @@ static struct {
         size_t n_log, n_delivered;
         Peer peer[2];
         bool loopback;
-        bool batched; /* peers get a send_frames() callback */
+        bool batched;   /* peers get a send_frames() callback */
         char order[64]; /* callbacks in the order they ran: S sent, R received, F failed */
         size_t n_order;
 } B;
 
 static char ctx[200];
-#define ASSERT(x)                                                                          \
-        do {                                                                               \
-                if (!(x))                                                                  \
-                        fail_msg("%s: %s (line %d)", ctx, #x, __LINE__);                   \
+#define ASSERT(x)                                                        \
+        do {                                                             \
+                if (!(x))                                                \
+                        fail_msg("%s: %s (line %d)", ctx, #x, __LINE__); \
         } while (0)
 
 static void order_add(char c) {
@@ -287,10 +287,10 @@ static void inject_raw(unsigned idx, canid_t id, const uint8_t *d, size_t n) {
         memcpy(f.data, d, n);
         isotp_handle_frame(B.peer[idx].tp, &f, B.now);
 }
-#define INJECT(idx, id, ...)                                                               \
-        do {                                                                               \
-                const uint8_t _d[] = { __VA_ARGS__ };                                      \
-                inject_raw((idx), (id), _d, sizeof(_d));                                   \
+#define INJECT(idx, id, ...)                             \
+        do {                                             \
+                const uint8_t _d[] = { __VA_ARGS__ };    \
+                inject_raw((idx), (id), _d, sizeof(_d)); \
         } while (0)
 
 static void expect_frame_raw(size_t i, canid_t id, const uint8_t *want, size_t n) {
@@ -302,10 +302,10 @@ static void expect_frame_raw(size_t i, canid_t id, const uint8_t *want, size_t n
         assert_int_equal(f->len, n);
         assert_memory_equal(f->data, want, n);
 }
-#define EXPECT_FRAME(i, id, ...)                                                           \
-        do {                                                                               \
-                const uint8_t _w[] = { __VA_ARGS__ };                                      \
-                expect_frame_raw((i), (id), _w, sizeof(_w));                               \
+#define EXPECT_FRAME(i, id, ...)                             \
+        do {                                                 \
+                const uint8_t _w[] = { __VA_ARGS__ };        \
+                expect_frame_raw((i), (id), _w, sizeof(_w)); \
         } while (0)
 
 /* ISO 15765-2 segmentation, written independently of the engine: the frames a sender must
@@ -521,13 +521,13 @@ static void test_sf_invalid_length_ignored(void **state) {
         peer_new(1, &ce);
 
         INJECT(0, ECU_ID, 0x00, 0x62, 0xf1, 0x90, 0x55, 0x55, 0x55, 0x55); /* SF_DL 0 */
-        INJECT(0, ECU_ID, 0x08, 1, 2, 3, 4, 5, 6, 7);                     /* SF_DL 8 > 7 */
-        INJECT(0, ECU_ID, 0x0f, 1, 2, 3, 4, 5, 6, 7);                     /* SF_DL 15 */
-        INJECT(0, ECU_ID, 0x05, 1, 2, 3);                                 /* says 5, carries 3 */
-        INJECT(0, ECU_ID, 0x01);                                          /* says 1, carries 0 */
-        INJECT(1, TESTER_ID, 0x57, 0x07, 1, 2, 3, 4, 5, 6);               /* SF_DL 7 > 6 */
-        INJECT(1, TESTER_ID, 0x57, 0x00, 1, 2, 3, 4, 5, 6);               /* SF_DL 0 */
-        INJECT(1, TESTER_ID, 0x57);                                       /* only the address */
+        INJECT(0, ECU_ID, 0x08, 1, 2, 3, 4, 5, 6, 7);                      /* SF_DL 8 > 7 */
+        INJECT(0, ECU_ID, 0x0f, 1, 2, 3, 4, 5, 6, 7);                      /* SF_DL 15 */
+        INJECT(0, ECU_ID, 0x05, 1, 2, 3);                                  /* says 5, carries 3 */
+        INJECT(0, ECU_ID, 0x01);                                           /* says 1, carries 0 */
+        INJECT(1, TESTER_ID, 0x57, 0x07, 1, 2, 3, 4, 5, 6);                /* SF_DL 7 > 6 */
+        INJECT(1, TESTER_ID, 0x57, 0x00, 1, 2, 3, 4, 5, 6);                /* SF_DL 0 */
+        INJECT(1, TESTER_ID, 0x57);                                        /* only the address */
 
         assert_int_equal(B.peer[0].n_msgs, 0);
         assert_int_equal(B.peer[1].n_msgs, 0);
@@ -725,8 +725,14 @@ static void test_ff_length_encoding(void **state) {
                 size_t size;
                 uint8_t b0, b1;
         } cases[] = {
-                { 8, 0x10, 0x08 },     { 62, 0x10, 0x3e },    { 255, 0x10, 0xff }, { 256, 0x11, 0x00 },
-                { 300, 0x11, 0x2c },   { 511, 0x11, 0xff },   { 512, 0x12, 0x00 }, { 0x7a5, 0x17, 0xa5 },
+                { 8, 0x10, 0x08 },
+                { 62, 0x10, 0x3e },
+                { 255, 0x10, 0xff },
+                { 256, 0x11, 0x00 },
+                { 300, 0x11, 0x2c },
+                { 511, 0x11, 0xff },
+                { 512, 0x12, 0x00 },
+                { 0x7a5, 0x17, 0xa5 },
                 { 4095, 0x1f, 0xff },
         };
         static uint8_t msg[4095];
@@ -939,9 +945,9 @@ static void loopback_one(size_t size, bool extended, bool padding, uint8_t bs, u
 }
 
 static const uint8_t st_values[] = {
-        0x00, 0x01, 0x05, 0x14, 0x7f,             /* milliseconds */
-        0xf1, 0xf2, 0xf5, 0xf8, 0xf9,             /* 100..900 us */
-        0x80, 0xa5, 0xf0, 0xfa, 0xfe, 0xff,       /* reserved: 127 ms */
+        0x00, 0x01, 0x05, 0x14, 0x7f,       /* milliseconds */
+        0xf1, 0xf2, 0xf5, 0xf8, 0xf9,       /* 100..900 us */
+        0x80, 0xa5, 0xf0, 0xfa, 0xfe, 0xff, /* reserved: 127 ms */
 };
 static const uint8_t bs_values[] = { 0, 1, 2, 3, 8, 15, 16, 255 };
 
@@ -1968,22 +1974,22 @@ static void test_config_validate(void **state) {
         assert_int_equal(isotp_config_validate(&base, &reason), 0);
         assert_int_equal(isotp_config_validate(&base, NULL), 0);
 
-#define REJECT(stmt)                                                                       \
-        do {                                                                               \
-                c = base;                                                                  \
-                stmt;                                                                      \
-                reason = NULL;                                                             \
-                assert_int_equal(isotp_config_validate(&c, &reason), -EINVAL);             \
-                assert_non_null(reason);                                                   \
-                assert_true(strlen(reason) > 0);                                           \
-                assert_int_equal(isotp_config_validate(&c, NULL), -EINVAL);                \
-                assert_int_equal(isotp_new(&c, &callbacks, NULL, &t), -EINVAL);            \
+#define REJECT(stmt)                                                            \
+        do {                                                                    \
+                c = base;                                                       \
+                stmt;                                                           \
+                reason = NULL;                                                  \
+                assert_int_equal(isotp_config_validate(&c, &reason), -EINVAL);  \
+                assert_non_null(reason);                                        \
+                assert_true(strlen(reason) > 0);                                \
+                assert_int_equal(isotp_config_validate(&c, NULL), -EINVAL);     \
+                assert_int_equal(isotp_new(&c, &callbacks, NULL, &t), -EINVAL); \
         } while (0)
-#define ACCEPT(stmt)                                                                       \
-        do {                                                                               \
-                c = base;                                                                  \
-                stmt;                                                                      \
-                assert_int_equal(isotp_config_validate(&c, NULL), 0);                      \
+#define ACCEPT(stmt)                                                  \
+        do {                                                          \
+                c = base;                                             \
+                stmt;                                                 \
+                assert_int_equal(isotp_config_validate(&c, NULL), 0); \
         } while (0)
 
         REJECT(c.rx_id = c.tx_id);

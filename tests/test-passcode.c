@@ -223,7 +223,9 @@ static void test_normalize_immobilizer(void **state) {
         assert_normalized(PASSCODE_IMMOBILIZER, " 073 082\n", "073082");
         assert_normalized(PASSCODE_IMMOBILIZER, "\t0\t7 3\r\n0 8 2 \v\f", "073082");
         /* the no-break space of text copied from a web page */
-        assert_normalized(PASSCODE_IMMOBILIZER, "073\xc2\xa0" "082", "073082");
+        assert_normalized(PASSCODE_IMMOBILIZER, "073\xc2\xa0"
+                                                "082",
+                          "073082");
 
         assert_refused(PASSCODE_IMMOBILIZER, "07308", "an immobilizer passcode is 6 digits (0-9), got 5");
         assert_refused(PASSCODE_IMMOBILIZER, "0730821", "an immobilizer passcode is 6 digits (0-9), got 7");
@@ -234,7 +236,8 @@ static void test_normalize_immobilizer(void **state) {
         assert_refused(PASSCODE_IMMOBILIZER, "A1A3B0DA03ED",
                        "an immobilizer passcode is 6 digits (0-9), 'A' is not one");
         assert_refused(PASSCODE_IMMOBILIZER, "073-082", "an immobilizer passcode is 6 digits (0-9), '-' is not one");
-        assert_refused(PASSCODE_IMMOBILIZER, "0730\x01" "82",
+        assert_refused(PASSCODE_IMMOBILIZER, "0730\x01"
+                                             "82",
                        "an immobilizer passcode is 6 digits (0-9), control character 0x01 is not one");
         assert_refused(PASSCODE_IMMOBILIZER, "07308\xc3\xa9",
                        "an immobilizer passcode is 6 digits (0-9), a non-ASCII character is not one");
@@ -362,16 +365,19 @@ static void test_master_key_file(void **state) {
         assert_key_file_bad(KEY_FILE("empty", ""), -EINVAL);
         assert_key_file_bad(KEY_FILE("blank", " \n\n"), -EINVAL);
         assert_key_file_bad(KEY_FILE("short",
-                                     "809f6b43a07b3d33f986d73cea5e469c3329d5543dd5d1902e92fc61cad71d0\n"), -EINVAL);
+                                     "809f6b43a07b3d33f986d73cea5e469c3329d5543dd5d1902e92fc61cad71d0\n"),
+                            -EINVAL);
         assert_key_file_bad(KEY_FILE("long", KEY_HEX "0\n"), -EINVAL);
         assert_key_file_bad(KEY_FILE("twice", KEY_HEX "\n" KEY_HEX "\n"), -EINVAL);
         assert_key_file_bad(KEY_FILE("half", "809f6b43a07b3d33f986d73cea5e469c"), -EINVAL);
         assert_key_file_bad(KEY_FILE("bad-char",
-                                     "809f6b43a07b3d33f986d73cea5e469c3329d5543dd5d1902e92fc61cad71d0g\n"), -EINVAL);
+                                     "809f6b43a07b3d33f986d73cea5e469c3329d5543dd5d1902e92fc61cad71d0g\n"),
+                            -EINVAL);
         assert_key_file_bad(KEY_FILE("prefixed", "0x" KEY_HEX "\n"), -EINVAL);
         assert_key_file_bad(KEY_FILE("key-value", "key=" KEY_HEX "\n"), -EINVAL);
         assert_key_file_bad(KEY_FILE("colons", "80:9f:6b:43:a0:7b:3d:33:f9:86:d7:3c:ea:5e:46:9c:"
-                                               "33:29:d5:54:3d:d5:d1:90:2e:92:fc:61:ca:d7:1d:02\n"), -EINVAL);
+                                               "33:29:d5:54:3d:d5:d1:90:2e:92:fc:61:ca:d7:1d:02\n"),
+                            -EINVAL);
         assert_key_file_bad("nul", KEY_HEX "\0", 65, -EINVAL);
         assert_key_file_bad(KEY_FILE("utf8", "\xef\xbb\xbf" KEY_HEX "\n"), -EINVAL);
 

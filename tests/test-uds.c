@@ -53,14 +53,14 @@ static struct {
 
         Msg tx[MAX_TX]; /* messages the transport took */
         size_t n_tx;
-        unsigned attempts;      /* send() calls */
-        unsigned refused_busy;  /* of them answered -EBUSY */
-        bool in_flight;         /* taken, "sent" not reported yet */
-        unsigned busy;          /* answer -EBUSY this many more times */
-        int fail;               /* answer this error, once */
-        bool sync;              /* report "sent" from inside send() */
+        unsigned attempts;     /* send() calls */
+        unsigned refused_busy; /* of them answered -EBUSY */
+        bool in_flight;        /* taken, "sent" not reported yet */
+        unsigned busy;         /* answer -EBUSY this many more times */
+        int fail;              /* answer this error, once */
+        bool sync;             /* report "sent" from inside send() */
         unsigned depth, max_depth;
-        bool auto_sent;         /* the run loop reports "sent" tx_latency after send() */
+        bool auto_sent; /* the run loop reports "sent" tx_latency after send() */
         usec_t tx_latency, sent_due;
 
         Resp resp[MAX_RESP];
@@ -74,10 +74,10 @@ static struct {
 } E;
 
 static char ctx[200];
-#define ASSERT(x)                                                                          \
-        do {                                                                               \
-                if (!(x))                                                                  \
-                        fail_msg("%s: %s (line %d)", ctx, #x, __LINE__);                   \
+#define ASSERT(x)                                                        \
+        do {                                                             \
+                if (!(x))                                                \
+                        fail_msg("%s: %s (line %d)", ctx, #x, __LINE__); \
         } while (0)
 
 static void on_response(UdsClient *c, const UdsResponse *r, void *userdata);
@@ -229,33 +229,33 @@ static void run_for(usec_t delta) {
         run_until(E.now + delta);
 }
 
-#define REQUEST(tag, ...)                                                                  \
-        ({                                                                                 \
-                const uint8_t _d[] = { __VA_ARGS__ };                                      \
+#define REQUEST(tag, ...)                                                                                \
+        ({                                                                                               \
+                const uint8_t _d[] = { __VA_ARGS__ };                                                    \
                 uds_client_request(E.c, _d, sizeof(_d), on_response, (void *) (uintptr_t) (tag), E.now); \
         })
-#define ANSWER(...)                                                                        \
-        do {                                                                               \
-                const uint8_t _d[] = { __VA_ARGS__ };                                      \
-                uds_client_received(E.c, _d, sizeof(_d), E.now);                           \
+#define ANSWER(...)                                              \
+        do {                                                     \
+                const uint8_t _d[] = { __VA_ARGS__ };            \
+                uds_client_received(E.c, _d, sizeof(_d), E.now); \
         } while (0)
 
 static void expect_bytes(const uint8_t *got, size_t n_got, const uint8_t *want, size_t n_want) {
         assert_int_equal(n_got, n_want);
         assert_memory_equal(got, want, n_want);
 }
-#define EXPECT_TX(i, ...)                                                                  \
-        do {                                                                               \
-                const uint8_t _w[] = { __VA_ARGS__ };                                      \
-                assert_true((size_t) (i) < E.n_tx);                                        \
-                expect_bytes(E.tx[i].d, E.tx[i].n, _w, sizeof(_w));                        \
+#define EXPECT_TX(i, ...)                                           \
+        do {                                                        \
+                const uint8_t _w[] = { __VA_ARGS__ };               \
+                assert_true((size_t) (i) < E.n_tx);                 \
+                expect_bytes(E.tx[i].d, E.tx[i].n, _w, sizeof(_w)); \
         } while (0)
-#define EXPECT_RESP_DATA(i, ...)                                                           \
-        do {                                                                               \
-                const uint8_t _w[] = { __VA_ARGS__ };                                      \
-                assert_true((size_t) (i) < E.n_resp);                                      \
-                assert_true(E.resp[i].has_data);                                           \
-                expect_bytes(E.resp[i].d, E.resp[i].n, _w, sizeof(_w));                    \
+#define EXPECT_RESP_DATA(i, ...)                                        \
+        do {                                                            \
+                const uint8_t _w[] = { __VA_ARGS__ };                   \
+                assert_true((size_t) (i) < E.n_resp);                   \
+                assert_true(E.resp[i].has_data);                        \
+                expect_bytes(E.resp[i].d, E.resp[i].n, _w, sizeof(_w)); \
         } while (0)
 
 static bool is_tester_present(const Msg *m) {

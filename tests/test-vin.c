@@ -154,7 +154,8 @@ static void test_syntax_other(void **state) {
         assert_syntax_error("58ADZ\tB16MU000123",
                             "control character 0x09 at position 6 is not allowed in a VIN "
                             "(only digits 0-9 and capital letters A-Z except I, O and Q)");
-        assert_syntax_error("58ADZ\xc3\x89" "B16MU000123",
+        assert_syntax_error("58ADZ\xc3\x89"
+                            "B16MU000123",
                             "a non-ASCII character at position 6 is not allowed in a VIN "
                             "(only digits 0-9 and capital letters A-Z except I, O and Q)");
         /* a stray continuation byte is a character too */

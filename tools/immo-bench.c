@@ -97,10 +97,10 @@ typedef struct Pairing {
 } Pairing;
 
 typedef struct RunResult {
-        int error;                 /* 0, or the negative errno that ended the run */
-        bool opened;               /* both ends were opened: an error after that is the run's own */
+        int error;   /* 0, or the negative errno that ended the run */
+        bool opened; /* both ends were opened: an error after that is the run's own */
         unsigned count;
-        usec_t wall;               /* from the first send to the last reception */
+        usec_t wall; /* from the first send to the last reception */
         usec_t p50, p95;
         usec_t cpu;                /* this process's user + system time over the same span */
         usec_t system_busy;        /* all CPUs' time not idle over the same span; USEC_INFINITY: unknown */

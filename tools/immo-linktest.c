@@ -61,12 +61,12 @@ static Tester tester;
 static unsigned failures;
 static unsigned sniffed_frames, sniffed_tester_frames, sniffed_bad_address;
 
-#define CHECK(cond, ...)                                                  \
-        do {                                                              \
-                if (!(cond)) {                                            \
-                        failures++;                                       \
-                        log_error("FAIL: " __VA_ARGS__);                  \
-                }                                                         \
+#define CHECK(cond, ...)                                 \
+        do {                                             \
+                if (!(cond)) {                           \
+                        failures++;                      \
+                        log_error("FAIL: " __VA_ARGS__); \
+                }                                        \
         } while (0)
 
 static int run_until(bool *done, usec_t timeout) {
@@ -141,7 +141,9 @@ static void ecu_on_received(Transport *t, const uint8_t *d, size_t n, void *user
                 return;
         }
         if (n == 3 && d[0] == 0x22 && d[1] == 0xf1 && d[2] == 0x90) {
-                memcpy(out, "\x62\xf1\x90" "58ADZ1B16MU000123", 3 + 17);
+                memcpy(out, "\x62\xf1\x90"
+                            "58ADZ1B16MU000123",
+                       3 + 17);
                 ecu_reply(out, 3 + 17);
                 return;
         }

@@ -60,21 +60,36 @@ static const Method methods[] = {
 
 /* dbus/org.immod.Immod1.xml: the errors it names, and the bus's own for a bad call. */
 static const char *const documented_errors[] = {
-        "org.immod.Immod1.Error.ApprovalPending",      "org.immod.Immod1.Error.ApprovalRequired",
-        "org.immod.Immod1.Error.AuthenticationFailed", "org.immod.Immod1.Error.BatteryLow",
-        "org.immod.Immod1.Error.Busy",                 "org.immod.Immod1.Error.Cancelled",
-        "org.immod.Immod1.Error.CountMismatch",        "org.immod.Immod1.Error.EcuAsleep",
-        "org.immod.Immod1.Error.EcuRefused",           "org.immod.Immod1.Error.EcuUnreachable",
-        "org.immod.Immod1.Error.InvalidPasscodeFormat", "org.immod.Immod1.Error.InvalidVin",
-        "org.immod.Immod1.Error.LinkDown",             "org.immod.Immod1.Error.LockedOut",
-        "org.immod.Immod1.Error.NoVehicle",            "org.immod.Immod1.Error.NotAuthorized",
-        "org.immod.Immod1.Error.NotCancellable",       "org.immod.Immod1.Error.PasscodeRejected",
-        "org.immod.Immod1.Error.ServerRefused",        "org.immod.Immod1.Error.ServerUnreachable",
-        "org.immod.Immod1.Error.Timeout",              "org.immod.Immod1.Error.UnsupportedVehicle",
-        "org.immod.Immod1.Error.WrongStep",            "org.freedesktop.DBus.Error.InvalidArgs",
-        "org.freedesktop.DBus.Error.UnknownMethod",    "org.freedesktop.DBus.Error.UnknownObject",
-        "org.freedesktop.DBus.Error.UnknownInterface", "org.freedesktop.DBus.Error.InvalidSignature",
-        "org.freedesktop.DBus.Error.AccessDenied",     "org.freedesktop.DBus.Error.NoMemory",
+        "org.immod.Immod1.Error.ApprovalPending",
+        "org.immod.Immod1.Error.ApprovalRequired",
+        "org.immod.Immod1.Error.AuthenticationFailed",
+        "org.immod.Immod1.Error.BatteryLow",
+        "org.immod.Immod1.Error.Busy",
+        "org.immod.Immod1.Error.Cancelled",
+        "org.immod.Immod1.Error.CountMismatch",
+        "org.immod.Immod1.Error.EcuAsleep",
+        "org.immod.Immod1.Error.EcuRefused",
+        "org.immod.Immod1.Error.EcuUnreachable",
+        "org.immod.Immod1.Error.InvalidPasscodeFormat",
+        "org.immod.Immod1.Error.InvalidVin",
+        "org.immod.Immod1.Error.LinkDown",
+        "org.immod.Immod1.Error.LockedOut",
+        "org.immod.Immod1.Error.NoVehicle",
+        "org.immod.Immod1.Error.NotAuthorized",
+        "org.immod.Immod1.Error.NotCancellable",
+        "org.immod.Immod1.Error.PasscodeRejected",
+        "org.immod.Immod1.Error.ServerRefused",
+        "org.immod.Immod1.Error.ServerUnreachable",
+        "org.immod.Immod1.Error.Timeout",
+        "org.immod.Immod1.Error.UnsupportedVehicle",
+        "org.immod.Immod1.Error.WrongStep",
+        "org.freedesktop.DBus.Error.InvalidArgs",
+        "org.freedesktop.DBus.Error.UnknownMethod",
+        "org.freedesktop.DBus.Error.UnknownObject",
+        "org.freedesktop.DBus.Error.UnknownInterface",
+        "org.freedesktop.DBus.Error.InvalidSignature",
+        "org.freedesktop.DBus.Error.AccessDenied",
+        "org.freedesktop.DBus.Error.NoMemory",
 };
 
 static const char *const words[] = {
@@ -92,7 +107,7 @@ static const char *const words[] = {
 static uint64_t rng_state;
 static unsigned calls_total, replies, documented, failures;
 static char procedure_path[256]; /* the procedure this fuzzer started, or "" */
-static size_t budget; /* bytes left for huge items in the message being built */
+static size_t budget;            /* bytes left for huge items in the message being built */
 
 /* Whether a huge item of `size` bytes still fits the message; takes it from the budget. */
 static bool take_budget(size_t size) {
@@ -311,7 +326,7 @@ static int append_value(sd_bus_message *m, const char *t, unsigned depth) {
                         return r;
                 }
                 n = chance(3) && depth <= 2 && strchr(basic_types, *elem) && take_budget(20000 * 16) ? 20000
-                                                                                                  : pick(5);
+                                                                                                     : pick(5);
                 if (depth >= MAX_DEPTH)
                         n = 0;
                 if (*elem == '{') {

@@ -199,8 +199,8 @@ static void test_corrupt_lines_skipped(void **state) {
 
         assert_int_equal(audit_append(dir, &a), 0);
         append_raw("garbage\n");
-        append_raw("{\"version\":1,\"id\":7}\n");                              /* fields missing */
-        append_raw("{\"version\":9,\"id\":7}\n");                              /* unknown version */
+        append_raw("{\"version\":1,\"id\":7}\n"); /* fields missing */
+        append_raw("{\"version\":9,\"id\":7}\n"); /* unknown version */
         append_raw("[1,2,3]\n");
         assert_int_equal(audit_append(dir, &b), 0);
         /* a valid-looking record with a wrong kind */

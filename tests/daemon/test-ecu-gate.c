@@ -78,7 +78,10 @@ static usec_t script_clock(void) {
 }
 
 static const EcuGateOps ops = {
-        .send = script_send, .dispatch = owner_dispatch, .idle = owner_idle, .clock = script_clock,
+        .send = script_send,
+        .dispatch = owner_dispatch,
+        .idle = owner_idle,
+        .clock = script_clock,
 };
 
 static int setup(void **state) {

@@ -215,9 +215,9 @@ static void test_write_rejects(void **state) {
         assert_int_equal(count_files(), 0);
 }
 
-#define GOOD_BODY(id, kind, step)                                                                             \
-        "{\"version\":1,\"id\":" id ",\"kind\":\"" kind "\",\"vin\":\"" VIN "\",\"profile\":\"p\","       \
-        "\"owner\":1000,\"technician\":\"\",\"repair_order\":\"\",\"created\":5,\"step\":\"" step "\","   \
+#define GOOD_BODY(id, kind, step)                                                                       \
+        "{\"version\":1,\"id\":" id ",\"kind\":\"" kind "\",\"vin\":\"" VIN "\",\"profile\":\"p\","     \
+        "\"owner\":1000,\"technician\":\"\",\"repair_order\":\"\",\"created\":5,\"step\":\"" step "\"," \
         "\"sent\":null,\"keys_before\":null,\"battery_min\":null,\"passcode_attempts\":0,\"state\":\"running\"}"
 
 static void test_invalid_files_skipped(void **state) {
@@ -237,7 +237,7 @@ static void test_invalid_files_skipped(void **state) {
                    "{\"version\":1,\"id\":\"10\"}"); /* wrong type */
         write_text("procedure-11.json", GOOD_BODY("11", "key-registration", "done"));
         write_text("procedure-011.json", GOOD_BODY("11", "key-registration", "done")); /* not canonical */
-        write_text("procedure-12.json.tmpAbCdEf", "half");                            /* crash leftover */
+        write_text("procedure-12.json.tmpAbCdEf", "half");                             /* crash leftover */
         write_text("other.txt", "unrelated");
         assert_int_equal(mkdir(strcat(strcpy((char[600]) {}, dir), "/procedure-13.json"), 0700), 0);
 

@@ -43,15 +43,15 @@ static void test_how_steps_end(void **state) {
         const StepInfo *g = procedure_steps(PROCEDURE_KEY_REGISTRATION, &n);
         const StepInfo *e = procedure_steps(PROCEDURE_KEY_ERASURE, &n);
 
-        assert_int_equal(r[1].end, STEP_END_ACKNOWLEDGE);  /* open-driver-door */
+        assert_int_equal(r[1].end, STEP_END_ACKNOWLEDGE); /* open-driver-door */
         assert_int_equal(r[2].end, STEP_END_PASSCODE);
-        assert_int_equal(r[5].end, STEP_END_BY_ITSELF);    /* resetting */
-        assert_false(r[5].cancellable);                    /* NotCancellable while the ECU resets */
+        assert_int_equal(r[5].end, STEP_END_BY_ITSELF); /* resetting */
+        assert_false(r[5].cancellable);                 /* NotCancellable while the ECU resets */
         assert_false(r[5].waiting);
-        assert_int_equal(g[4].end, STEP_END_ECU_EVENT);    /* touch-registered-key */
-        assert_int_equal(g[6].end, STEP_END_ECU_EVENT);    /* touch-new-keys */
-        assert_int_equal(e[1].end, STEP_END_KEY_COUNT);    /* declare-keys */
-        assert_int_equal(e[5].end, STEP_END_ERASE);        /* touch-keys */
+        assert_int_equal(g[4].end, STEP_END_ECU_EVENT); /* touch-registered-key */
+        assert_int_equal(g[6].end, STEP_END_ECU_EVENT); /* touch-new-keys */
+        assert_int_equal(e[1].end, STEP_END_KEY_COUNT); /* declare-keys */
+        assert_int_equal(e[5].end, STEP_END_ERASE);     /* touch-keys */
 }
 
 /* Where an interrupted procedure goes on, and what each step holds open: the rows that the

@@ -39,13 +39,13 @@
 
 typedef struct Side {
         IsoTp *tp;
-        IsoTpConfig cfg; /* as created, with the flow control last set */
+        IsoTpConfig cfg;   /* as created, with the flow control last set */
         struct Side *peer; /* back to back only */
 
         /* send_frame() answers: */
-        unsigned busy;     /* -EAGAIN (or -ENOBUFS) this many more times */
+        unsigned busy; /* -EAGAIN (or -ENOBUFS) this many more times */
         bool busy_enobufs;
-        int fail;          /* this error once, when non-zero */
+        int fail; /* this error once, when non-zero */
 
         /* the message isotp_send() accepted, and what of it went out */
         bool pending;

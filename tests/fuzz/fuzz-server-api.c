@@ -119,19 +119,19 @@ static void remove_dir(void) {
 }
 
 /* The server's configuration: two dealers, D100 with two approvers; %s is the folder. */
-#define CONFIG_FORMAT \
-        "listen: {address: 127.0.0.1, port: 8443}\n" \
-        "tls: {certificate: c.pem, key: c.key}\n" \
-        "database: %s/passcodes.sqlite\n" \
-        "master_key_file: master.key\n" \
-        "dealers:\n" \
-        "  - {code: D100, name: Dealer One}\n" \
-        "  - {code: D200, name: Dealer Two}\n" \
-        "users:\n" \
+#define CONFIG_FORMAT                                                                                        \
+        "listen: {address: 127.0.0.1, port: 8443}\n"                                                         \
+        "tls: {certificate: c.pem, key: c.key}\n"                                                            \
+        "database: %s/passcodes.sqlite\n"                                                                    \
+        "master_key_file: master.key\n"                                                                      \
+        "dealers:\n"                                                                                         \
+        "  - {code: D100, name: Dealer One}\n"                                                               \
+        "  - {code: D200, name: Dealer Two}\n"                                                               \
+        "users:\n"                                                                                           \
         "  - {id: tech1, name: Tom Tech, dealer: D100, role: technician, title: Technician, password: pw}\n" \
-        "  - {id: mgr1, name: Mia M, dealer: D100, role: manager, title: Service Manager, password: pw}\n" \
-        "  - {id: mgr2, name: Max M, dealer: D100, role: manager, title: General Manager, password: pw}\n" \
-        "  - {id: tech9, name: Ted T, dealer: D200, role: technician, title: Technician, password: pw}\n" \
+        "  - {id: mgr1, name: Mia M, dealer: D100, role: manager, title: Service Manager, password: pw}\n"   \
+        "  - {id: mgr2, name: Max M, dealer: D100, role: manager, title: General Manager, password: pw}\n"   \
+        "  - {id: tech9, name: Ted T, dealer: D200, role: technician, title: Technician, password: pw}\n"    \
         "  - {id: mgr9, name: Meg M, dealer: D200, role: manager, title: Dealer Principal, password: pw}\n"
 
 static void setup(void) {

@@ -7,7 +7,7 @@
 #include "yaml-messages.h"
 
 /* Five lines every case starts with */
-#define BASE                                                                        \
+#define BASE                                                                                \
         "listen: {address: 127.0.0.1, port: 8443}\ntls: {certificate: c.pem, key: c.key}\n" \
         "database: db.sqlite\nmaster_key_file: master.key\n"
 #define DEALERS "dealers:\n  - code: D1\n    name: Dealer One\n"

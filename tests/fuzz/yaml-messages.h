@@ -11,7 +11,7 @@
 
 typedef struct BadYaml {
         const char *text;
-        const char *position; /* "LINE:COLUMN" */
+        const char *position;    /* "LINE:COLUMN" */
         const char *expectation; /* words the message must hold */
 } BadYaml;
 

@@ -12,12 +12,12 @@
 #include "password.h"
 #include "report.h"
 
-#define BASE                                 \
-        "listen: {address: 127.0.0.1, port: 8443}\n" \
+#define BASE                                           \
+        "listen: {address: 127.0.0.1, port: 8443}\n"   \
         "tls: {certificate: s.pem, key: /etc/s.key}\n" \
-        "database: db.sqlite\n"              \
-        "master_key_file: m.key\n"           \
-        "dealers:\n"                         \
+        "database: db.sqlite\n"                        \
+        "master_key_file: m.key\n"                     \
+        "dealers:\n"                                   \
         "  - {code: D1, name: One}\n"
 
 static int parse(const char *text, ServerConfig **ret) {
