@@ -424,6 +424,7 @@ check "LinkState up" '^s "up"$' "$(mprop LinkState)"
 pid=$(svc MainPID)
 check "immod runs as the user immod" '^immod$' "$(ps -o user= -p "$pid" 2>&1)"
 check "immod's group is immod" '^immod$' "$(ps -o group= -p "$pid" 2>&1)"
+check "immod runs at nice -5 (tester present first)" '^ *-5$' "$(ps -o ni= -p "$pid" 2>&1)"
 for set in CapInh CapPrm CapEff CapBnd CapAmb; do
         check "immod's $set is empty" "^$set:[[:space:]]+0+\$" "$(grep "^$set:" /proc/"$pid"/status 2>&1)"
 done
