@@ -484,8 +484,6 @@ declare -A first_step=([immobilizer-reset]=confirm-erase-all [key-registration]=
         [key-erasure]=confirm-warning)
 
 req_lines() { wc -l <"$cdir/requests.log" 2>/dev/null || echo 0; }
-# new_request FROM REGEX: a request matching REGEX seen on the bus after line FROM
-new_request() { tail -n +"$(($1 + 1))" "$cdir/requests.log" 2>/dev/null | grep -Eq "0x750 ($2)"; }
 
 # inflight_request KIND STEP: the request whose answer cancel-inflight holds back, as
 # `fault pending N REQ` takes it: the one the call that ends STEP sends first, or the step's
@@ -506,8 +504,16 @@ inflight_request() {
         esac
 }
 
+# held_answers: how many answers the simulator has held back so far (its log)
+held_answers() {
+        local n
+        n=$(grep -c 'Fault: holding back the answer' "$cdir/ecusim.log" 2>/dev/null)
+        echo "${n:-0}"
+}
+more_held() { [ "$(held_answers)" -gt "$1" ]; }
+
 fault_cancel() { # KIND STEP: the call that ends STEP with its answer held back, Cancel meanwhile
-        local kind=$1 step=$2 e s1 s2 imm n cmd target
+        local kind=$1 step=$2 e s1 s2 imm held cmd target
         pre_end "$step"
         # the call ready to go (a passcode computed before the fault is armed)
         case "$step" in
@@ -515,14 +521,14 @@ fault_cancel() { # KIND STEP: the call that ends STEP with its answer held back,
         *) cmd=(end_call "$kind" "$step") ;;
         esac
         target=$(inflight_request "$kind" "$step")
-        n=$(req_lines)
+        held=$(held_answers)
         ctl "fault pending 3 $target" >/dev/null
         ( "${cmd[@]}" >"$cdir/bg.out" 2>&1 ) &
         bg_pid=$!
-        # Cancel once that request is on its way (the ECU holds its answer 300 ms); the probe
-        # comes within tester present's period (2 s)
-        wait_for 3 new_request "$n" "$(sed 's/../& /g; s/ $//' <<<"$target")" ||
-                reason "the request $target was not seen on the bus before Cancel"
+        # Cancel once the ECU holds that request's answer back (300 ms), as the simulator logs
+        # when it takes the request (not from the bus: a probe sent just before the fault was
+        # armed would pass for it); the probe comes within tester present's period (2 s)
+        wait_for 4 more_held "$held" || reason "the fault aimed at $target never took before Cancel"
         echo "=== Cancel" >>"$cdir/immod.log"
         e=$(perr Cancel)
         local nc snap
@@ -532,9 +538,6 @@ fault_cancel() { # KIND STEP: the call that ends STEP with its answer held back,
         imm=$(json_path "$snap" immobilizer_state)
         wait "$bg_pid" 2>/dev/null
         bg_pid=
-        # the simulator logs it as it handles the request, which the sniffer may see first
-        wait_for 2 grep -q 'Fault: holding back the answer' "$cdir/ecusim.log" ||
-                reason "the fault aimed at $target never took"
         if [ "$step" = resetting ]; then
                 [[ $e == *NotCancellable ]] || reason "Cancel while the reset runs: $e, not NotCancellable"
                 settle_cancel
