@@ -276,13 +276,18 @@ static int builder_error_at(Builder *b, unsigned line, unsigned column, const ch
 /* Only plain data: the features that make one text mean something elsewhere are refused. */
 static int check_properties(Builder *b, unsigned line, unsigned column, const yaml_char_t *anchor,
                             const yaml_char_t *tag) {
+        char q[96];
+
+        /* an anchor's name is letters, digits, '-' and '_' (libyaml checks) */
         if (anchor)
                 return builder_error_at(b, line, column, NULL,
                                         "anchors (&%s) are not supported; write the value out",
                                         (const char *) anchor);
-        if (tag)
-                return builder_error_at(b, line, column, NULL, "tags (%s) are not supported",
-                                        (const char *) tag);
+        if (tag) {
+                /* libyaml decodes %XX in a tag: it may hold any byte */
+                quote_text((const char *) tag, q, sizeof(q));
+                return builder_error_at(b, line, column, NULL, "tags (%s) are not supported", q);
+        }
         return 0;
 }
 

@@ -473,8 +473,10 @@ static void test_malformed(void **state) {
         check_invalid("battery: &b\n  source: ecu\n",
                       "1: battery: anchors (&b) are not supported; write the value out");
         check_invalid("group: *g\n", "1: group: aliases (*g) are not supported; write the value out");
-        check_invalid("group: !!str immo\n", "1: group: tags (tag:yaml.org,2002:str) are not supported");
-        check_invalid("battery: !custom {source: ecu}\n", "1: battery: tags (!custom) are not supported");
+        check_invalid("group: !!str immo\n", "1: group: tags (\"tag:yaml.org,2002:str\") are not supported");
+        check_invalid("battery: !custom {source: ecu}\n", "1: battery: tags (\"!custom\") are not supported");
+        /* libyaml decodes %16 in a tag to a control byte: shown escaped */
+        check_invalid("group: !a%16b immo\n", "1: group: tags (\"!a\\x16b\") are not supported");
         check_invalid("group: a\n---\ngroup: b\n",
                       "2: only one YAML document is allowed (a second \"---\")");
         check_invalid("group: \"im\\0mo\"\n", "1: group: a value contains a NUL character");
