@@ -464,13 +464,20 @@ static bool answer_ok(Procedure *p, const UdsResponse *r, size_t min, const char
 
 /* Key status (A001) */
 
+/* An erasure keeps the declared keys and deletes the rest: 0 until a count is declared. */
+static unsigned keys_to_delete(const Procedure *p) {
+        if (p->view.declared == 0 || p->view.registered < p->view.declared)
+                return 0;
+        return p->view.registered - p->view.declared;
+}
+
 static void keys_from_a001(Procedure *p, const uint8_t *d) {
         p->keys_read = true;
         set_uint(p, &p->view.registered, d[0], PROP_KEYS);
         set_uint(p, &p->view.available, d[1], PROP_KEYS);
         set_uint(p, &p->view.max, d[2], PROP_KEYS);
         if (p->view.declared > 0)
-                set_uint(p, &p->view.to_delete, p->view.registered >= p->view.declared ? p->view.registered - p->view.declared : 0, PROP_KEYS);
+                set_uint(p, &p->view.to_delete, keys_to_delete(p), PROP_KEYS);
 }
 
 /* Seeds */
@@ -1189,9 +1196,7 @@ static void keys_after_readback(Procedure *p, bool restarted) {
         if (restarted)
                 set_uint(p, &p->view.declared, 0, PROP_KEYS);
         set_uint(p, &p->view.touched, 0, PROP_KEYS);
-        set_uint(p, &p->view.to_delete,
-                 p->view.declared > 0 && p->view.registered >= p->view.declared ? p->view.registered - p->view.declared : 0,
-                 PROP_KEYS);
+        set_uint(p, &p->view.to_delete, keys_to_delete(p), PROP_KEYS);
 }
 
 /* Resume: after a restart, a wake-up, or a lost answer to a command that changes the car. */
