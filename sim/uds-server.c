@@ -257,19 +257,7 @@ static void security_access(Ecu *ecu, const uint8_t *req, size_t n) {
         send_key(ecu, l, sub, req[1] & UDS_SPRMIB, req + 2);
 }
 
-void ecu_handle_request(Ecu *ecu, const uint8_t *req, size_t n) {
-        if (n == 0)
-                return;
-
-        if (ecu->fault.target_size > 0 && n >= ecu->fault.target_size &&
-            memcmp(req, ecu->fault.target, ecu->fault.target_size) == 0) {
-                /* the fault aimed at this request: its answer is held back */
-                ecu->fault.pending = ecu->fault.target_pending;
-                ecu->fault.delay_ms = ecu->fault.target_delay_ms;
-                ecu->fault.target_size = 0;
-                log_info("Fault: holding back the answer to this request (%u x 0x78, %u ms)", ecu->fault.pending,
-                         ecu->fault.delay_ms);
-        }
+static void dispatch(Ecu *ecu, const uint8_t *req, size_t n) {
         if (ecu->fault.nrc_armed && req[0] == ecu->fault.nrc_sid) {
                 ecu->fault.nrc_armed = false;
                 log_info("Fault: answering service 0x%02X with NRC 0x%02X", req[0], ecu->fault.nrc);
@@ -292,5 +280,30 @@ void ecu_handle_request(Ecu *ecu, const uint8_t *req, size_t n) {
                 if (req[0] == UDS_NEGATIVE_RESPONSE)
                         return;
                 return ecu_answer_nrc(ecu, req[0], UDS_NRC_SERVICE_NOT_SUPPORTED);
+        }
+}
+
+void ecu_handle_request(Ecu *ecu, const uint8_t *req, size_t n) {
+        if (n == 0)
+                return;
+
+        bool aimed = ecu->fault.target_size > 0 && n >= ecu->fault.target_size &&
+                     memcmp(req, ecu->fault.target, ecu->fault.target_size) == 0;
+
+        if (aimed) {
+                /* the fault aimed at this request: its answer is held back */
+                ecu->fault.pending = ecu->fault.target_pending;
+                ecu->fault.delay_ms = ecu->fault.target_delay_ms;
+                ecu->fault.target_size = 0;
+                log_info("Fault: holding back the answer to this request (%u x 0x78, %u ms)", ecu->fault.pending,
+                         ecu->fault.delay_ms);
+        }
+        dispatch(ecu, req, n);
+        if (aimed && (ecu->fault.pending > 0 || ecu->fault.delay_ms > 0)) {
+                /* Every answer is sent while the request is handled: none came (a suppressed
+                 * positive answer), so the fault is dropped rather than hold back another's. */
+                log_info("Fault: the request aimed at got no answer; the fault is dropped");
+                ecu->fault.pending = 0;
+                ecu->fault.delay_ms = 0;
         }
 }
