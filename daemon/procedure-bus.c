@@ -117,6 +117,9 @@ GETTER(get_seed) {
 }
 GETTER(get_keys) {
         ProcedureView *p = userdata;
+        if (!p->keys_read)
+                return sd_bus_message_append(reply, "a{sv}", 2, "declared_present", "u", p->declared, "touched", "u",
+                                             p->touched);
         return sd_bus_message_append(reply, "a{sv}", 7, "registered", "u", p->registered, "available", "u",
                                      p->available, "max", "u", p->max, "declared_present", "u", p->declared, "touched",
                                      "u", p->touched, "to_delete", "u", p->to_delete, "added", "u", p->added);

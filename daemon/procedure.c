@@ -54,7 +54,6 @@ struct Procedure {
         char passcode[PASSCODE_SMART_CODE_LEN + 1]; /* normalised, until sent; wiped on every path */
 
         int keys_before;
-        bool keys_read;              /* Keys holds what the ECU said (A001, A102's results) */
         BatteryTrace *battery_trace; /* every reading while the procedure runs */
         BatteryState battery_state;  /* as last told by the battery watch */
         usec_t battery_emit_at;      /* BatteryMinimum: at most 4 PropertiesChanged a second */
@@ -306,7 +305,7 @@ static void procedure_idle(Procedure *p);
 static void decide_cancel(Procedure *p);
 
 static void went_to_sleep(Procedure *p) {
-        if (p->readback == READBACK_CANCEL && !p->reset_sent && p->keys_read) {
+        if (p->readback == READBACK_CANCEL && !p->reset_sent && p->view.keys_read) {
                 /* Sleep itself ends registration mode and the erasure window (never a reset). */
                 snprintf(p->readback_note, sizeof(p->readback_note),
                          "the ECU fell asleep, which ends registration mode and the erasure window; the key count "
@@ -471,8 +470,15 @@ static unsigned keys_to_delete(const Procedure *p) {
         return p->view.registered - p->view.declared;
 }
 
+/* The car's key status came: Keys shows it from now on, announced even where a count is 0. */
+static void keys_now_read(Procedure *p) {
+        if (!p->view.keys_read)
+                p->view.dirty |= PROP_KEYS;
+        p->view.keys_read = true;
+}
+
 static void keys_from_a001(Procedure *p, const uint8_t *d) {
-        p->keys_read = true;
+        keys_now_read(p);
         set_uint(p, &p->view.registered, d[0], PROP_KEYS);
         set_uint(p, &p->view.available, d[1], PROP_KEYS);
         set_uint(p, &p->view.max, d[2], PROP_KEYS);
@@ -647,7 +653,7 @@ static void on_a102_results(Procedure *p, const UdsResponse *r) {
         const uint8_t *d = r->data + 4;
         unsigned status = d[0], n = d[3];
 
-        p->keys_read = true;
+        keys_now_read(p);
         set_uint(p, &p->view.registered, d[1], PROP_KEYS);
         set_uint(p, &p->view.available, d[2], PROP_KEYS);
         if (r->size < 8 + 6 * (size_t) n)

@@ -92,6 +92,10 @@ typedef struct ProcedureView {
         uint32_t percentage, remaining_s;
         usec_t deadline;
         uint32_t registered, available, max, declared, touched, to_delete, added;
+        /* registered, available, max (and to_delete, added, which follow from them) are the
+         * car's: until its key status was read (A001, A102's results) since this start or
+         * restart, Keys leaves them out rather than show zeros that are not the car's. */
+        bool keys_read;
         double battery_min;
         unsigned dirty; /* PROP_* to announce */
 
