@@ -53,12 +53,22 @@ static void ecu_call_reply_error(EcuCall *c, const char *name, const char *forma
                 log_debug_errno(r, "Failed to send the error %s: %m", name);
 }
 
-static int ecu_read_did(Manager *m, EcuCall *c, uint16_t did, UdsCallback cb) {
+/* Queues a DID read for a method call; when it cannot be queued, error says why. */
+static int ecu_read_did(Manager *m, EcuCall *c, uint16_t did, UdsCallback cb, sd_bus_error *error) {
         uint8_t req[3] = { UDS_READ_DID };
+        int r;
 
         put_be16(req + 1, did);
         c->did = did;
-        return uds_link_request(m->daemon->link, req, sizeof(req), cb, c);
+        r = uds_link_request(m->daemon->link, req, sizeof(req), cb, c);
+        if (r == -ENOBUFS)
+                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "Too many requests to the ECU are waiting.");
+        if (r < 0) {
+                log_warning_errno(r, "Failed to queue a read of DID %04X: %m", did);
+                return sd_bus_error_setf(error, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.",
+                                         strerror(-r));
+        }
+        return 0;
 }
 
 /* Checks the answer to a DID read. 0 with the data after 62 DID; otherwise the call has
@@ -227,11 +237,12 @@ static void identify_on_vin(UdsClient *client, const UdsResponse *resp, void *us
         }
 
         const VehicleProfile *p = m->vehicle.profile ?: m->reference;
-        r = ecu_read_did(m, c, p->dids.model, identify_on_model);
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        r = ecu_read_did(m, c, p->dids.model, identify_on_model, &error);
         if (r < 0) {
-                log_warning_errno(r, "Failed to queue the model read: %m");
-                ecu_call_reply_error(c, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.",
-                                     strerror(-r));
+                r = sd_bus_reply_method_error(c->message, &error);
+                if (r < 0)
+                        log_debug_errno(r, "Failed to send the error %s: %m", error.name);
                 return;
         }
         TAKE_PTR(c); /* identify_on_model() has it now */
@@ -254,14 +265,9 @@ static int manager_start_ecu_call(Manager *m, sd_bus_message *msg, uint16_t did,
         c->manager = m;
         c->message = sd_bus_message_ref(msg);
 
-        r = ecu_read_did(m, c, did, cb);
-        if (r == -ENOBUFS)
-                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "Too many requests to the ECU are waiting.");
-        if (r < 0) {
-                log_warning_errno(r, "Failed to queue a read of DID %04X: %m", did);
-                return sd_bus_error_setf(error, IMMOD_ERROR_ECU_UNREACHABLE, "Cannot send to the ECU: %s.",
-                                         strerror(-r));
-        }
+        r = ecu_read_did(m, c, did, cb, error);
+        if (r < 0)
+                return r;
         TAKE_PTR(c);
         /* ecu: the car is awake for this call anyway; read the battery with it */
         battery_watch_kick(m->battery);
