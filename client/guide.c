@@ -975,8 +975,11 @@ static int report(Guide *g) {
                 say(g, "The procedure was cancelled%s%s", message && *message ? ": " : ".", message ?: "");
         else
                 say(g, "The procedure failed%s%s", message && *message ? ": " : ".", message ?: "");
-        say(g, "  Keys: %u registered, %u free of %u slots%s.", key_count(g, "registered"), key_count(g, "available"),
-            key_count(g, "max"), "");
+        if (json_object_get(json_object_get(g->proc, "Keys"), "registered"))
+                say(g, "  Keys: %u registered, %u free of %u slots.", key_count(g, "registered"),
+                    key_count(g, "available"), key_count(g, "max"));
+        else /* immod leaves the car's counts out until it read them */
+                say(g, "  Keys: not read from the vehicle.");
         if (json_is_number(min) && isfinite(json_number_value(min)))
                 say(g, "  Lowest battery voltage: %.1f V", json_number_value(min));
         if (streq(state, "succeeded") && streq_ptr(pstr(g, "Kind"), "immobilizer-reset"))

@@ -607,8 +607,10 @@ function buildResult() {
                        lines.length > 1 ? h("p", { text: lines[1] }) : null));
         }
     }
-    out.push(h("p", { class: "counts", id: "final-keys", text: "Keys: " + keys("registered") + " registered, " + keys("available") +
-                      " free of " + keys("max") + " slots." }));
+    /* immod leaves the car's counts out until it read them */
+    const read = typeof (proc.Keys || {}).registered === "number";
+    out.push(h("p", { class: "counts", id: "final-keys", text: read ? "Keys: " + keys("registered") + " registered, " +
+                      keys("available") + " free of " + keys("max") + " slots." : "Keys: not read from the vehicle." }));
     if (typeof proc.BatteryMinimum === "number" && isFinite(proc.BatteryMinimum))
         out.push(h("p", { text: "Lowest battery voltage: " + proc.BatteryMinimum.toFixed(1) + " V" }));
     if (st === "succeeded" && proc.Kind === "immobilizer-reset") {
