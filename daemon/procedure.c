@@ -72,6 +72,8 @@ struct Procedure {
         unsigned a002_state; /* as read back */
         unsigned close_tries;
         int a101_status;         /* as read back; -1: unknown */
+        unsigned rb_known;       /* RB_KNOWN_*: what this readback could read */
+        bool unsure;             /* a readback could not tell what the car did: read again, nothing else */
         char readback_note[256]; /* what the readback found, for the prompt and the record */
         sd_event_source *poll;
         bool asleep;
@@ -79,6 +81,15 @@ struct Procedure {
 };
 
 _Static_assert(offsetof(struct Procedure, view) == 0, "a Procedure starts with its view");
+
+enum {
+        RB_KNOWN_STATE = 1U << 0, /* DID A002 */
+        RB_KNOWN_RESET = 1U << 1, /* A101's results */
+        RB_KNOWN_KEYS = 1U << 2,  /* DID A001 */
+};
+
+/* Between the readbacks of an unsure procedure; also a sleeping ECU's probe. */
+#define UNSURE_RETRY_USEC (2 * USEC_PER_SEC)
 
 Daemon *procedure_daemon(const Procedure *p) {
         return p->daemon;
@@ -305,7 +316,7 @@ static void procedure_idle(Procedure *p);
 static void decide_cancel(Procedure *p);
 
 static void went_to_sleep(Procedure *p) {
-        if (p->readback == READBACK_CANCEL && !p->reset_sent && p->view.keys_read) {
+        if (p->readback == READBACK_CANCEL && !p->reset_sent && !p->erase_sent && p->view.keys_read) {
                 /* Sleep itself ends registration mode and the erasure window (never a reset). */
                 snprintf(p->readback_note, sizeof(p->readback_note),
                          "the ECU fell asleep, which ends registration mode and the erasure window; the key count "
@@ -436,7 +447,8 @@ static void routine_journalled(Procedure *p, uint8_t sub, uint16_t rid, int opti
                 reply_error(p, SD_BUS_ERROR_IO_ERROR, "The journal cannot be written; nothing was sent to the car.");
                 return;
         }
-        request_or_fail(p, req, n, cont, REQUEST_CHANGES_CAR);
+        /* its answer tells what the car did: a late one is awaited, as for results */
+        request_or_fail(p, req, n, cont, REQUEST_CHANGES_CAR | ECU_GATE_WAIT_LATE);
 }
 
 /* Checks a positive answer of at least `min` bytes; otherwise answers the pending call
@@ -747,6 +759,8 @@ static usec_t probe_period(Procedure *p) {
 static usec_t next_poll(Procedure *p, usec_t now) {
         if (procedure_busy(p) || p->pending || !procedure_is_active(p))
                 return now + POLL_INTERVAL_USEC; /* the gate's late answers; a chain that goes on */
+        if (p->unsure && !p->asleep)
+                return MAX(now + USEC_PER_MSEC, p->last_probe + UNSURE_RETRY_USEC);
         if (step_info(p)->poll == POLL_RESET)
                 return now + POLL_INTERVAL_USEC;
         if (polls_results(p))
@@ -772,6 +786,13 @@ static int on_poll(sd_event_source *s, uint64_t usec, void *userdata) {
                 goto rearm;
         if ((p->cancel || p->readback != READBACK_NONE) && !p->asleep)
                 goto rearm; /* only a sleeping ECU is asked, so that they can go on */
+        if (p->unsure && !p->asleep) {
+                if (usec >= p->last_probe + UNSURE_RETRY_USEC) {
+                        p->last_probe = usec;
+                        readback(p, READBACK_RESUME);
+                }
+                goto rearm;
+        }
 
         if (step_info(p)->poll == POLL_RESET)
                 routine(p, ROUTINE_RESULTS, p->profile->rids.smart_code_reset, -1, on_a101_results);
@@ -1047,9 +1068,10 @@ static void rb_keys(Procedure *p);
 static void rb_decide(Procedure *p);
 
 static void rb_on_keys(Procedure *p, const UdsResponse *r) {
-        if (r->error == 0 && r->nrc == 0 && r->size >= 6)
+        if (r->error == 0 && r->nrc == 0 && r->size >= 6) {
                 keys_from_a001(p, r->data + 3);
-        else
+                p->rb_known |= RB_KNOWN_KEYS;
+        } else
                 log_warning("Procedure %" PRIu64 ": the key status (DID A001) could not be read back.", p->view.id);
         rb_decide(p);
 }
@@ -1060,6 +1082,10 @@ static void rb_keys(Procedure *p) {
 
 static void rb_on_a101(Procedure *p, const UdsResponse *r) {
         p->a101_status = r->error == 0 && r->nrc == 0 && r->size >= 9 ? r->data[4] : -1;
+        if (p->a101_status >= 0)
+                p->rb_known |= RB_KNOWN_RESET;
+        else
+                log_warning("Procedure %" PRIu64 ": the reset's results (A101) could not be read back.", p->view.id);
         rb_keys(p);
 }
 
@@ -1075,7 +1101,7 @@ static void rb_on_session(Procedure *p, const UdsResponse *r) {
 static void rb_after_closed(Procedure *p) {
         static const uint8_t extended[2] = { UDS_SESSION_CONTROL, 0x03 };
 
-        if (p->readback == READBACK_CANCEL)
+        if (p->readback == READBACK_CANCEL && !p->reset_sent)
                 return rb_keys(p);
         send_or_fail(p, extended, sizeof(extended), rb_on_session);
 }
@@ -1129,7 +1155,9 @@ static void rb_on_state(Procedure *p, const UdsResponse *r) {
         bool known = r->error == 0 && r->nrc == 0 && r->size >= 4;
 
         p->a002_state = known ? r->data[3] : 0xff;
-        if (!known)
+        if (known)
+                p->rb_known |= RB_KNOWN_STATE;
+        else
                 log_warning("Procedure %" PRIu64 ": the immobilizer state (DID A002) could not be read back.", p->view.id);
         if (p->a002_state == IMMOBILIZER_REGISTRATION)
                 routine(p, ROUTINE_RESULTS, p->profile->rids.key_registration, -1, rb_on_results);
@@ -1149,6 +1177,8 @@ static void readback(Procedure *p, Readback why) {
         p->readback = why;
         p->close_tries = 0;
         p->a101_status = -1;
+        p->rb_known = 0;
+        p->unsure = false;
         p->readback_note[0] = 0;
         clear_seed(p);
         set_state(p, JOURNAL_STATE_RUNNING);
@@ -1287,8 +1317,59 @@ static void decide_resume(Procedure *p) {
         procedure_bus_emit(p);
 }
 
-static void rb_decide(Procedure *p) {
+/* What a readback must have read before anything is decided from it: whether something is
+ * open (a Cancel replies only once it is closed), the keys (a resume goes on from them), and
+ * the outcome of a command that changes the car and whose answer never came. */
+static bool readback_knows_enough(Procedure *p) {
+        unsigned s = p->a002_state;
+        bool reset_definite = (p->rb_known & RB_KNOWN_RESET) ||
+                              ((p->rb_known & RB_KNOWN_STATE) && (s == IMMOBILIZER_RESET_RUNNING ||
+                                                                  s == IMMOBILIZER_RESET_DONE || s == IMMOBILIZER_RESET_FAILED));
+
+        if (p->reset_sent && !reset_definite)
+                return false;
+        if (p->erase_sent && !(p->rb_known & RB_KNOWN_KEYS))
+                return false;
         if (p->readback == READBACK_CANCEL)
+                return p->rb_known & RB_KNOWN_STATE;
+        return p->rb_known & RB_KNOWN_KEYS;
+}
+
+/* The car did not tell what it did (busy, answers lost): nothing is decided and nothing goes
+ * on; the sent command stays in the journal, and the poll reads the car back again. */
+static void readback_unsure(Procedure *p) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *c = TAKE_PTR(p->cancel);
+        const char *about = "";
+
+        if (p->reset_sent)
+                about = " about the reset";
+        else if (p->erase_sent)
+                about = " about the Erase";
+        p->readback = READBACK_NONE;
+        p->unsure = true;
+        p->last_probe = now_usec(CLOCK_MONOTONIC);
+        log_warning("Procedure %" PRIu64 ": the vehicle could not be read back; trying again in %u s.", p->view.id,
+                    (unsigned) (UNSURE_RETRY_USEC / USEC_PER_SEC));
+        set_prompt(p, "The ECU answers but did not tell what it did%s; immod reads it back again every %u seconds and "
+                      "goes on once it knows. Leave the car as it is.",
+                   about, (unsigned) (UNSURE_RETRY_USEC / USEC_PER_SEC));
+        if (c)
+                (void) sd_bus_reply_method_errorf(c, IMMOD_ERROR_TIMEOUT,
+                                                  "The ECU did not tell what it has open or did, so nothing is cancelled "
+                                                  "yet; immod reads it back again every %u seconds: cancel again in a "
+                                                  "moment.",
+                                                  (unsigned) (UNSURE_RETRY_USEC / USEC_PER_SEC));
+        reply_error(p, IMMOD_ERROR_TIMEOUT,
+                    "The ECU did not tell what it did; immod reads the vehicle back again and goes on from what it "
+                    "shows.");
+        procedure_bus_emit(p);
+        poll_soon(p);
+}
+
+static void rb_decide(Procedure *p) {
+        if (!readback_knows_enough(p))
+                readback_unsure(p);
+        else if (p->readback == READBACK_CANCEL)
                 decide_cancel(p);
         else
                 decide_resume(p);
@@ -1490,6 +1571,16 @@ static int check_idle(Procedure *p, sd_bus_error *error) {
                                          "immod is reading the vehicle back before going on; try again in a moment.");
         if (procedure_busy(p) || p->pending)
                 return sd_bus_error_setf(error, IMMOD_ERROR_BUSY, "The procedure is talking to the ECU; try again.");
+        /* until the car tells what a command that changes it did, nothing may be sent again */
+        if ((p->reset_sent || p->erase_sent) && step_info(p)->poll != POLL_RESET)
+                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
+                                         "%s was sent and the ECU has not told yet what it did; immod reads the vehicle "
+                                         "back as soon as the ECU answers and goes on from what it shows.",
+                                         p->reset_sent ? "The reset's start" : "The Erase");
+        if (p->unsure)
+                return sd_bus_error_setf(error, IMMOD_ERROR_BUSY,
+                                         "immod could not read the vehicle back yet; it tries again every %u seconds.",
+                                         (unsigned) (UNSURE_RETRY_USEC / USEC_PER_SEC));
         return 0;
 }
 

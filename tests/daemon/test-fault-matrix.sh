@@ -18,6 +18,9 @@
 #                     critical for the profile, the reset goes on)
 #   late-answer       a routine-results answer 300 ms late (P2client 150 ms) carrying the
 #                     event of a key touched during touch-new-keys / touch-keys
+#   late-change       the answer to the reset's start / the Erase 400 ms late, the ECU
+#                     answering busy (NRC 21) to all else meanwhile: immod must wait for it
+#                     and go on from it, never decide "not sent" and send it again
 #   ...+keep          the same with immo-ecusim --session-repeat=keep (a repeated 10 03
 #                     leaves registration mode / the erasure window open); the crash cases
 #                     of registration and erasure from the step that opens them
@@ -450,6 +453,7 @@ run_case() { # KIND STEP FAULT [REPEAT]
                         cancel-asleep) fault_cancel_asleep "$kind" "$step" ;;
                         battery-sag-*) fault_battery "$kind" "$step" "$fault" ;;
                         late-answer) fault_late "$kind" "$step" ;;
+                        late-change) fault_late_change "$kind" "$step" ;;
                         selftest-*) "fault_${fault//-/_}" "$kind" "$step" ;;
                         esac
                 fi
@@ -701,6 +705,22 @@ fault_late() { # KIND touch-new-keys|touch-keys: the results answer with the key
         [ "$(cur_state)" = succeeded ] || reason "State $(cur_state) after the late answer, not succeeded ($(pprop ErrorMessage))"
 }
 
+fault_late_change() { # KIND smart-code-passcode|touch-keys
+        local kind=$1 step=$2 cmd e req=3101A101
+        [ "$kind" = key-erasure ] && req=3102A103
+        pre_end "$step"
+        case "$step" in
+        smart-code-passcode) cmd=(pcall SubmitPasscode s "$(passcode)") ;;
+        *) cmd=(end_call "$kind" "$step") ;;
+        esac
+        ctl "fault delay 400 $req" >/dev/null
+        e=$("${cmd[@]}")
+        [ -z "$e" ] || reason "the call whose command's answer came late: $e"
+        settle_drive "$kind"
+        [ "$(cur_state)" = succeeded ] || gone ||
+                reason "State $(cur_state) at $(cur_step) after the late answer, not succeeded ($(pprop ErrorMessage))"
+}
+
 # --- the checks can fail: two cases the invariants must find wrong
 
 # selftest-unsettled: the procedure is left waiting at its step, journal and all: c (State not
@@ -768,6 +788,8 @@ run_case immobilizer-reset resetting battery-sag-fail
 run_case immobilizer-reset resetting battery-sag-warn
 run_case key-registration touch-new-keys late-answer
 run_case key-erasure touch-keys late-answer
+run_case immobilizer-reset smart-code-passcode late-change
+run_case key-erasure touch-keys late-change
 # the requests that change the car, killed as they leave, both readings of a repeated 10 03
 run_case immobilizer-reset smart-code-passcode wire-kill-3101A101
 for repeat in end keep; do
