@@ -133,12 +133,17 @@ int daemon_new(const char *config_path, const char *bus, Daemon **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to enable the watchdog: %m");
 
+        /* SIGCHLD too: sd-event reaps the HTTPS helper immod-fetch (fetch-glue.c), whose pipe
+         * must not kill us with SIGPIPE either when it dies early. */
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGCHLD);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return log_error_errno(errno, "Failed to block SIGTERM and SIGINT: %m");
+                return log_error_errno(errno, "Failed to block SIGTERM, SIGINT and SIGCHLD: %m");
+        if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+                return log_error_errno(errno, "Failed to ignore SIGPIPE: %m");
         r = sd_event_add_signal(d->event, NULL, SIGTERM, on_exit_signal, NULL);
         if (r >= 0)
                 r = sd_event_add_signal(d->event, NULL, SIGINT, on_exit_signal, NULL);
