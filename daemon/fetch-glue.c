@@ -29,6 +29,8 @@ struct FetchRequest {
         sd_event_source *input;  /* writes the request to the helper's stdin */
         sd_event_source *output; /* reads the answer from its stdout */
         sd_event_source *guard;  /* kills a helper that outlives curl's own timeout */
+        sd_event_source *failed; /* the helper could not be started: the callback from the loop */
+        int start_error;
         char *request;           /* holds the body and the token: wiped */
         size_t request_size, request_sent;
         char *answer; /* may hold a token or a passcode: wiped */
@@ -60,6 +62,7 @@ static void request_stop_io(FetchRequest *r) {
         r->input = sd_event_source_disable_unref(r->input); /* each closes its fd */
         r->output = sd_event_source_disable_unref(r->output);
         r->guard = sd_event_source_disable_unref(r->guard);
+        r->failed = sd_event_source_disable_unref(r->failed);
         wipe_free(r->request, r->request_size);
         r->request = NULL;
         wipe_free(r->answer, r->answer_allocated);
@@ -111,6 +114,8 @@ static int answer_parse(FetchRequest *r, long *ret_status, const char **ret_body
         FetchAnswerHeader h;
         char how[64];
 
+        if (r->start_error < 0)
+                return r->start_error;
         describe_exit(&r->exit_info, how, sizeof(how));
         if (r->timed_out) {
                 log_warning("%s (%s) did not finish within the request's timeout and was killed.", FETCH_HELPER_NAME,
@@ -172,6 +177,13 @@ static int on_child_exit(sd_event_source *s, const siginfo_t *si, void *userdata
         r->exit_info = *si;
         /* reaped now rather than after this returns, so that no zombie outlives the callback */
         (void) waitid(P_PID, r->pid, &reaped, WEXITED | WNOHANG);
+        request_maybe_complete(r);
+        return 0;
+}
+
+static int on_start_failed(sd_event_source *s, void *userdata) {
+        FetchRequest *r = userdata;
+
         request_maybe_complete(r);
         return 0;
 }
@@ -356,7 +368,14 @@ static int request_start(FetchGlue *g, FetchRequest *r) {
                 log_error_errno(k, "Cannot start the HTTPS helper %s (%s): %m; passcodes and approvals cannot be "
                                    "fetched.",
                                 FETCH_HELPER_NAME, g->helper);
-                return -ENOEXEC;
+                /* a failed request like any other, answered from the loop */
+                r->start_error = -ENOEXEC;
+                r->exited = r->output_done = true;
+                k = sd_event_add_defer(g->event, &r->failed, on_start_failed, r);
+                if (k < 0)
+                        return log_error_errno(k, "Cannot schedule the answer of a failed request: %m");
+                (void) sd_event_source_set_description(r->failed, "fetch-failed");
+                return 0;
         }
         in_read = safe_close(in_read);
         out_write = safe_close(out_write);

@@ -5,7 +5,9 @@
 # certificates made with openssl here): the approval flow, immobilizer and smart-code
 # passcodes fetched and accepted by immo-ecusim, a wrong password, a server with a
 # certificate from another CA, a dead port and a hanging server; the password never in
-# immod's log.
+# immod's log. Every request is made by the helper immod-fetch: immod itself never maps
+# libcurl or a TLS library, no helper outlives its request (nor immod), and a helper that
+# cannot be run is a clear error.
 #
 # usage: test-passcode-client.sh IMMOD IMMO_ECUSIM IMMO_PASSCODE_SERVER SOURCE_ROOT
 
@@ -43,6 +45,10 @@ start_bus
 # --- the simulated ECU
 start_ecusim --time-scale 60 --window-scale 2 --battery 13.8
 
+# helpers: immod's child processes; tls_libs: the HTTP and TLS libraries immod has mapped
+helpers() { cat /proc/"$immod_pid"/task/*/children 2>/dev/null | xargs; }
+tls_libs() { grep -Eo 'lib(curl|gnutls|ssl|nghttp2|ssh2|gssapi)[^/ ]*\.so[^/ ]*$' /proc/"$immod_pid"/maps | sort -u | xargs; }
+
 CRED="{'user': <'tech1'>, 'password': <'$PW'>}"
 BADCRED="{'user': <'tech1'>, 'password': <'not-$PW'>}"
 
@@ -73,16 +79,46 @@ gcall "$proc" $PIFACE.FetchPasscode "$CRED" >"$tmp/hang.out" &
 fetch_pid=$!
 sleep 1
 expect_match "while a fetch hangs, D-Bus answers" '^s "' "$(prop LinkState)"
+helper=$(helpers)
+expect_match "while a fetch hangs, one child: immod-fetch" '^immod-fetch$' "$(cat /proc/"$helper"/comm 2>&1)"
+expect_match "while a fetch hangs, immod maps no HTTP or TLS library" '^$' "$(tls_libs)"
+expect_match "the helper's argv holds no secret" '^immod-fetch$' "$(tr '\0' ' ' </proc/"$helper"/cmdline | xargs)"
+if grep -qzF -- "$PW" /proc/"$helper"/environ; then fail "the password is in the helper's environment"; else pass "password not in the helper's environment"; fi
 expect_match "while a fetch hangs, SubmitPasscode is Busy" 'Busy' "$(gcall "$proc" $PIFACE.SubmitPasscode 000000)"
 wait $fetch_pid
 expect_match "hanging server: ServerUnreachable after the timeout" 'ServerUnreachable: .*did not answer within 3 seconds' \
         "$(cat "$tmp/hang.out")"
+expect_match "after the timeout, no helper left (nor a zombie)" '^$' "$(helpers)"
 sleep 3 # a few tester present periods
 expect_match "hanging server: still at immobilizer-passcode" '^s "immobilizer-passcode"$' "$(pprop Step)"
 expect_match "hanging server: procedure waiting" '^s "waiting"$' "$(pprop State)"
 pcall Cancel >/dev/null
 wait_for 10 bash -c "busctl --address='$addr' get-property $DEST $proc $PIFACE State | grep -q cancelled" &&
         pass "procedure cancelled" || fail "cancel: $(pprop State)"
+
+# ===== immod stopped while a helper hangs: the helper does not outlive it
+gcall $OBJ $IFACE.GetApproval "$VIN" "$CRED" >/dev/null &
+fetch_pid=$!
+wait_for 5 test -n "\$(helpers)" || fail "no helper started for GetApproval"
+helper=$(helpers)
+stop_immod
+wait $fetch_pid
+if [ -n "$helper" ] && kill -0 "$helper" 2>/dev/null; then fail "helper $helper outlived immod"; else pass "no helper outlived immod"; fi
+
+# ===== a helper that cannot be run: immod (a copy) finds immod-fetch beside it, not executable
+mkdir -p "$tmp/bin"
+cp "$immod" "$tmp/bin/immod"
+: >"$tmp/bin/immod-fetch"
+chmod 0644 "$tmp/bin/immod-fetch"
+immod_built=$immod
+immod=$tmp/bin/immod
+start_immod ecu "https://127.0.0.1:$port" 10 || { fail "immod (a copy) did not start"; exit 1; }
+expect_match "helper not executable: ServerUnreachable, helper cannot be started" \
+        'ServerUnreachable: .*HTTPS helper cannot be started' "$(gcall $OBJ $IFACE.GetApproval "$VIN" "$CRED")"
+expect_match "helper not executable: the log names the program and its path" \
+        "Cannot start the HTTPS helper immod-fetch \\($tmp/bin/immod-fetch\\): Permission denied" "$(cat "$tmp/immod.log")"
+stop_immod
+immod=$immod_built
 
 # ===== the reference server
 start_immod ecu "https://127.0.0.1:$port" 10 || { fail "immod did not restart"; exit 1; }
@@ -125,6 +161,9 @@ else
         fail "resetting not reached (at $(pprop Step), $(pprop ErrorMessage))"
 fi
 expect_match "Problems: no server-unreachable" '^as [0-9]+' "$(prop Problems | grep -v server-unreachable)"
+# the old design (libcurl loaded into immod) fails these
+expect_match "after the fetches, immod maps no HTTP or TLS library" '^$' "$(tls_libs)"
+expect_match "after the fetches, no helper left (nor a zombie)" '^$' "$(helpers)"
 n=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from transactions").fetchone()[0])' \
         "$tmp/passcodes.sqlite" 2>/dev/null)
 [ "${n:-0}" -ge 2 ] && pass "$n transactions at the server" || fail "transactions at the server: ${n:-?}"
