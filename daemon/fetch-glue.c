@@ -31,7 +31,7 @@ struct FetchRequest {
         sd_event_source *guard;  /* kills a helper that outlives curl's own timeout */
         sd_event_source *failed; /* the helper could not be started: the callback from the loop */
         int start_error;
-        char *request;           /* holds the body and the token: wiped */
+        char *request; /* holds the body and the token: wiped */
         size_t request_size, request_sent;
         char *answer; /* may hold a token or a passcode: wiped */
         size_t answer_size, answer_allocated;
@@ -45,7 +45,7 @@ struct FetchRequest {
 struct FetchGlue {
         sd_event *event;
         const ServerConfig *server;
-        char *helper; /* the helper's path */
+        char *helper;    /* the helper's path */
         bool allow_http; /* the configuration names a loopback http:// URL */
         FetchRequest *requests;
 };

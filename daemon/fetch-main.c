@@ -63,6 +63,10 @@ static int read_exact(int fd, void *buf, size_t size) {
         return 0;
 }
 
+static const char *read_error(int r) {
+        return r == -EPIPE ? "the input ended first" : strerror(-r);
+}
+
 static int read_request(int fd, Request *q) {
         const char *why;
         uint8_t extra;
@@ -70,8 +74,8 @@ static int read_request(int fd, Request *q) {
 
         r = read_exact(fd, &q->header, sizeof(q->header));
         if (r < 0)
-                return log_error_errno(r, "Cannot read the request's header (%zu bytes) from immod: %m",
-                                       sizeof(q->header));
+                return log_error_errno(r, "Cannot read the request's header (%zu bytes) from immod: %s",
+                                       sizeof(q->header), read_error(r));
         if (q->header.magic != FETCH_REQUEST_MAGIC)
                 return log_error_errno(EINVAL, "The request does not start with the magic number %#x, got %#x.",
                                        FETCH_REQUEST_MAGIC, q->header.magic);
@@ -87,8 +91,8 @@ static int read_request(int fd, Request *q) {
 
                 r = read_exact(fd, &size, sizeof(size));
                 if (r < 0)
-                        return log_error_errno(r, "Cannot read the length of the request's %s: %m",
-                                               fetch_field_to_string(f));
+                        return log_error_errno(r, "Cannot read the length of the request's %s: %s",
+                                               fetch_field_to_string(f), read_error(r));
                 if (size > fetch_field_max(f))
                         return log_error_errno(EINVAL, "The request's %s is %u bytes long; expected at most %zu.",
                                                fetch_field_to_string(f), size, fetch_field_max(f));
@@ -100,8 +104,8 @@ static int read_request(int fd, Request *q) {
                 q->sizes[f] = size;
                 r = read_exact(fd, q->fields[f], size);
                 if (r < 0)
-                        return log_error_errno(r, "Cannot read the request's %s (%u bytes): %m",
-                                               fetch_field_to_string(f), size);
+                        return log_error_errno(r, "Cannot read the request's %s (%u bytes): %s",
+                                               fetch_field_to_string(f), size, read_error(r));
                 q->fields[f][size] = 0;
                 if (fetch_field_check(f, q->fields[f], size, &why) < 0)
                         return log_error_errno(EINVAL, "The request's %s %s.", fetch_field_to_string(f), why);

@@ -376,8 +376,8 @@ static int call_send(PasscodeCall *call) {
                 break;
         }
         return fetch_glue_request(c->glue, method, url, body, call->token,
-                                 call->stage == STAGE_MAIN && call->idempotency[0] ? call->idempotency : NULL,
-                                 on_response, call, &call->request);
+                                  call->stage == STAGE_MAIN && call->idempotency[0] ? call->idempotency : NULL,
+                                  on_response, call, &call->request);
 }
 
 static void call_send_or_fail(PasscodeCall *call) {
