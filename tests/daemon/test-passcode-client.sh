@@ -47,6 +47,8 @@ start_ecusim --time-scale 60 --window-scale 2 --battery 13.8
 
 # helpers: immod's child processes; tls_libs: the HTTP and TLS libraries immod has mapped
 helpers() { cat /proc/"$immod_pid"/task/*/children 2>/dev/null | xargs; }
+have_helper() { [ -n "$(helpers)" ]; }
+no_helper() { [ -z "$(helpers)" ]; }
 tls_libs() { grep -Eo 'lib(curl|gnutls|ssl|nghttp2|ssh2|gssapi)[^/ ]*\.so[^/ ]*$' /proc/"$immod_pid"/maps | sort -u | xargs; }
 
 CRED="{'user': <'tech1'>, 'password': <'$PW'>}"
@@ -96,10 +98,23 @@ pcall Cancel >/dev/null
 wait_for 10 bash -c "busctl --address='$addr' get-property $DEST $proc $PIFACE State | grep -q cancelled" &&
         pass "procedure cancelled" || fail "cancel: $(pprop State)"
 
+# ===== Cancel while a fetch hangs (10 s timeout): the helper killed and reaped at once
+start_immod ecu "https://127.0.0.1:$hang_port" 10 || { fail "immod did not restart"; exit 1; }
+start_reset
+gcall "$proc" $PIFACE.FetchPasscode "$CRED" >"$tmp/cancel.out" &
+fetch_pid=$!
+wait_for 5 have_helper || fail "no helper started for FetchPasscode"
+t0=$SECONDS
+pcall Cancel >/dev/null
+wait $fetch_pid
+expect_match "Cancel during a fetch: FetchPasscode cancelled" 'Cancelled' "$(cat "$tmp/cancel.out")"
+wait_for 3 no_helper && pass "Cancel during a fetch: the helper gone in $((SECONDS - t0)) s (timeout 10 s)" ||
+        fail "Cancel during a fetch: helper still there: $(helpers)"
+
 # ===== immod stopped while a helper hangs: the helper does not outlive it
 gcall $OBJ $IFACE.GetApproval "$VIN" "$CRED" >/dev/null &
 fetch_pid=$!
-wait_for 5 test -n "\$(helpers)" || fail "no helper started for GetApproval"
+wait_for 5 have_helper || fail "no helper started for GetApproval"
 helper=$(helpers)
 stop_immod
 wait $fetch_pid
