@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
@@ -215,6 +216,9 @@ int daemon_run(Daemon *d) {
         (void) sd_notifyf(false, "READY=1\nSTATUS=Ready on %s.", d->link_uri);
         log_info("immod %s ready on %s.", IMMOD_VERSION, d->link_uri);
 
+        /* What start-up read and freed (the audit log's end, the profiles) goes back to the
+         * system before the long idle, rather than staying in the heap as anonymous memory. */
+        (void) malloc_trim(0);
         r = sd_event_loop(d->event);
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Shutting down.");
         if (r < 0)
