@@ -6,8 +6,9 @@
 # passcodes fetched and accepted by immo-ecusim, a wrong password, a server with a
 # certificate from another CA, a dead port and a hanging server; the password never in
 # immod's log. Every request is made by the helper immod-fetch: immod itself never maps
-# libcurl or a TLS library, no helper outlives its request (nor immod), and a helper that
-# cannot be run is a clear error.
+# libcurl or a TLS library, no helper outlives its request (nor immod, nor a Cancel), and
+# a helper that cannot be run, answers garbage, exits without an answer or hangs (fakes
+# beside a copy of immod) is a clear error.
 #
 # usage: test-passcode-client.sh IMMOD IMMO_ECUSIM IMMO_PASSCODE_SERVER SOURCE_ROOT
 
@@ -132,6 +133,29 @@ expect_match "helper not executable: ServerUnreachable, helper cannot be started
         'ServerUnreachable: .*HTTPS helper cannot be started' "$(gcall $OBJ $IFACE.GetApproval "$VIN" "$CRED")"
 expect_match "helper not executable: the log names the program and its path" \
         "Cannot start the HTTPS helper immod-fetch \\($tmp/bin/immod-fetch\\): Permission denied" "$(cat "$tmp/immod.log")"
+stop_immod
+# fake helpers: immod checks what comes back and watches the time
+fake_helper() { printf '#!/bin/sh\ncat >/dev/null\n%s\n' "$1" >"$tmp/bin/immod-fetch"; chmod 0755 "$tmp/bin/immod-fetch"; }
+fake_helper 'printf "garbage, not an answer"'
+start_immod ecu "https://127.0.0.1:$port" 1 || { fail "immod (a copy) did not start"; exit 1; }
+expect_match "a helper's garbage: ServerUnreachable, helper failed" 'ServerUnreachable: .*HTTPS helper failed' \
+        "$(gcall $OBJ $IFACE.GetApproval "$VIN" "$CRED")"
+expect_match "a helper's garbage: the log says what was wrong" \
+        "answer of immod-fetch \\($tmp/bin/immod-fetch\\) is not valid: it does not start with the answer's magic" \
+        "$(cat "$tmp/immod.log")"
+fake_helper 'exit 3'
+expect_match "a helper that exits 3: ServerUnreachable, helper failed" 'ServerUnreachable: .*HTTPS helper failed' \
+        "$(gcall $OBJ $IFACE.GetApproval "$VIN" "$CRED")"
+expect_match "a helper that exits 3: the log says so" 'immod-fetch .* exited with status 3 without an answer' \
+        "$(cat "$tmp/immod.log")"
+# past curl's timeout (1 s) and the grace (5 s), immod kills it
+fake_helper 'exec sleep 60'
+t0=$SECONDS
+expect_match "a helper that hangs: killed, a timeout" 'ServerUnreachable: .*did not answer within 1 seconds' \
+        "$(gcall $OBJ $IFACE.GetApproval "$VIN" "$CRED")"
+[ $((SECONDS - t0)) -le 10 ] && pass "a helper that hangs: answered in $((SECONDS - t0)) s" ||
+        fail "a helper that hangs: answered in $((SECONDS - t0)) s"
+expect_match "a helper that hangs: killed and reaped" '^$' "$(helpers)"
 stop_immod
 immod=$immod_built
 
