@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <systemd/sd-daemon.h>
@@ -133,12 +134,17 @@ int daemon_new(const char *config_path, const char *bus, Daemon **ret) {
         if (r < 0)
                 return log_error_errno(r, "Failed to enable the watchdog: %m");
 
+        /* SIGCHLD too: sd-event reaps the HTTPS helper immod-fetch (fetch-glue.c), whose pipe
+         * must not kill us with SIGPIPE either when it dies early. */
         sigset_t mask;
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGCHLD);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return log_error_errno(errno, "Failed to block SIGTERM and SIGINT: %m");
+                return log_error_errno(errno, "Failed to block SIGTERM, SIGINT and SIGCHLD: %m");
+        if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+                return log_error_errno(errno, "Failed to ignore SIGPIPE: %m");
         r = sd_event_add_signal(d->event, NULL, SIGTERM, on_exit_signal, NULL);
         if (r >= 0)
                 r = sd_event_add_signal(d->event, NULL, SIGINT, on_exit_signal, NULL);
@@ -210,6 +216,9 @@ int daemon_run(Daemon *d) {
         (void) sd_notifyf(false, "READY=1\nSTATUS=Ready on %s.", d->link_uri);
         log_info("immod %s ready on %s.", IMMOD_VERSION, d->link_uri);
 
+        /* What start-up read and freed (the audit log's end, the profiles) goes back to the
+         * system before the long idle, rather than staying in the heap as anonymous memory. */
+        (void) malloc_trim(0);
         r = sd_event_loop(d->event);
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Shutting down.");
         if (r < 0)

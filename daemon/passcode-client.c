@@ -3,7 +3,7 @@
 #include <sys/random.h>
 
 #include "bus-error.h"
-#include "curl-glue.h"
+#include "fetch-glue.h"
 #include "hex.h"
 #include "log.h"
 #include "passcode-client.h"
@@ -38,7 +38,7 @@ struct PasscodeCall {
         char idempotency[64];
         json_t *body;
         unsigned attempt;
-        CurlRequest *request;
+        FetchRequest *request;
         sd_event_source *retry;
         PasscodeCallback cb;
         void *userdata;
@@ -48,7 +48,7 @@ struct PasscodeClient {
         sd_event *event;
         const ServerConfig *server;
         char base[URL_MAX]; /* the configured URL without a trailing slash */
-        CurlGlue *glue;
+        FetchGlue *glue;
         ServerState state;
         ServerStateHandler state_handler;
         void *state_userdata;
@@ -129,7 +129,7 @@ static PasscodeCall *call_free(PasscodeCall *call) {
                 call->client->calls = call->next;
         if (call->next)
                 call->next->prev = call->prev;
-        curl_request_cancel(call->request);
+        fetch_request_cancel(call->request);
         sd_event_source_disable_unref(call->retry);
         wipe_free_string(call->login_body);
         wipe_free_string(call->token);
@@ -192,7 +192,7 @@ static const char *errno_describe(PasscodeClient *c, int error, char *buf, size_
                 snprintf(buf, n, "TLS: the CA file or the client certificate of the configuration cannot be used");
                 break;
         case -EFBIG:
-                snprintf(buf, n, "its answer is larger than %u KiB", CURL_GLUE_BODY_MAX / 1024U);
+                snprintf(buf, n, "its answer is larger than %u KiB", FETCH_BODY_MAX / 1024U);
                 break;
         case -ECONNRESET:
                 snprintf(buf, n, "the connection to %.*s was lost", (int) 200, c->base);
@@ -202,6 +202,11 @@ static const char *errno_describe(PasscodeClient *c, int error, char *buf, size_
                 break;
         case -EBADMSG:
                 snprintf(buf, n, "its answer is not the JSON the API describes");
+                break;
+        case -ENOEXEC:
+        case -EIO:
+                snprintf(buf, n, "immod's HTTPS helper %s (immod's log says why)",
+                         error == -ENOEXEC ? "cannot be started" : "failed");
                 break;
         default:
                 snprintf(buf, n, "%s", strerror(-error));
@@ -306,7 +311,7 @@ static void on_response(int error, long status, const char *body, size_t size, v
         char why[64];
         json_t *json;
 
-        call->request = NULL; /* curl-glue frees it after this returns */
+        call->request = NULL; /* fetch-glue frees it after this returns */
         if (error < 0) {
                 if (error_is_transient(error) && call_maybe_retry(call, strerror(-error)) > 0)
                         return;
@@ -370,9 +375,9 @@ static int call_send(PasscodeCall *call) {
                 body = dump;
                 break;
         }
-        return curl_glue_request(c->glue, method, url, body, call->token,
-                                 call->stage == STAGE_MAIN && call->idempotency[0] ? call->idempotency : NULL,
-                                 on_response, call, &call->request);
+        return fetch_glue_request(c->glue, method, url, body, call->token,
+                                  call->stage == STAGE_MAIN && call->idempotency[0] ? call->idempotency : NULL,
+                                  on_response, call, &call->request);
 }
 
 static void call_send_or_fail(PasscodeCall *call) {
@@ -525,7 +530,7 @@ int passcode_client_new(sd_event *e, const ServerConfig *server, PasscodeClient 
         c->server = server;
         memcpy(c->base, server->url, n);
         c->state = SERVER_STATE_UNKNOWN;
-        r = curl_glue_new(e, server, &c->glue);
+        r = fetch_glue_new(e, server, &c->glue);
         if (r < 0) {
                 passcode_client_free(c);
                 return r;
@@ -540,7 +545,7 @@ PasscodeClient *passcode_client_free(PasscodeClient *c) {
         c->state_handler = NULL;
         while (c->calls)
                 call_finish(c->calls, -ECANCELED, IMMOD_ERROR_CANCELLED, NULL, "immod is shutting down.");
-        c->glue = curl_glue_free(c->glue);
+        c->glue = fetch_glue_free(c->glue);
         sd_event_unref(c->event);
         free(c);
         return NULL;

@@ -2,7 +2,7 @@
 #pragma once
 
 /*
- * The passcode service's API (passcode-service.md) on top of curl-glue: every call logs in
+ * The passcode service's API (passcode-service.md) on top of fetch-glue: every call logs in
  * with the technician's credentials (the password goes into one login body, which is wiped
  * once sent; it is never stored or logged), then makes the call with the token. Connection
  * failures and 5xx answers are retried a bounded number of times with a backoff; 4xx never.

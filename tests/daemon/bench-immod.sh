@@ -10,14 +10,15 @@
 #     client reading a 10,000-record history in a loop, and with 50 D-Bus clients calling
 #     in a loop (and again with immod at its unit's Nice=-5, as root);
 #   - GetHistory's time for 10,000 records and for 20;
-#   - RSS, PSS and anonymous memory at idle, without and with a passcode service configured.
+#   - RSS, PSS and anonymous memory at idle, without and with a passcode service configured,
+#     and after a call to it.
 set -uo pipefail
 immod=$1 ecusim=$2 src=$3
 SECS=${BENCH_SECONDS:-20}
 harness_pids="watch_pid immod_pid sim_pid bus_pid"
 harness_logs=("ecusim log" ecusim.log 20)
 . "$src/tests/lib/harness.sh"
-require_tools dbus-daemon busctl python3
+require_tools dbus-daemon busctl gdbus python3
 
 # /proc figures of PID: "voluntary+involuntary context switches, utime+stime in ticks"
 proc_counts() {
@@ -164,4 +165,7 @@ wait_for 10 link_up
 sleep 2
 memory "memory, idle, passcode service configured"
 measure "idle, passcode service configured" "$SECS"
+# one call to the service (refused: nothing listens), made by the helper immod-fetch
+gcall "$OBJ" "$IFACE.GetApproval" "$VIN" "{'user': <'tech1'>, 'password': <'x'>}" >/dev/null
+memory "memory, idle, after a call to the service"
 [ "$failures" -eq 0 ]

@@ -27,6 +27,9 @@
 #             the middle leaves the procedure waiting, "immoctl -H ... attach" ends it
 #   g         systemd-analyze security: exposure level at most 1.5
 #   f         watchdog: a stopped (hung) immod is killed and restarted by systemd
+#   j         a call to the passcode service (the packaged server, configured here) made
+#             by immod-fetch under immod's sandbox: the service's answer comes back,
+#             immod maps no HTTP or TLS library, no helper is left
 #   h         the packages' life: an upgrade (reinstall) restarts immod and keeps the
 #             audit log; remove keeps it and the configuration, purge removes them;
 #             the passcode server started once configured, its database kept on
@@ -152,6 +155,8 @@ logged() {
 }
 
 svc() { systemctl show -P "$1" immod.service; }
+# up: the passcode server answers HTTPS on 8443
+up() { curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:8443/api/v1/ | grep -q '^[1-5]'; }
 active() { [ "$(systemctl is-active immod.service)" = active ]; }
 
 ctl() { # one command on immo-ecusim's control socket; prints the answer line
@@ -612,6 +617,40 @@ fi
 logged "systemd logged the watchdog timeout" immod.service 'immod\.service: Watchdog timeout'
 check "the new immod answers" '^s "socketcan:vcan0"$' "$(mprop Link)"
 
+# ===================================================================== j. HTTPS
+section "j. a call to the passcode service, made by immod-fetch in immod's sandbox"
+rm -f /etc/systemd/system/immod.service.d/vm-watchdog.conf
+systemctl daemon-reload
+verdict "immod-fetch installed in libexec" test -x /usr/libexec/immod/immod-fetch
+# the passcode server as its example says, with a certificate for localhost that immod trusts
+mkdir -p /etc/immo-passcode-server
+(
+        cd /etc/immo-passcode-server &&
+                openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+                        -subj /CN=localhost -addext subjectAltName=DNS:localhost \
+                        -keyout server.key -out server.pem 2>/dev/null &&
+                openssl rand -hex 32 >master.key &&
+                chgrp immo-passcode server.key master.key && chmod 0640 server.key master.key &&
+                cp /usr/share/doc/immo-passcode-server/examples/server.yaml server.yaml &&
+                install -m 0640 -g immod server.pem /etc/immod/passcode-ca.pem
+) || fail "cannot configure the passcode server"
+systemctl start immo-passcode-server.service
+verdict "passcode server: answers HTTPS on 8443" wait_for 20 up
+printf 'server:\n  url: https://localhost:8443\n  ca_file: /etc/immod/passcode-ca.pem\n  timeout_s: 30\n' >>"$config"
+systemctl restart immod.service
+verdict "immod restarted with a passcode service" wait_for 20 active
+# nobody is enrolled at the service: its answer (the login refused) proves the helper
+# started, connected and checked the server's certificate under immod's sandbox
+check "GetApproval reaches the service: AuthenticationFailed" 'AuthenticationFailed' \
+        "$(error_of "$TECH" GetApproval "$VIN" "{'user': <'tech1'>, 'password': <'not-enrolled'>}")"
+pid=$(svc MainPID)
+check "immod maps no HTTP or TLS library" '^$' \
+        "$(grep -Eo 'lib(curl|gnutls|ssl|nghttp2)[^/ ]*$' "/proc/$pid/maps" | sort -u | xargs)"
+check "no helper left behind" '^$' "$(cat /proc/"$pid"/task/*/children 2>&1 | xargs)"
+systemctl stop immo-passcode-server.service
+rm -rf /etc/immo-passcode-server /etc/immod/passcode-ca.pem
+write_config socketcan:vcan0
+
 # ===================================================================== h. packages
 section "h. upgrade, remove, purge"
 rm -f /etc/systemd/system/immod.service.d/vm-watchdog.conf
@@ -654,7 +693,6 @@ mkdir -p /etc/immo-passcode-server
                 cp /usr/share/doc/immo-passcode-server/examples/server.yaml server.yaml
 ) || fail "cannot configure the passcode server"
 systemctl start immo-passcode-server.service
-up() { curl -sk -o /dev/null -w '%{http_code}' https://127.0.0.1:8443/api/v1/ | grep -q '^[1-5]'; }
 verdict "passcode server: answers HTTPS on 8443" wait_for 20 up
 check "passcode server: runs as immo-passcode" '^immo-passcode$' \
         "$(ps -o user= -p "$(systemctl show -P MainPID immo-passcode-server.service)" 2>&1)"
