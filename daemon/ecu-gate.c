@@ -161,14 +161,28 @@ static void on_answer(UdsClient *c, const UdsResponse *resp, void *userdata) {
         maybe_idle(g);
 }
 
+/* How many bytes after the service id a positive answer repeats of its request: the DID
+ * (22), the sub-function and routine id (31), else the sub-function (10, 27, 3E), never
+ * a key or an option. */
+static size_t echoed_bytes(const GateCall *c) {
+        size_t n = 1;
+
+        if (c->head[0] == UDS_READ_DID)
+                n = 2;
+        else if (c->head[0] == UDS_ROUTINE_CONTROL)
+                n = 3;
+        return MIN(n, c->n_head - 1);
+}
+
 void ecu_gate_unexpected(EcuGate *g, const uint8_t *data, size_t n) {
         GateCall *late = g ? g->late : NULL;
 
         if (!late || n == 0 || g->late_size > 0)
                 return;
+        size_t echo = echoed_bytes(late);
         bool negative = n >= 3 && data[0] == UDS_NEGATIVE_RESPONSE && data[1] == late->head[0];
-        bool positive = data[0] == (uint8_t) (late->head[0] + 0x40) && n >= late->n_head &&
-                        memcmp(data + 1, late->head + 1, late->n_head - 1) == 0;
+        bool positive = data[0] == (uint8_t) (late->head[0] + 0x40) && n >= 1 + echo &&
+                        memcmp(data + 1, late->head + 1, echo) == 0;
         if (!negative && !positive)
                 return;
         if (negative && data[2] == UDS_NRC_RESPONSE_PENDING)

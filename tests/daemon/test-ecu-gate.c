@@ -191,6 +191,22 @@ static void test_late_answer_during_probe(void **state) {
         assert_false(ecu_gate_busy(t.gate));
 }
 
+/* 67 04 repeats only the sub-function of 27 04 KEY...: still the late answer to it */
+static void test_late_answer_to_key(void **state) {
+        static const uint8_t key_req[6] = { 0x27, 0x04, 0x12, 0x34, 0x56, 0x78 };
+        static const uint8_t other_ok[2] = { 0x67, 0x02 }, key_ok[2] = { 0x67, 0x04 };
+
+        assert_int_equal(ecu_gate_request(t.gate, key_req, sizeof(key_req), cont_a, 0), 0);
+        answer(0, -ETIMEDOUT, NULL, 0);
+        ecu_gate_unexpected(t.gate, other_ok, sizeof(other_ok)); /* another level's: not it */
+        ecu_gate_unexpected(t.gate, key_ok, sizeof(key_ok));
+        answer(1, 0, probe_ok, sizeof(probe_ok));
+        assert_int_equal(t.dispatched, 1);
+        assert_int_equal(t.last_error, 0);
+        assert_int_equal(t.last_first, 0x67);
+        assert_false(ecu_gate_busy(t.gate));
+}
+
 static void test_lost_answer(void **state) {
         assert_int_equal(ecu_gate_request(t.gate, did_req, sizeof(did_req), cont_a, 0), 0);
         answer(0, -ETIMEDOUT, NULL, 0);
@@ -310,6 +326,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_answer_in_time, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_two_requests_race, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_late_answer_to_key, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_continuation_sends_again, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_answer_after_drop, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_late_answer_during_probe, setup, teardown),
