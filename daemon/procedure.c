@@ -58,7 +58,9 @@ struct Procedure {
         BatteryState battery_state;  /* as last told by the battery watch */
         usec_t battery_emit_at;      /* BatteryMinimum: at most 4 PropertiesChanged a second */
         unsigned passcode_attempts;
-        int reg_mode; /* A102 mode, 0 when none started */
+        int reg_mode;            /* A102 mode, 0 when none started */
+        unsigned reg_restarts;   /* registration mode restarted after idle timeouts, no touch since */
+        unsigned reg_added_base; /* Keys.added when registration mode last started */
         EcuOpen open;
         bool reset_sent;        /* 31 01 A101 left (journalled): the reset may run */
         bool erase_sent;        /* 31 02 A103 left (journalled): keys may be deleted */
@@ -117,6 +119,8 @@ enum {
                                                           * even during a Cancel */
         REQUEST_RAW = ECU_GATE_OWNER_FLAGS << 1,         /* its continuation sees every outcome,
                                                           * errors included (FetchPasscode) */
+        REQUEST_KEY_EVENTS = ECU_GATE_OWNER_FLAGS << 2,  /* key events, which the ECU reports once:
+                                                          * counted even during a Cancel */
 };
 
 static void enter_step(Procedure *p, size_t idx);
@@ -382,7 +386,7 @@ static void run_cont(void *owner, EcuGateFn fn, unsigned flags, const UdsRespons
                 return;
         }
         /* During a Cancel only what records a change of the car goes on. */
-        if (p->cancel && !changes_car && p->readback != READBACK_CANCEL)
+        if (p->cancel && !changes_car && !(flags & REQUEST_KEY_EVENTS) && p->readback != READBACK_CANCEL)
                 return;
         if (resp->error == ECU_GATE_LOST && changes_car) {
                 /* whether the car changed is unknown: it says */
@@ -424,8 +428,14 @@ static size_t routine_request(uint8_t req[static 5], uint8_t sub, uint16_t rid, 
 static void routine(Procedure *p, uint8_t sub, uint16_t rid, int option, ProcedureCont cont) {
         uint8_t req[5];
         size_t n = routine_request(req, sub, rid, option);
-        /* results carry key events that the ECU reports once: a late answer is awaited */
-        request_or_fail(p, req, n, cont, sub == ROUTINE_RESULTS ? ECU_GATE_WAIT_LATE : 0);
+        unsigned flags = 0;
+
+        /* results carry key events that the ECU reports once: a late answer is awaited, and
+         * registration's and erasure's are counted during a Cancel too */
+        if (sub == ROUTINE_RESULTS)
+                flags = ECU_GATE_WAIT_LATE |
+                        (rid == p->profile->rids.key_registration || rid == p->profile->rids.key_erasure ? REQUEST_KEY_EVENTS : 0);
+        request_or_fail(p, req, n, cont, flags);
 }
 
 static void routine_command_text(uint8_t sub, uint16_t rid, int option, char *buf, size_t n) {
@@ -595,6 +605,8 @@ static void handle_events(Procedure *p, const uint8_t *ev, size_t n_events) {
                         beeps = p->reg_mode == REGISTRATION_MODE_AFTER_RESET ? 1 : 2;
                 if (e == EVENT_REGISTERED)
                         set_uint(p, &p->view.added, p->view.added + 1, PROP_KEYS);
+                if (e != EVENT_TIMED_OUT)
+                        p->reg_restarts = 0; /* somebody is at the car */
                 if (e == EVENT_KEPT)
                         set_uint(p, &p->view.touched, p->view.touched + 1, PROP_KEYS);
                 procedure_bus_emit_key_event(p, e < ELEMENTSOF(event_names) && event_names[e] ? event_names[e] : "unknown-key",
@@ -640,11 +652,31 @@ static void on_a101_results(Procedure *p, const UdsResponse *r) {
 
 static void on_a102_started(Procedure *p, const UdsResponse *r);
 
+/* A registration left alone (its caller gone) must not hold registration mode open for
+ * ever, where any key touched would be registered: a few idle timeouts in a row end it. */
+#define REGISTRATION_RESTARTS_MAX 5U
+
 static void restart_registration_mode(Procedure *p) {
         unsigned timeout_s = p->profile->durations.registration_timeout_s;
 
-        log_info("Procedure %" PRIu64 ": registration mode ended by the ECU's idle timeout; restarting it.", p->view.id);
         p->open = ECU_OPEN_NOTHING;
+        if (p->reg_restarts >= REGISTRATION_RESTARTS_MAX) {
+                unsigned idle = (REGISTRATION_RESTARTS_MAX + 1) * timeout_s;
+
+                log_info("Procedure %" PRIu64 ": no key touched for %u s; registration mode is not started again.",
+                         p->view.id, idle);
+                if (p->view.added > 0)
+                        return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
+                                      "No key was touched for %u seconds, so immod did not start registration mode "
+                                      "again; the %u new key(s) registered stay registered.",
+                                      idle, p->view.added);
+                return finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_TIMEOUT,
+                              "No key was touched for %u seconds, so immod did not start registration mode again; no "
+                              "key was registered.",
+                              idle);
+        }
+        p->reg_restarts++;
+        log_info("Procedure %" PRIu64 ": registration mode ended by the ECU's idle timeout; restarting it.", p->view.id);
         if (p->reg_mode == REGISTRATION_MODE_ADD) {
                 /* Mode 1 starts again by waiting for a registered key: back to that step, which
                  * starts the mode again. */
@@ -680,7 +712,7 @@ static void on_a102_results(Procedure *p, const UdsResponse *r) {
         }
 
         if (step_info(p)->enter == ENTER_REGISTRATION_MODE_2) { /* touch-new-keys */
-                bool one_done = p->reg_mode == REGISTRATION_MODE_ADD && p->view.added > 0;
+                bool one_done = p->reg_mode == REGISTRATION_MODE_ADD && p->view.added > p->reg_added_base;
                 bool full = p->reg_mode == REGISTRATION_MODE_AFTER_RESET && p->view.available == 0;
                 /* In mode 2 only Finish or full slots end the step: an idle timeout after some
                  * keys restarts registration mode like any other (dbus-api.md). */
@@ -692,7 +724,9 @@ static void on_a102_results(Procedure *p, const UdsResponse *r) {
                         return;
                 }
         }
-        if (status == REG_ENDED && p->reg_mode > 0)
+        /* mode 1 ends itself once its one new key is registered: that is no idle timeout */
+        bool registered_its_key = p->reg_mode == REGISTRATION_MODE_ADD && p->view.added > p->reg_added_base;
+        if (status == REG_ENDED && p->reg_mode > 0 && !registered_its_key)
                 restart_registration_mode(p);
         procedure_bus_emit(p);
 }
@@ -827,6 +861,7 @@ static void on_a102_started(Procedure *p, const UdsResponse *r) {
         if (!answer_ok(p, r, 4, "Starting registration mode"))
                 return;
         p->open = ECU_OPEN_REGISTRATION;
+        p->reg_added_base = p->view.added;
         poll_soon(p);
         reply_ok(p);
 }
@@ -870,6 +905,8 @@ static void do_enter(Procedure *p, StepEnter what) {
                 p->reg_mode = REGISTRATION_MODE_ADD;
                 return routine_journalled(p, ROUTINE_START, p->profile->rids.key_registration, REGISTRATION_MODE_ADD, on_a102_started);
         case ENTER_REGISTRATION_MODE_2:
+                if (p->reg_mode == REGISTRATION_MODE_ADD && p->view.added > p->reg_added_base && p->open != ECU_OPEN_REGISTRATION)
+                        return enter_step(p, p->view.step + 1); /* its key was touched early: registered */
                 if (p->reg_mode == REGISTRATION_MODE_ADD)
                         break; /* mode 1 is open since the registered key was recognised */
                 p->reg_mode = REGISTRATION_MODE_AFTER_RESET;
@@ -1188,6 +1225,16 @@ static void readback(Procedure *p, Readback why) {
         read_did(p, p->profile->dids.immobilizer_state, rb_on_state);
 }
 
+/* A registration's added keys, as the car's count shows them: a key registered while immod
+ * was down or while a Cancel waited (its event unseen) counts. */
+static void keys_added_from_car(Procedure *p) {
+        int before = p->keys_before;
+
+        if (p->view.kind == PROCEDURE_KEY_REGISTRATION && before >= 0)
+                set_uint(p, &p->view.added, p->view.registered > (unsigned) before ? p->view.registered - (unsigned) before : 0,
+                         PROP_KEYS);
+}
+
 /* Cancel: what the car shows is the result. A procedure that changed the car is never
  * "cancelled". */
 static void decide_cancel(Procedure *p) {
@@ -1209,6 +1256,7 @@ static void decide_cancel(Procedure *p) {
         if (p->readback_note[0] && p->a002_state != IMMOBILIZER_NORMAL)
                 return finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
                               "Cancelled, but %s Check the vehicle (immoctl status).", p->readback_note);
+        keys_added_from_car(p);
         if (before >= 0 && (int) p->view.registered > before)
                 return finish(p, JOURNAL_STATE_SUCCEEDED, NULL,
                               "Cancelled after %d new key(s) were registered: they stay registered (%u keys now).",
@@ -1279,9 +1327,7 @@ static void decide_resume(Procedure *p) {
                         if (p->view.steps[i].end == STEP_END_PASSCODE)
                                 to = i;
         }
-        if (p->view.kind == PROCEDURE_KEY_REGISTRATION && before >= 0)
-                set_uint(p, &p->view.added, p->view.registered > (unsigned) before ? p->view.registered - (unsigned) before : 0,
-                         PROP_KEYS);
+        keys_added_from_car(p);
         keys_after_readback(p, restarted);
         enter_step(p, to);
         if (!restarted && to == p->view.step && p->view.steps[to].end != STEP_END_PASSCODE)
@@ -1330,9 +1376,9 @@ static bool readback_knows_enough(Procedure *p) {
                 return false;
         if (p->erase_sent && !(p->rb_known & RB_KNOWN_KEYS))
                 return false;
-        if (p->readback == READBACK_CANCEL)
-                return p->rb_known & RB_KNOWN_STATE;
-        return p->rb_known & RB_KNOWN_KEYS;
+        if (!(p->rb_known & RB_KNOWN_KEYS))
+                return false;
+        return p->readback != READBACK_CANCEL || (p->rb_known & RB_KNOWN_STATE);
 }
 
 /* The car did not tell what it did (busy, answers lost): nothing is decided and nothing goes
@@ -1837,6 +1883,7 @@ static void on_erase(Procedure *p, const UdsResponse *r) {
         p->open = ECU_OPEN_NOTHING;
         p->view.deadline = 0;
         p->view.dirty |= PROP_DEADLINE;
+        reply_ok(p); /* the keys are erased: the call says so, even if a Cancel came meanwhile */
         read_did(p, p->profile->dids.key_status, on_erased_keys);
 }
 

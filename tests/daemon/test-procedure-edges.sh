@@ -413,6 +413,40 @@ battery_ok() { [ "$(prop BatteryState)" = 's "ok"' ]; }
 call ReadKeyStatus >/dev/null # a method call reads the battery with it
 if wait_for 10 battery_ok; then pass "BatteryState ok again"; else fail "BatteryState: $(prop BatteryState)"; fi
 
+# ===== 10. registration mode 1 with the new key touched before pre-start-check was confirmed:
+# the ECU registers it and ends mode 1 by itself, which is no idle timeout (immod must not
+# start the mode again) and ends touch-new-keys at once
+# (one key first, in mode 2 after the reset)
+to_registration_slots
+expect_match "Acknowledge check-slots (mode 2)" '^$' "$(pcall Acknowledge s check-slots)"
+expect_match "Acknowledge place-keys (mode 2)" '^$' "$(pcall Acknowledge s place-keys)"
+expect_match "Acknowledge pre-start-check (mode 2)" '^$' "$(pcall Acknowledge s pre-start-check)"
+expect_match "touch a key (mode 2)" '"ok": *true' "$(ctl 'touch 44444444')"
+added_one() { keys_prop | grep -q '"added" u 1'; }
+if wait_for 10 added_one; then pass "mode 2: one key added"; else fail "mode 2: Keys $(keys_prop)"; fi
+expect_match "Finish (mode 2)" '^$' "$(pcall Finish)"
+expect_match "Acknowledge function-check (mode 2)" '^$' "$(pcall Acknowledge s function-check)"
+wait_step 10 done
+to_registration_slots
+expect_match "Acknowledge check-slots (mode 1)" '^$' "$(pcall Acknowledge s check-slots)"
+expect_match "Acknowledge place-keys (mode 1)" '^$' "$(pcall Acknowledge s place-keys)"
+expect_match "touch the registered key (mode 1)" '"ok": *true' "$(ctl 'touch 44444444')"
+wait_step 10 pre-start-check
+idle_timeouts=$(grep -c "registration mode ended by the ECU's idle timeout" "$tmp/immod.log")
+expect_match "touch the new key before confirming" '"ok": *true' "$(ctl 'touch 55555555')"
+if wait_for 10 added_one; then pass "mode 1: the early key counted as added"; else fail "mode 1: Keys $(keys_prop)"; fi
+sleep 1.5 # a poll or two
+expect_match "still at pre-start-check (mode 1 not started again)" '^s "pre-start-check"$' "$(pprop Step)"
+expect_match "ECU: registration mode not reopened" '^0$' "$(ecu_field immobilizer_state)"
+if [ "$(grep -c "registration mode ended by the ECU's idle timeout" "$tmp/immod.log")" != "$idle_timeouts" ]; then
+        fail "the early key's end of mode 1 was taken for an idle timeout"
+else pass "no idle timeout seen"; fi
+expect_match "Acknowledge pre-start-check (mode 1)" '^$' "$(pcall Acknowledge s pre-start-check)"
+expect_match "on to function-check: the new key is registered" '^s "function-check"$' "$(pprop Step)"
+expect_match "Acknowledge function-check (mode 1)" '^$' "$(pcall Acknowledge s function-check)"
+wait_step 10 done
+expect_match "Keys: registered 2, added 1" '"registered" u 2 .*"added" u 1' "$(keys_prop)"
+
 if kill -0 "$immod_pid" 2>/dev/null; then pass "immod alive"; else fail "immod died"; fi
 echo "$failures failure(s)"
 [ "$failures" -eq 0 ]
