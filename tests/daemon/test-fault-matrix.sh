@@ -572,6 +572,18 @@ fault_cancel() { # KIND STEP: the call that ends STEP with its answer held back,
         late=$(tail -n +"$((nc + 1))" "$cdir/requests.log" | grep -Eo '0x750 (27 0[24]|31 01 A1 0[123]|31 02 A1 03)' | sed 's/0x750 //' | sort -u | tr '\n' ',')
         [ -z "$late" ] || reason "after Cancel replied, immod sent ${late%,} to the car"
         [ "$(ecu_field reset.status)" = "$(json_path "$snap" reset.status)" ] || reason "the reset started on the car after Cancel replied"
+        # the call whose answer was held back says what the car did: an Erase that erased is
+        # no error; a key registered meanwhile is counted in Keys.added
+        local reg_before reg_now
+        reg_before=$(json_path "$(cat "$cdir/before.json")" registered)
+        reg_now=$(ecu_field registered)
+        if [ "$step" = touch-keys ] && [ "$reg_now" -lt "$reg_before" ] && [ -s "$cdir/bg.out" ]; then
+                reason "the keys were erased but the Erase call said: $(cat "$cdir/bg.out")"
+        fi
+        if [ "$kind" = key-registration ] && [ "$reg_now" -gt "$reg_before" ] &&
+                [ "$(keys_field added)" != "$((reg_now - reg_before))" ] && ! gone; then
+                reason "$((reg_now - reg_before)) key(s) registered on the car, Keys.added $(keys_field added)"
+        fi
         settle_cancel
 }
 
