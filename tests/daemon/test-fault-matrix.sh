@@ -18,6 +18,9 @@
 #                     critical for the profile, the reset goes on)
 #   late-answer       a routine-results answer 300 ms late (P2client 150 ms) carrying the
 #                     event of a key touched during touch-new-keys / touch-keys
+#   abandoned         nobody touches a key at touch-new-keys (the caller gone; registration
+#                     idle timeout 3 s here): immod restarts registration mode a few times,
+#                     then ends the procedure rather than hold the mode open for ever
 #   late-change       the answer to the reset's start / the Erase 400 ms late, the ECU
 #                     answering busy (NRC 21) to all else meanwhile: immod must wait for it
 #                     and go on from it, never decide "not sent" and send it again
@@ -442,7 +445,12 @@ run_case() { # KIND STEP FAULT [REPEAT]
                 echo "case $name: not run (known open, see KNOWN_OPEN)"
                 return 0
         fi
-        if case_begin "$kind" "$repeat"; then
+        local scale=("${SIM_SCALE[@]}")
+        [ "$fault" = abandoned ] && SIM_SCALE=(--time-scale 480 --window-scale 20 --battery 13.8)
+        case_begin "$kind" "$repeat"
+        local began=$?
+        SIM_SCALE=("${scale[@]}")
+        if [ $began -eq 0 ]; then
                 echo "=== case $name ($proc)" >>"$cdir/immod.log"
                 if [ "$step" = "${first_step[$kind]}" ] || drive_to "$kind" "$step"; then
                         case "$fault" in
@@ -454,6 +462,7 @@ run_case() { # KIND STEP FAULT [REPEAT]
                         battery-sag-*) fault_battery "$kind" "$step" "$fault" ;;
                         late-answer) fault_late "$kind" "$step" ;;
                         late-change) fault_late_change "$kind" "$step" ;;
+                        abandoned) fault_abandoned "$kind" "$step" ;;
                         selftest-*) "fault_${fault//-/_}" "$kind" "$step" ;;
                         esac
                 fi
@@ -717,6 +726,13 @@ fault_late() { # KIND touch-new-keys|touch-keys: the results answer with the key
         [ "$(cur_state)" = succeeded ] || reason "State $(cur_state) after the late answer, not succeeded ($(pprop ErrorMessage))"
 }
 
+fault_abandoned() { # key-registration touch-new-keys
+        wait_for 40 terminal || reason "still $(cur_state) at $(cur_step) after 40 s without a touch"
+        [ "$(cur_state)" = failed ] || reason "State $(cur_state), not failed"
+        [[ $(pprop ErrorMessage) == *"did not start registration mode again"* ]] ||
+                reason "ErrorMessage: $(pprop ErrorMessage)"
+}
+
 fault_late_change() { # KIND smart-code-passcode|touch-keys
         local kind=$1 step=$2 cmd e req=3101A101
         [ "$kind" = key-erasure ] && req=3102A103
@@ -802,6 +818,7 @@ run_case key-registration touch-new-keys late-answer
 run_case key-erasure touch-keys late-answer
 run_case immobilizer-reset smart-code-passcode late-change
 run_case key-erasure touch-keys late-change
+run_case key-registration touch-new-keys abandoned
 # the requests that change the car, killed as they leave, both readings of a repeated 10 03
 run_case immobilizer-reset smart-code-passcode wire-kill-3101A101
 for repeat in end keep; do
