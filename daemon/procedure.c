@@ -75,6 +75,7 @@ struct Procedure {
         unsigned close_tries;
         int a101_status;         /* as read back; -1: unknown */
         unsigned rb_known;       /* RB_KNOWN_*: what this readback could read */
+        unsigned key_reads;      /* the last key status read after a change, asked again this often */
         bool unsure;             /* a readback could not tell what the car did: read again, nothing else */
         char readback_note[256]; /* what the readback found, for the prompt and the record */
         sd_event_source *poll;
@@ -90,7 +91,7 @@ enum {
         RB_KNOWN_KEYS = 1U << 2,  /* DID A001 */
 };
 
-/* Between the readbacks of an unsure procedure; also a sleeping ECU's probe. */
+/* Between the readbacks of a procedure that could not read the car back (unsure). */
 #define UNSURE_RETRY_USEC (2 * USEC_PER_SEC)
 
 Daemon *procedure_daemon(const Procedure *p) {
@@ -619,10 +620,38 @@ static void handle_events(Procedure *p, const uint8_t *ev, size_t n_events) {
         }
 }
 
-static void on_final_keys(Procedure *p, const UdsResponse *r) {
-        if (r->nrc == 0 && r->error == 0 && r->size >= 6)
+/* The key status after the car changed (the reset's end, the Erase) goes into the audit
+ * record: a read that failed (busy, lost) is asked again a few times before the count read
+ * last is all there is. True when the count is the car's now (or the tries are spent). */
+#define KEY_READS_MAX 3U
+
+static void read_keys_after_change(Procedure *p, ProcedureCont cont) {
+        uint8_t req[3] = { UDS_READ_DID };
+
+        put_be16(req + 1, p->profile->dids.key_status);
+        request_or_fail(p, req, sizeof(req), cont, ECU_GATE_WAIT_LATE); /* a late answer is awaited */
+}
+
+static bool keys_after_change(Procedure *p, const UdsResponse *r, ProcedureCont again) {
+        if (r->nrc == 0 && r->error == 0 && r->size >= 6) {
                 keys_from_a001(p, r->data + 3);
-        finish(p, JOURNAL_STATE_SUCCEEDED, NULL, NULL);
+                return true;
+        }
+        if (p->key_reads < KEY_READS_MAX) {
+                p->key_reads++;
+                log_warning("Procedure %" PRIu64 ": the key status (DID A001) could not be read; asking again.", p->view.id);
+                read_keys_after_change(p, again);
+                return false;
+        }
+        log_warning("Procedure %" PRIu64 ": the key status (DID A001) could not be read after %u tries; the count read "
+                    "last is recorded.",
+                    p->view.id, KEY_READS_MAX + 1);
+        return true;
+}
+
+static void on_final_keys(Procedure *p, const UdsResponse *r) {
+        if (keys_after_change(p, r, on_final_keys))
+                finish(p, JOURNAL_STATE_SUCCEEDED, NULL, NULL);
 }
 
 static void on_a101_results(Procedure *p, const UdsResponse *r) {
@@ -636,7 +665,7 @@ static void on_a101_results(Procedure *p, const UdsResponse *r) {
         if (status == RESET_SUCCEEDED) {
                 p->open = ECU_OPEN_NOTHING;
                 set_uint(p, &p->view.remaining_s, 0, PROP_REMAINING);
-                read_did(p, p->profile->dids.key_status, on_final_keys);
+                read_keys_after_change(p, on_final_keys);
         } else if (status == RESET_FAILED) {
                 p->open = ECU_OPEN_NOTHING;
                 finish(p, JOURNAL_STATE_FAILED, IMMOD_ERROR_ECU_REFUSED,
@@ -914,7 +943,7 @@ static void do_enter(Procedure *p, StepEnter what) {
         case ENTER_ERASURE_WINDOW:
                 return routine_journalled(p, ROUTINE_START, p->profile->rids.key_erasure, (int) p->view.declared, on_a103_started);
         case ENTER_FINAL_KEYS:
-                return read_did(p, p->profile->dids.key_status, on_final_keys);
+                return read_keys_after_change(p, on_final_keys);
         case ENTER_NOTHING:
                 break;
         }
@@ -1374,9 +1403,7 @@ static bool readback_knows_enough(Procedure *p) {
 
         if (p->reset_sent && !reset_definite)
                 return false;
-        if (p->erase_sent && !(p->rb_known & RB_KNOWN_KEYS))
-                return false;
-        if (!(p->rb_known & RB_KNOWN_KEYS))
+        if (!(p->rb_known & RB_KNOWN_KEYS)) /* an Erase's outcome among them */
                 return false;
         return p->readback != READBACK_CANCEL || (p->rb_known & RB_KNOWN_STATE);
 }
@@ -1863,9 +1890,8 @@ int procedure_set_key_count(Procedure *p, sd_bus_message *msg, uint32_t present,
 }
 
 static void on_erased_keys(Procedure *p, const UdsResponse *r) {
-        if (r->error == 0 && r->nrc == 0 && r->size >= 6)
-                keys_from_a001(p, r->data + 3);
-        enter_step(p, p->view.step + 1);
+        if (keys_after_change(p, r, on_erased_keys))
+                enter_step(p, p->view.step + 1);
 }
 
 static void on_erase(Procedure *p, const UdsResponse *r) {
@@ -1884,7 +1910,7 @@ static void on_erase(Procedure *p, const UdsResponse *r) {
         p->view.deadline = 0;
         p->view.dirty |= PROP_DEADLINE;
         reply_ok(p); /* the keys are erased: the call says so, even if a Cancel came meanwhile */
-        read_did(p, p->profile->dids.key_status, on_erased_keys);
+        read_keys_after_change(p, on_erased_keys);
 }
 
 int procedure_erase(Procedure *p, sd_bus_message *msg, uint32_t expected, sd_bus_error *error) {

@@ -18,6 +18,8 @@
 #                     critical for the profile, the reset goes on)
 #   late-answer       a routine-results answer 300 ms late (P2client 150 ms) carrying the
 #                     event of a key touched during touch-new-keys / touch-keys
+#   late-keys         the key status read after the car changed (the reset's end, the Erase)
+#                     answered 400 ms late: it must still be what the audit record says
 #   abandoned         nobody touches a key at touch-new-keys (the caller gone; registration
 #                     idle timeout 3 s here): immod restarts registration mode a few times,
 #                     then ends the procedure rather than hold the mode open for ever
@@ -463,6 +465,7 @@ run_case() { # KIND STEP FAULT [REPEAT]
                         late-answer) fault_late "$kind" "$step" ;;
                         late-change) fault_late_change "$kind" "$step" ;;
                         abandoned) fault_abandoned "$kind" "$step" ;;
+                        late-keys) fault_late_keys "$kind" "$step" ;;
                         selftest-*) "fault_${fault//-/_}" "$kind" "$step" ;;
                         esac
                 fi
@@ -726,6 +729,18 @@ fault_late() { # KIND touch-new-keys|touch-keys: the results answer with the key
         [ "$(cur_state)" = succeeded ] || reason "State $(cur_state) after the late answer, not succeeded ($(pprop ErrorMessage))"
 }
 
+fault_late_keys() { # immobilizer-reset resetting | key-erasure touch-keys
+        local e
+        [ "$2" = touch-keys ] && pre_end "$2"
+        ctl "fault delay 400 22A001" >/dev/null
+        if [ "$2" = touch-keys ]; then
+                e=$(end_call "$1" "$2")
+                [ -z "$e" ] || reason "Erase: $e"
+        fi
+        wait_for 20 terminal || reason "still $(cur_state) at $(cur_step)"
+        [ "$(cur_state)" = succeeded ] || reason "State $(cur_state), not succeeded ($(pprop ErrorMessage))"
+}
+
 fault_abandoned() { # key-registration touch-new-keys
         wait_for 40 terminal || reason "still $(cur_state) at $(cur_step) after 40 s without a touch"
         [ "$(cur_state)" = failed ] || reason "State $(cur_state), not failed"
@@ -819,6 +834,8 @@ run_case key-erasure touch-keys late-answer
 run_case immobilizer-reset smart-code-passcode late-change
 run_case key-erasure touch-keys late-change
 run_case key-registration touch-new-keys abandoned
+run_case immobilizer-reset resetting late-keys
+run_case key-erasure touch-keys late-keys
 # the requests that change the car, killed as they leave, both readings of a repeated 10 03
 run_case immobilizer-reset smart-code-passcode wire-kill-3101A101
 for repeat in end keep; do
