@@ -50,13 +50,6 @@ struct FetchGlue {
         FetchRequest *requests;
 };
 
-static void wipe_free(char *s, size_t n) {
-        if (!s)
-                return;
-        explicit_bzero(s, n);
-        free(s);
-}
-
 /* The pipes and the timer, and what was sent and received; not the helper itself. */
 static void request_stop_io(FetchRequest *r) {
         r->input = sd_event_source_disable_unref(r->input); /* each closes its fd */

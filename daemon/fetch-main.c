@@ -32,35 +32,9 @@ typedef struct Response {
         bool too_big;
 } Response;
 
-static void wipe_free(char *s, size_t n) {
-        if (!s)
-                return;
-        explicit_bzero(s, n);
-        free(s);
-}
-
 static void request_done(Request *q) {
         for (size_t i = 0; i < _FETCH_FIELD_MAX; i++)
                 wipe_free(q->fields[i], q->sizes[i] + 1);
-}
-
-/* Reads exactly size bytes: 0, -EPIPE when the input ends first, or another -errno. */
-static int read_exact(int fd, void *buf, size_t size) {
-        uint8_t *p = buf;
-
-        while (size > 0) {
-                ssize_t n = read(fd, p, size);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        return -EPIPE;
-                p += n;
-                size -= (size_t) n;
-        }
-        return 0;
 }
 
 static const char *read_error(int r) {

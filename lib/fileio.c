@@ -27,6 +27,24 @@ int write_all(int fd, const void *data, size_t size) {
         return 0;
 }
 
+int read_exact(int fd, void *buf, size_t size) {
+        uint8_t *p = buf;
+
+        while (size > 0) {
+                ssize_t n = read(fd, p, size);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        return -EPIPE;
+                p += n;
+                size -= (size_t) n;
+        }
+        return 0;
+}
+
 int fsync_parent(const char *path) {
         _cleanup_free_ char *copy = strdup(path);
         _cleanup_close_ int fd = -1;

@@ -34,3 +34,5 @@ int read_file_bounded(const char *path, size_t max, char **ret, size_t *ret_size
 
 /* write() until everything is written or an error comes. */
 int write_all(int fd, const void *data, size_t size);
+/* Reads exactly size bytes: 0, -EPIPE when the input ends first, or another -errno. */
+int read_exact(int fd, void *buf, size_t size);

@@ -28,6 +28,14 @@ static inline void *mfree(void *p) {
         return NULL;
 }
 
+/* Secrets (tokens, passcodes, bodies that carry them): zeroed before free(); NULL is fine. */
+static inline void wipe_free(void *p, size_t n) {
+        if (!p)
+                return;
+        explicit_bzero(p, n);
+        free(p);
+}
+
 static inline void closep(int *fd) {
         if (*fd >= 0)
                 close(*fd);
